@@ -1,0 +1,5 @@
+import sys
+
+from prunesearch.cli import main
+
+sys.exit(main())
