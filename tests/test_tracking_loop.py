@@ -163,3 +163,14 @@ def test_baseline_missing_from_this_opencv_says_what_to_install(sequences):
         pytest.skip("this OpenCV has KCF")
     with pytest.raises(PrunesearchError, match="lacks .* opencv-contrib"):
         evaluate_baseline("kcf", sequences)
+
+
+def test_model_in_training_mode_is_evaluated_in_eval_mode_and_handed_back(tiny_model, sequences):
+    expected = evaluate(tiny_model, sequences[:1])
+    tiny_model.train()
+    try:
+        result = evaluate(tiny_model, sequences[:1])
+        assert tiny_model.training
+    finally:
+        tiny_model.eval()
+    assert result.sequences[0].boxes.tolist() == expected.sequences[0].boxes.tolist()

@@ -20,6 +20,7 @@ from prunesearch.evaluation.baselines import OpenCVTracker
 from prunesearch.evaluation.metrics import SequenceScores, Summary, score_sequence, summarize
 from prunesearch.evaluation.results import write_sequence_results
 from prunesearch.evaluation.tracking_loop import NeuralTracker, SequenceTracker, TrackingParams, run_sequence
+from prunesearch.models.vit_tracker import TrackerBase
 
 METRICS = ("ao", "sr50", "sr75", "auc", "precision", "norm_precision")
 
@@ -117,9 +118,15 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Evaluate a network: a :class:`TrackerBase`, or ONNX graphs (a folder holding template.onnx
-    and frame.onnx, or the two paths)."""
-    tracker = NeuralTracker(backend_for(model, name), params)
-    return evaluate_tracker(tracker, sequences, out_dir, progress)
+    and frame.onnx, or the two paths). A model in training mode is evaluated in eval mode and
+    handed back in training mode, so a fine-tuning loop can evaluate between steps."""
+    was_training = isinstance(model, TrackerBase) and model.training
+    try:
+        tracker = NeuralTracker(backend_for(model, name), params)
+        return evaluate_tracker(tracker, sequences, out_dir, progress)
+    finally:
+        if was_training:
+            model.train()
 
 
 def evaluate_baseline(
