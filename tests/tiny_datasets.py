@@ -31,9 +31,11 @@ def write_frames(folder: Path, boxes: np.ndarray, seed: int = 0) -> None:
     for i, (x, y, w, h) in enumerate(boxes, start=1):
         img = rng.integers(0, 50, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
         if np.isfinite([x, y, w, h]).all() and w > 0 and h > 0:
-            x0, y0 = int(round(x)), int(round(y))
-            patch = texture[: int(h), : int(w)]
-            img[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch[: HEIGHT - y0, : WIDTH - x0]
+            # The part of the box inside the image (boxes may run off the border).
+            x0, y0 = max(int(round(x)), 0), max(int(round(y)), 0)
+            x1, y1 = min(int(round(x + w)), WIDTH), min(int(round(y + h)), HEIGHT)
+            if x1 > x0 and y1 > y0:
+                img[y0:y1, x0:x1] = texture[: y1 - y0, : x1 - x0]
         cv2.imwrite(str(folder / f"{i:08d}.jpg"), img)
 
 
