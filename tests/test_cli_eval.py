@@ -67,6 +67,7 @@ def test_eval_defaults_to_the_shipped_teacher(files, capsys, monkeypatch):
 def test_eval_onnx_graphs(files, capsys):
     report = run_json(capsys, "--onnx", str(tiny_teacher_graphs()[1]), "--data", str(files / "got"))
     assert report["model"]["runtime"] == "onnxruntime" and report["results"][0]["sequences_scored"] == 2
+    assert report["small_stand_in"] is None
 
 
 @pytest.mark.parametrize(

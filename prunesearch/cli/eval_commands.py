@@ -95,7 +95,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = [evaluate(model, sequences, out_dir(name), name=name, progress=progress)]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
-    stand_in = model_info.get("preset") == "small"
+    # Unknown (None) for ONNX graphs, which do not say which preset they were exported from.
+    stand_in = None if args.onnx is not None else model_info["preset"] == "small"
     report = {
         "data": source,
         "sequences": len(sequences),
@@ -123,7 +124,7 @@ def _progress(quiet: bool):
     return lambda seq_name: console.print(f"[dim]tracking {seq_name}[/dim]", end="\r")
 
 
-def _print_table(results: list, source: str, count: int, stand_in: bool, out: Path | None) -> None:
+def _print_table(results: list, source: str, count: int, stand_in: bool | None, out: Path | None) -> None:
     import math
 
     from rich.console import Console
