@@ -192,6 +192,8 @@ def _assert_outputs_match(out, ref):
 
 def test_ostrack_checkpoint_is_a_teacher_computing_ostrack(tmp_path, inputs):
     state = ostrack_state()
+    # Saturate the size branch so OSTrack's clamp of the size map to [1e-4, 1 - 1e-4] shows.
+    state["box_head.conv5_size.bias"] = torch.tensor([20.0, -20.0])
     torch.save({"net": state, "epoch": 300, "net_type": "OSTrack"}, tmp_path / "OSTrack_ep0300.pth.tar")
     model = load_checkpoint(tmp_path / "OSTrack_ep0300.pth.tar")
     assert isinstance(model, JointTracker) and not model.training
