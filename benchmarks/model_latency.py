@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     info = machine()
+    busy = os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1)
     models = build_models(args.preset, args.variants)
     z, x = example_crops(next(iter(models.values())).cfg)
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         profile = profile_ops(r["path"], r["feeds"], args.threads, 10, str(workdir / "ort_profile"))
     info["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     info["benchmark seconds"] = f"{time.perf_counter() - started:.0f}"
-    report = render(args, info, models, median, spread, mm_rate, diffs, profile)
+    report = render(args, info, models, median, spread, mm_rate, diffs, profile, busy)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     old = args.out.read_text() if args.out.is_file() else ""
@@ -225,7 +226,7 @@ def expectations(models, median, best_mm) -> list[str]:
     return lines
 
 
-def render(args, info, models, median, spread, mm_rate, diffs, profile) -> str:
+def render(args, info, models, median, spread, mm_rate, diffs, profile, busy: bool) -> str:
     n = args.matmul_size
     teacher_macs = macs_of(models["teacher"]) if "teacher" in models else None
     lines = [
@@ -236,6 +237,15 @@ def render(args, info, models, median, spread, mm_rate, diffs, profile) -> str:
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
+        *(
+            [
+                "**The machine was busy when this run started (1-minute load average above half the cores): "
+                "absolute times are disturbed; re-run on a quiet machine.**",
+                "",
+            ]
+            if busy
+            else []
+        ),
         f"Per-frame step only (template features cached), batch 1, fp32, {args.threads} threads in both runtimes "
         f"(torch.set_num_threads; onnxruntime intra_op_num_threads), random weights. Median of {args.runs} "
         f"rounds after {args.warmup} warm-up rounds; each round runs the matmul and every model once, and "

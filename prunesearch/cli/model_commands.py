@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
+from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS, TrackerBase, TrackerConfig
 
 RANDOM_WEIGHTS = "random"
 
@@ -71,7 +71,7 @@ def _parse_rule(text: str) -> str | list[int]:
         raise PrunesearchError(f"--rule {text!r}: use first, uniform, or a comma list of teacher block indices") from None
 
 
-def build_model(args: argparse.Namespace):
+def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     """The model the shared flags describe, and where its weights came from."""
     from prunesearch.checkpoints import load_checkpoint
     from prunesearch.models.vit_tracker import build_teacher, get_preset
@@ -95,11 +95,11 @@ def build_model(args: argparse.Namespace):
     return student_from_teacher(teacher, args.depth, args.ai_layers, rule).eval(), RANDOM_WEIGHTS
 
 
-def _architecture_name(cfg) -> str:
+def _architecture_name(cfg: TrackerConfig) -> str:
     return next((name for name, preset in PRESETS.items() if preset == cfg), "custom")
 
 
-def describe_model(model, weights: str, fvcore: bool = True) -> dict:
+def describe_model(model: TrackerBase, weights: str, fvcore: bool = True) -> dict:
     """Everything ``inspect`` reports, as plain data."""
     from prunesearch.flops import fvcore_macs, model_macs, phase_params
 
