@@ -31,7 +31,7 @@ import torch
 from onnx import TensorProto, helper
 
 from prunesearch.export import export_frame_graph, ort_session
-from prunesearch.flops import model_macs, part_macs
+from prunesearch.flops import analytic_macs, part_macs
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.models.phases import example_crops
 from prunesearch.pruning import student_from_teacher
@@ -72,9 +72,7 @@ def build_models(preset: str, variants: list[str]) -> dict[str, torch.nn.Module]
 
 
 def macs_of(model) -> int:
-    spec = getattr(model, "spec", None)
-    cost = model_macs(model.cfg, spec.depth, spec.ai_layers) if spec else model_macs(model.cfg)
-    return cost.per_frame
+    return analytic_macs(model).per_frame
 
 
 def matmul_graph(path: Path, n: int) -> Path:

@@ -94,6 +94,13 @@ def model_macs(cfg: TrackerConfig, depth: int | None = None, ai_layers: int | No
     )
 
 
+def analytic_macs(model: TrackerBase) -> ModelCost:
+    """:func:`model_macs` of a built model: its config, and its student spec if it has one."""
+    if isinstance(model, AsyncTracker):
+        return model_macs(model.cfg, model.spec.depth, model.spec.ai_layers)
+    return model_macs(model.cfg)
+
+
 @dataclass(frozen=True)
 class PhaseParams:
     """Parameters of one model: all of them, and those each phase reads (shared ones in both)."""

@@ -101,11 +101,11 @@ def _architecture_name(cfg: TrackerConfig) -> str:
 
 def describe_model(model: TrackerBase, weights: str, fvcore: bool = True) -> dict:
     """Everything ``inspect`` reports, as plain data."""
-    from prunesearch.flops import fvcore_macs, model_macs, phase_params
+    from prunesearch.flops import analytic_macs, fvcore_macs, phase_params
 
     cfg = model.cfg
     student = getattr(model, "spec", None)
-    analytic = model_macs(cfg, student.depth, student.ai_layers) if student else model_macs(cfg)
+    analytic = analytic_macs(model)
     params = phase_params(model)
     info = {
         "model": student.name if student else "teacher",
@@ -155,10 +155,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from prunesearch.export import ATOL, OnnxTracker, check_export, export_tracker
+    from prunesearch.export import ATOL, OnnxTracker, check_export, describe, export_tracker
 
     model, weights = build_model(args)
-    name = model.spec.name if getattr(model, "spec", None) else "teacher"
+    name = describe(model, weights)["prunesearch.model"]
     if weights == RANDOM_WEIGHTS:
         print(f"{name}: weights are random (no --checkpoint); fine for latency work, not for tracking")
     template_path, frame_path = export_tracker(model, args.out, weights)
