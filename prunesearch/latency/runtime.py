@@ -24,7 +24,6 @@ import torch
 from prunesearch.errors import PrunesearchError
 from prunesearch.export import export_module
 
-PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 PRECISIONS = ("fp32", "fp16")
 # "wall": elapsed time, what a deployment sees. "cpu": CPU time of the calling thread, which
 # equals elapsed time on an idle machine with one intra-op thread but ignores time the thread spent

@@ -242,10 +242,9 @@ def build_table(
     entries: list[Entry],
     provenance: dict[str, Any],
 ) -> LatencyTable:
-    """A table made in memory (by the profiler or the derivation), validated like a loaded one."""
-    data = LatencyTable(name, meta, architecture, tuple(entries), provenance).to_dict()
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)
-    return parse_table(data, hashlib.sha256(text.encode()).hexdigest(), None)
+    """A table made in memory (by the profiler or the derivation), read back exactly as its file will be."""
+    text = LatencyTable(name, meta, architecture, tuple(entries), provenance).to_yaml()
+    return parse_table(yaml.load(text, Loader=_Loader), hashlib.sha256(text.encode()).hexdigest(), None)
 
 
 def read_table(path: str | Path) -> LatencyTable:

@@ -1,0 +1,24 @@
+"""Shared test helpers for the latency tests: published-figure files made from the shipped tables."""
+
+import yaml
+
+from prunesearch.latency import load_table
+from prunesearch.latency.derive import TARGETS
+
+ARCH = {"embed_dim": 768, "heads": 12, "mlp_ratio": 4, "patch": 16, "template_size": 128,
+        "search_size": 256, "teacher_depth": 12}
+
+
+def write_published(path, variants):
+    path.write_text("# Source: a test\n" + yaml.safe_dump({"architecture": ARCH, "variants": variants}, sort_keys=False))
+    return path
+
+
+def shipped_figures():
+    """The published figures as copied into the shipped tables' provenance, one column per target."""
+    variants = {}
+    for target, spec in TARGETS.items():
+        for row in load_table(target).provenance["variants"]:
+            v = variants.setdefault(row["name"], {"depth": row["depth"], "ai_layers": row["ai_layers"], "fps": {}})
+            v["fps"][spec.column] = row["published_fps"]
+    return variants
