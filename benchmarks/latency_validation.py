@@ -66,7 +66,7 @@ def main() -> None:
         f"Validation: {len(report.rows)} whole per-frame graphs ({args.samples} students drawn with seed {args.seed}, "
         f"plus the teacher), {args.rounds} interleaved rounds, {report.seconds:.0f} s.",
         "",
-        *markdown_table(["share within 5%", "share within 10%", "MAPE %", "max |error| %", "Kendall tau", "goal (>= 95% within 10%)"],
+        *markdown_table(["share within 5%", "share within 10%", "MAPE %", "max abs error %", "Kendall tau", "goal (>= 95% within 10%)"],
                         [[f"{100 * s['within_5pct']:.0f}%", f"{100 * s['within_10pct']:.0f}%", f"{s['mape_pct']:.2f}",
                           f"{s['max_abs_error_pct']:.2f}", f"{s['kendall_tau']:.3f}", goal]]),
         "",

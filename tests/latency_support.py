@@ -3,7 +3,7 @@
 import yaml
 
 from prunesearch.latency import load_table
-from prunesearch.latency.derive import TARGETS
+from prunesearch.latency.derive import TARGETS, recorded_figures
 
 ARCH = {"embed_dim": 768, "heads": 12, "mlp_ratio": 4, "patch": 16, "template_size": 128,
         "search_size": 256, "teacher_depth": 12}
@@ -15,10 +15,6 @@ def write_published(path, variants):
 
 
 def shipped_figures():
-    """The published figures as copied into the shipped tables' provenance, one column per target."""
-    variants = {}
-    for target, spec in TARGETS.items():
-        for row in load_table(target).provenance["variants"]:
-            v = variants.setdefault(row["name"], {"depth": row["depth"], "ai_layers": row["ai_layers"], "fps": {}})
-            v["fps"][spec.column] = row["published_fps"]
-    return variants
+    """The published figures as copied into the shipped tables' provenance, as a published-file mapping."""
+    published = recorded_figures([load_table(t) for t in TARGETS])
+    return {v.name: {"depth": v.depth, "ai_layers": v.ai_layers, "fps": v.fps} for v in published.variants}

@@ -66,6 +66,8 @@ def test_derive_writes_one_table_per_target(capsys, tmp_path):
     one = run_json(capsys, ["latency", "derive", "--published", str(published), "--target", "orin-nx",
                             "--out-dir", str(tmp_path / "u"), "--json"])
     assert list(one) == ["orin-nx"]
+    recorded = run_json(capsys, ["latency", "derive", "--target", "xavier-nx", "--out-dir", str(tmp_path / "v"), "--json"])
+    assert recorded["xavier-nx"]["variants"] == load_table("xavier-nx").provenance["variants"]
 
 
 def test_user_errors_are_one_line_with_exit_2(capsys):

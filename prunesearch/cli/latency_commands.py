@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
     p = lsub.add_parser("derive", help="fit tables for published devices to published end-to-end fps")
-    p.add_argument("--published", required=True, help="published figures (e.g. shared/reference/published.yaml)")
+    p.add_argument("--published", default=None,
+                   help="published figures (e.g. shared/reference/published.yaml); default: those recorded in the shipped tables")
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
     p.add_argument("--tie", default="flops",
                    help="what fixes the part kinds' relative costs: 'flops' (default) or a measured ViT-B table")
@@ -162,8 +164,12 @@ def _print_table(title: str, rows: list[dict[str, Any]]) -> None:
     _console().print(table)
 
 
-def _progress_bar() -> tuple[Any, Callable[[str, int, int], None]]:
-    """A rich progress display on stderr and the ``progress(stage, done, total)`` callback feeding it."""
+@contextmanager
+def _progress_display() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display on stderr, started by the first ``progress(stage, done, total)`` call.
+
+    Starting late keeps a command that fails on its inputs down to its one-line error.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -172,11 +178,17 @@ def _progress_bar() -> tuple[Any, Callable[[str, int, int], None]]:
     labels = {"export": "exporting graphs", "time": "timing rounds"}
 
     def progress(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
         if stage not in tasks:
             tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
         bar.update(tasks[stage], completed=done)
 
-    return bar, progress
+    try:
+        yield progress
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -195,8 +207,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         name=args.name, cfg=cfg, settings=settings, plan=TimingPlan(rounds=args.rounds, clock=args.clock),
         chain=args.chain, device=args.device, power_mode=args.power_mode, preset=args.preset,
     )
-    bar, progress = _progress_bar()
-    with bar:
+    with _progress_display() as progress:
         table = profile(request, progress)
     table.save(out)
     rows = [{"part": e.kind, "ms (p50)": f"{e.ms:.4f}", "p90": f"{e.stats['p90']:.4f}", "runs": e.stats["runs"]} for e in table.entries]
@@ -210,8 +221,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from prunesearch.latency.validate import log_to_mlflow, validate
 
     table = load_table(args.target)
-    bar, progress = _progress_bar()
-    with bar:
+    with _progress_display() as progress:
         report = validate(table, args.samples, args.seed, args.rounds, args.allow_other_machine, progress)
     run_id = log_to_mlflow(report) if args.mlflow else None
     if args.json:
@@ -230,9 +240,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_derive(args: argparse.Namespace) -> int:
     from prunesearch.latency import load_table
-    from prunesearch.latency.derive import TARGETS, derive, read_published
+    from prunesearch.latency.derive import TARGETS, derive, read_published, recorded_figures
+    from prunesearch.latency.registry import SHIPPED_DIR
+    from prunesearch.latency.table import read_table
 
-    published = read_published(args.published)
+    if args.published:
+        published = read_published(args.published)
+    else:
+        published = recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
     report = {}
     for target in args.target or list(TARGETS):

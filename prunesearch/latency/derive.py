@@ -120,6 +120,25 @@ def read_published(path: str | Path) -> Published:
     return Published(cfg, variants, str(path), hashlib.sha256(raw).hexdigest(), source)
 
 
+def recorded_figures(tables: list[LatencyTable]) -> Published:
+    """The published figures that derived tables recorded in their provenance, merged back into one set.
+
+    Lets an installed prunesearch re-derive its tables (e.g. with another tie) without the source file.
+    """
+    tables = [t for t in tables if t.meta["method"] == "derived" and "source" in t.provenance]
+    rows: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        source = table.provenance["source"]
+        for r in table.provenance.get("variants", []):
+            row = rows.setdefault(r["name"], {"depth": r["depth"], "ai_layers": r["ai_layers"], "fps": {}})
+            row["fps"][source["column"]] = r["published_fps"]
+    if not rows:
+        raise PrunesearchError("no derived table with recorded figures found; pass --published FILE")
+    first = tables[0].provenance["source"]
+    variants = [Variant(name, r["depth"], r["ai_layers"], r["fps"]) for name, r in rows.items()]
+    return Published(tables[0].architecture, variants, first["file"], first["sha256"], first["figures"])
+
+
 def _published_architecture(arch: dict[str, Any], path: Path) -> TrackerConfig:
     """The published architecture must be the ViT-B preset the tables price; say so if not."""
     cfg = get_preset("vit-b")
@@ -207,38 +226,20 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
         report.append(_row(v, y[i], fixed + scale * x[i], f_i + s_i * x[i], "fit"))
 
     joint_scale, joint_note = scale, "tied to the students' scale (no teacher figure in this column)"
-    for v in teachers[:1]:
-        ms = 1000.0 / v.fps[spec.column]
+    teacher = next((v for v in rows if v.ai_layers is None), None)
+    if teacher is not None:
+        ms = 1000.0 / teacher.fps[spec.column]
         base = fixed + scale * (w["search_embed"] + w["head"])
-        blocks = teacher_joint_blocks(cfg, v) * w["joint_block"]
+        blocks = teacher_joint_blocks(cfg, teacher) * w["joint_block"]
         joint_scale = max(ms - base, 0.0) / blocks
-        ce = " with candidate elimination (search tokens cut to 70% at blocks 3, 6, 9)" if v.candidate_elimination else ""
-        joint_note = f"scale solved from {v.name}{ce}; includes that variant's extra operations"
-        report.append(_row(v, ms, base + joint_scale * blocks, base + scale * blocks, "teacher"))
+        ce = (
+            f" with candidate elimination (search tokens cut to {CE_KEEP:.0%} after blocks {', '.join(map(str, CE_BLOCKS))})"
+            if teacher.candidate_elimination else ""
+        )
+        joint_note = f"scale solved from {teacher.name}{ce}; includes that variant's extra operations"
+        report.append(_row(teacher, ms, base + joint_scale * blocks, base + scale * blocks, "teacher"))
 
-    entries = []
-    for kind, shape in part_shapes(cfg).items():
-        if kind == FIXED:
-            entries.append(Entry(kind, shape, fixed, None, "fitted (non-negative least squares)"))
-        elif kind == "joint_block":
-            entries.append(Entry(kind, shape, joint_scale * w[kind], None, joint_note))
-        else:
-            fitted = "fitted scale" if kind in STUDENT_KINDS else "not in the published timing; priced from the tie and fitted scale"
-            entries.append(Entry(kind, shape, scale * w[kind], None, fitted))
-
-    meta = {
-        "device": spec.device,
-        "runtime": spec.runtime,
-        "runtime_version": "unpublished",
-        "provider": spec.provider,
-        "precision": spec.precision,
-        "threads": None,
-        "power_mode": "unpublished",
-        "method": "derived",
-        "statistic": "mean (published fps = 1 / mean latency)",
-        "date": dt.date.today().isoformat(),
-        "machine_fingerprint": None,
-    }
+    entries = _entries(cfg, w, fixed, scale, joint_scale, joint_note)
     loo = [abs(r["loo_error_pct"]) for r in report]
     student_loo = [abs(r["loo_error_pct"]) for r in report if r["role"] == "fit"]
     provenance = {
@@ -262,7 +263,39 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
         "students_max_abs_loo_error_pct": round(max(student_loo), 2),
         "loo_within_10pct": all(e <= 10 for e in loo),
     }
-    return build_table(target, meta, cfg, entries, provenance)
+    return build_table(target, _meta(spec), cfg, entries, provenance)
+
+
+def _entries(
+    cfg: TrackerConfig, w: dict[str, float], fixed: float, scale: float, joint_scale: float, joint_note: str
+) -> list[Entry]:
+    entries = []
+    for kind, shape in part_shapes(cfg).items():
+        if kind == FIXED:
+            entries.append(Entry(kind, shape, fixed, None, "fitted (non-negative least squares)"))
+        elif kind == "joint_block":
+            entries.append(Entry(kind, shape, joint_scale * w[kind], None, joint_note))
+        elif kind in STUDENT_KINDS:
+            entries.append(Entry(kind, shape, scale * w[kind], None, "fitted scale"))
+        else:
+            entries.append(Entry(kind, shape, scale * w[kind], None, "not in the published timing; priced from the tie and fitted scale"))
+    return entries
+
+
+def _meta(spec: DerivedTarget) -> dict[str, Any]:
+    return {
+        "device": spec.device,
+        "runtime": spec.runtime,
+        "runtime_version": "unpublished",
+        "provider": spec.provider,
+        "precision": spec.precision,
+        "threads": None,
+        "power_mode": "unpublished",
+        "method": "derived",
+        "statistic": "mean (published fps = 1 / mean latency)",
+        "date": dt.date.today().isoformat(),
+        "machine_fingerprint": None,
+    }
 
 
 def _row(v: Variant, ms: float, fitted: float, loo: float, role: str) -> dict[str, Any]:

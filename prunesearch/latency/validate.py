@@ -95,7 +95,7 @@ def check_validatable(table: LatencyTable, allow_other_machine: bool) -> None:
     if table.meta.get("method") != "measured":
         raise PrunesearchError(
             f"table {table.name!r} was derived from published figures, not measured here; its check is "
-            "the leave-one-out error recorded in the file (shown by 'prunesearch latency show --target 'TARGET)"
+            f"the leave-one-out error recorded in the file (shown by 'prunesearch latency show --target {table.name}')"
         )
     theirs, ours = table.meta.get("machine_fingerprint"), machine_fingerprint()
     if theirs != ours and not allow_other_machine:
