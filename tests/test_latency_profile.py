@@ -1,4 +1,4 @@
-"""Profiling and validating on this machine, at the small preset with very few runs.
+"""Profiling and validating on this machine: small graphs, very few runs.
 
 Timings themselves are not asserted (the machine may be busy); the tests check that a measured
 table is complete, self-consistent and honest about how it was made, and that validation compares
@@ -6,38 +6,53 @@ the right numbers.
 """
 
 import json
+from dataclasses import replace
 
+import mlflow
 import numpy as np
 import onnxruntime as ort
-import mlflow
 import pytest
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
 from prunesearch.latency import load_table
 from prunesearch.latency.parts import BLOCK_KINDS, part_graph, part_shapes
+from prunesearch.latency.profiler import ProfileRequest, profile
 from prunesearch.latency.runtime import RuntimeSettings, TimingPlan, export_graph, machine_fingerprint, open_session
 from prunesearch.latency.validate import ValidationRow, check_validatable, sample_candidates, summarise
+from prunesearch.models import get_preset
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory):
-    path = tmp_path_factory.mktemp("profile") / "small-cpu.yaml"
-    code = main(["profile", "--name", "small-cpu", "--preset", "small", "--rounds", "2", "--chain", "2",
-                 "--threads", "1", "--out", str(path)])
-    assert code == 0
-    return path
+def tiny_cfg():
+    """The small preset with a 3-block teacher: every graph exports quickly."""
+    return replace(get_preset("small"), depth=3)
 
 
-def test_profile_writes_a_complete_measured_table(measured, small_cfg):
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, tiny_cfg):
+    request = ProfileRequest("tiny-cpu", tiny_cfg, RuntimeSettings(threads=1), TimingPlan(rounds=2), chain=2)
+    return profile(request).save(tmp_path_factory.mktemp("profile") / "tiny-cpu.yaml")
+
+
+def test_profile_command_writes_the_table(tmp_path, small_cfg):
+    path = tmp_path / "latency_models" / "small-cpu.yaml"
+    assert main(["profile", "--name", "small-cpu", "--preset", "small", "--rounds", "1", "--chain", "1",
+                 "--threads", "1", "--clock", "cpu", "--out", str(path)]) == 0
+    table = load_table(path)
+    assert table.name == "small-cpu" and table.architecture == small_cfg
+    assert table.meta["clock"] == "cpu" and table.provenance["chain"] == 1 and table.provenance["preset"] == "small"
+
+
+def test_profile_writes_a_complete_measured_table(measured, tiny_cfg):
     table = load_table(measured)
-    assert table.name == "small-cpu"
-    assert table.architecture == small_cfg
+    assert table.name == "tiny-cpu"
+    assert table.architecture == tiny_cfg
     assert table.meta["method"] == "measured"
     assert table.meta["provider"] == "CPUExecutionProvider" and table.meta["threads"] == 1
     assert table.meta["runtime_version"] == ort.__version__
     assert table.meta["machine_fingerprint"] == machine_fingerprint()
-    assert [e.kind for e in table.entries] == list(part_shapes(small_cfg))
+    assert [e.kind for e in table.entries] == list(part_shapes(tiny_cfg))
     for entry in table.entries:
         assert set(entry.stats) == {"mean", "p50", "p90", "p99", "runs"}
         assert entry.ms == entry.stats["p50"] >= 0
@@ -47,7 +62,7 @@ def test_profile_writes_a_complete_measured_table(measured, small_cfg):
     for kind in BLOCK_KINDS:  # a chain of 2 blocks, less one run's overhead, per block
         assert table.costs()[kind] == pytest.approx(max(graphs[kind]["p50"] - overhead, 0) / 2, abs=1e-5)
     assert table.provenance["chain"] == 2
-    table.estimate(12, 3)
+    table.estimate(3, 1)
 
 
 def test_existing_table_needs_force(measured):
@@ -78,7 +93,7 @@ def test_validate_compares_whole_graphs_with_the_table(measured, capsys, tmp_pat
         assert row["error"] == pytest.approx((row["estimate_ms"] - row["measured_ms"]) / row["measured_ms"])
     assert report["settings"]["threads"] == 1
     run = mlflow.get_run(report["mlflow_run_id"])
-    assert run.data.params["table"] == "small-cpu"
+    assert run.data.params["table"] == "tiny-cpu"
     assert run.data.metrics["within_10pct"] == pytest.approx(report["summary"]["within_10pct"])
 
 
