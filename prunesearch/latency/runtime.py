@@ -35,9 +35,9 @@ CLOCKS = ("wall", "cpu")
 class RuntimeSettings:
     """How graphs run: execution provider, intra-op threads (None: all cores), precision.
 
-    fp16 exports the modules in half precision (inputs, weights and outputs fp16); on the CPU
-    provider onnxruntime runs such graphs largely through fp32 kernels with casts, which is what
-    a user of fp16 on that CPU would get, and is measured as such.
+    fp16 exports the modules in half precision (inputs, weights and outputs fp16). The CPU provider
+    runs such graphs too, inserting casts to fp32 around operators it has no fp16 kernel for; that
+    is what a user of fp16 on that CPU gets, and it is measured as such.
     """
 
     provider: str = "CPUExecutionProvider"
