@@ -12,6 +12,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from prunesearch.models.phases import FRAME_OUTPUTS
 from prunesearch.models.vit_tracker import Block, TrackerBase, TrackerConfig, build_teacher
 
 FIXED = "fixed"
@@ -73,17 +74,6 @@ class _Head(nn.Module):
         return tuple(self.model.box_head(self.model.norm(x)))
 
 
-class FrameStep(nn.Module):
-    """A tracker's per-frame work as an exportable module: (template features, search crop) -> maps, box."""
-
-    def __init__(self, model: TrackerBase) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, z_feat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model.frame(z_feat, x))
-
-
 class NullFrame(nn.Module):
     """The per-frame graph's inputs and outputs with (almost) no work: the cost of one graph run."""
 
@@ -96,7 +86,7 @@ class NullFrame(nn.Module):
         return x[:, :1, :fs, :fs], x[:, 1:3, :fs, :fs], x[:, :2, :fs, :fs], z_feat[:, 0, :4]
 
 
-OUTPUTS = ["score_map", "size_map", "offset_map", "box"]
+OUTPUTS = list(FRAME_OUTPUTS)
 
 
 BLOCK_KINDS = ("search_block", "interaction_block", "template_block", "joint_block")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.latency.parts import OUTPUTS, FrameStep, frame_inputs
+from prunesearch.latency.parts import OUTPUTS, frame_inputs
 from prunesearch.latency.runtime import (
     RuntimeSettings,
     TimingPlan,
@@ -29,6 +29,7 @@ from prunesearch.latency.runtime import (
     time_graphs,
 )
 from prunesearch.latency.table import LatencyTable
+from prunesearch.models.phases import FramePhase
 from prunesearch.models.vit_tracker import StudentSpec, build_student, build_teacher
 
 Progress = Callable[[str, int, int], None]
@@ -134,7 +135,7 @@ def validate(
         for i, (name, depth, ai) in enumerate(models):
             model = build_teacher(cfg) if ai is None else build_student(cfg, StudentSpec(depth, ai))
             path, feeds = export_graph(
-                FrameStep(model), frame_inputs(cfg), Path(tmp) / f"{name}.onnx", ["z_feat", "x"], OUTPUTS, settings
+                FramePhase(model), frame_inputs(cfg), Path(tmp) / f"{name}.onnx", ["z_feat", "x"], OUTPUTS, settings
             )
             graphs[name] = (open_session(path, settings), feeds)
             tick("export", i + 1, len(models))
