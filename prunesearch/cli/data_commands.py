@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train the small preset's joint teacher from scratch on the built-in train split"
     )
     p.add_argument("--out", default=None, help="output checkpoint (default: the shipped teacher file)")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps of batch 32")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps of batch 16")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the pair sampler")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_teacher_train)
