@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    python benchmarks/finetune_time.py                # default budget, B4-2 and B8-3, 2 threads
-    python benchmarks/finetune_time.py --threads 1 --students 4-2
+    python -m benchmarks.finetune_time                # default budget, B4-2 and B8-3, 2 threads
+    python -m benchmarks.finetune_time --threads 1 --students 4-2
 
 Each student is pruned from the shipped small teacher (first-N rule) and fine-tuned with
 ``FinetuneConfig()`` (the search's default budget) with distillation from the teacher, on the
@@ -67,7 +67,7 @@ def main() -> None:
         print(f"{student.spec.name}: {result.status} {result.steps} steps in {wall:.1f}s "
               f"({wall / result.steps * 1000:.0f} ms/step), loss {first['loss']:.3f} -> {last['loss']:.3f}", flush=True)
 
-    cmd = " ".join(["python benchmarks/finetune_time.py", *sys.argv[1:]])
+    cmd = " ".join(["python -m benchmarks.finetune_time", *sys.argv[1:]])
     lines = [
         "# Brief fine-tune time of small-preset students",
         "",

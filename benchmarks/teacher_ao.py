@@ -3,7 +3,7 @@ tracker that keeps the first box.
 
 Run from the repository root (needs prunesearch.evaluation):
 
-    python benchmarks/teacher_ao.py
+    python -m benchmarks.teacher_ao
 
 Writes benchmarks/results/teacher_ao.md. The built-in val split is generated into the cache on
 first use (seed 0, 25 sequences; never shared with the train split).
@@ -61,7 +61,7 @@ def main() -> None:
     lines = [
         "# Small teacher on the built-in val split",
         "",
-        f"Command: `{' '.join(['python benchmarks/teacher_ao.py', *sys.argv[1:]])}`",
+        f"Command: `{' '.join(['python -m benchmarks.teacher_ao', *sys.argv[1:]])}`",
         "",
         f"Machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} torch thread(s). "
         f"Data: built-in synthetic val split, {len(sequences)} sequences, {sum(len(s) for s in sequences)} frames.",

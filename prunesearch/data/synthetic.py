@@ -42,7 +42,7 @@ SPLITS = ("train", "val")
 # Default size of the built-in splits: enough variety for the small teacher, small enough to
 # generate in about a minute on 2 cores.
 BUILTIN_COUNTS = {"train": 300, "val": 25}
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 TEXTURE_SIDE = 96
 COLOUR_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
 GRAY_IMAGES = ("camera", "coins", "brick", "grass", "gravel", "moon", "page", "text", "clock", "cell")
@@ -140,13 +140,24 @@ def _texture(rng: np.random.Generator, out_w: int, out_h: int, min_side: int = 4
     return np.clip(crop * tint, 0, 255).astype(np.float32)
 
 
-def _lookalike(texture: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Same texture, different colours: a channel permutation with altered gains."""
+def _lookalike(texture: np.ndarray, rng: np.random.Generator, min_difference: float = 45.0) -> np.ndarray:
+    """Same texture, different colours: a channel permutation with altered gains.
+
+    A permutation barely changes a grey texture, and a look-alike the template cannot tell apart
+    tests nothing, so a colour cast is added until the mean difference reaches ``min_difference``.
+    """
     perm = rng.permutation(3)
     while (perm == np.arange(3)).all():
         perm = rng.permutation(3)
     gains = rng.uniform(0.7, 1.3, size=3).astype(np.float32)
-    return np.clip(texture[..., perm] * gains, 0, 255)
+    out = np.clip(texture[..., perm] * gains, 0, 255)
+    direction = rng.normal(size=3).astype(np.float32)
+    direction /= np.linalg.norm(direction)
+    step = 0.0
+    while np.abs(out - texture).mean() < min_difference and step < 255:
+        step += 15.0
+        out = np.clip(texture[..., perm] * gains + direction * step, 0, 255)
+    return out
 
 
 def _smooth_curve(rng: np.random.Generator, frames: int, amplitude: float, knots: int = 4) -> np.ndarray:

@@ -36,7 +36,7 @@ class FinetuneConfig:
     everything but the box head (0.1 when starting from teacher weights, as LiteTrack does).
     """
 
-    steps: int = 150
+    steps: int = 200
     batch_size: int = 16
     lr: float = 4e-4
     backbone_lr_mult: float = 0.1
