@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from prunesearch.checkpoints import load_checkpoint
-from prunesearch.data.synthetic import SynthParams, generate, read_split
+from prunesearch.data.got10k import read_got10k
+from prunesearch.data.synthetic import SynthParams, generate
 from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_teacher
 from prunesearch.pruning import prune
 from prunesearch.training import FinetuneConfig, finetune
@@ -16,7 +17,7 @@ TINY_DATA = SynthParams(width=96, height=72, min_frames=10, max_frames=12, min_s
 
 @pytest.fixture(scope="module")
 def sequences(tmp_path_factory):
-    return read_split(generate(tmp_path_factory.mktemp("ft"), 2, seed=1, split="train", params=TINY_DATA))
+    return read_got10k(generate(tmp_path_factory.mktemp("ft"), 2, seed=1, split="train", params=TINY_DATA))
 
 
 def tiny_teacher(seed: int = 0):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from prunesearch.flops import fvcore_count, fvcore_macs, model_macs, part_macs, phase_params, sdpa_macs
+from prunesearch.flops import fvcore_count, fvcore_macs, model_macs, part_macs, phase_params
 from prunesearch.models import StudentSpec, build_student, count_params, get_preset
 from prunesearch.models.vit_tracker import Block, CenterHead, PatchEmbed
 from prunesearch.pruning import student_from_teacher

@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from prunesearch import PrunesearchError, StudentSpec, choose_blocks, student_from_teacher
 from prunesearch.models import decode_box

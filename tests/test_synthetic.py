@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from prunesearch.data.synthetic import SynthParams, builtin_sequences, generate, read_split
+from prunesearch.data.got10k import read_got10k
+from prunesearch.data.synthetic import SynthParams, builtin_sequences, generate
 from prunesearch.errors import PrunesearchError
 
 TINY = SynthParams(width=96, height=72, min_frames=12, max_frames=14, min_size=14, max_size=20,
@@ -30,7 +31,7 @@ def test_layout_is_got10k(split):
 
 
 def test_labels_are_consistent(split):
-    for seq in read_split(split):
+    for seq in read_got10k(split):
         cover, cut = seq.attributes["cover"], seq.attributes["cut_by_image"]
         assert cover.min() >= 0 and cover.max() <= 8
         assert cover[0] == 8 and seq.visible[0]
@@ -42,16 +43,16 @@ def test_labels_are_consistent(split):
 
 
 def test_deterministic_and_prefix_stable(tmp_path):
-    a = read_split(generate(tmp_path / "a", 2, seed=5, split="val", params=TINY))
-    b = read_split(generate(tmp_path / "b", 1, seed=5, split="val", params=TINY))
+    a = read_got10k(generate(tmp_path / "a", 2, seed=5, split="val", params=TINY))
+    b = read_got10k(generate(tmp_path / "b", 1, seed=5, split="val", params=TINY))
     np.testing.assert_array_equal(a[0].boxes, b[0].boxes)
     np.testing.assert_array_equal(a[0].image(3), b[0].image(3))
-    train = read_split(generate(tmp_path / "c", 1, seed=5, split="train", params=TINY))
+    train = read_got10k(generate(tmp_path / "c", 1, seed=5, split="train", params=TINY))
     assert not np.array_equal(train[0].boxes[:3], a[0].boxes[:3])
 
 
 def test_target_moves_away_from_first_box(split):
-    seq = read_split(split)[0]
+    seq = read_got10k(split)[0]
     centres = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
     assert np.linalg.norm(centres - centres[0], axis=1).max() > 10
 

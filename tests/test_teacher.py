@@ -2,7 +2,8 @@ import torch
 
 from prunesearch.checkpoints import read_file
 from prunesearch.cli.main import main
-from prunesearch.data.synthetic import SynthParams, generate, read_split
+from prunesearch.data.got10k import read_got10k
+from prunesearch.data.synthetic import SynthParams, generate
 from prunesearch.models.vit_tracker import JointTracker
 from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher, train_teacher
 
@@ -10,7 +11,7 @@ TINY_DATA = SynthParams(width=96, height=72, min_frames=10, max_frames=10, min_s
 
 
 def test_train_teacher_writes_fp16_small_preset(tmp_path):
-    seqs = read_split(generate(tmp_path / "d", 1, seed=2, params=TINY_DATA))
+    seqs = read_got10k(generate(tmp_path / "d", 1, seed=2, params=TINY_DATA))
     seen = []
     result = train_teacher(tmp_path / "t.pt", steps=2, sequences=seqs, save_every=1,
                            progress=lambda step, m: seen.append(step))

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prunesearch.data.got10k import read_got10k
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
 
@@ -466,17 +467,4 @@ def builtin_split(split: str = "val", count: int | None = None, seed: int | None
 def builtin_sequences(split: str = "val", count: int | None = None, seed: int | None = None,
                       params: SynthParams | None = None) -> list[Sequence]:
     """The built-in split as :class:`Sequence` objects (generated into the cache on first use)."""
-    return read_split(builtin_split(split, count, seed, params))
-
-
-def read_split(root: Path) -> list[Sequence]:
-    """Read a split this module wrote (list.txt, groundtruth.txt and the three label files)."""
-    out = []
-    for name in (root / "list.txt").read_text().split():
-        folder = root / name
-        boxes = np.loadtxt(folder / "groundtruth.txt", delimiter=",", ndmin=2)
-        labels = {k: np.loadtxt(folder / f"{k}.label", dtype=int, ndmin=1) for k in ("absence", "cover", "cut_by_image")}
-        frames = [folder / f"{i + 1:08d}.jpg" for i in range(len(boxes))]
-        out.append(Sequence(name, frames, boxes, labels["absence"] == 0, "synthetic",
-                            {"cover": labels["cover"], "cut_by_image": labels["cut_by_image"]}))
-    return out
+    return read_got10k(builtin_split(split, count, seed, params))

@@ -208,7 +208,6 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
     w, unit, tie_text = tie_weights(cfg, tie)
     rows = [v for v in published.variants if spec.column in v.fps]
     students = [v for v in rows if v.ai_layers is not None]
-    teachers = [v for v in rows if v.ai_layers is None]
     if len(students) < 3:
         raise PrunesearchError(f"column {spec.column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
 
