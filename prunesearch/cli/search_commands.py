@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"strategy {report.plan.strategy}; {s['total']:.0f} s: pricing {s.get('pricing', 0):.1f} s, data {s.get('data', 0):.1f} s, "
         f"fine-tune + evaluation {work:.0f} s, export {s.get('export', 0):.1f} s, logging "
-        f"{s.get('logging', 0) + report.counts.get('seconds.logging_candidates', 0):.1f} s"
+        f"{s.get('log_search', 0) + report.counts.get('seconds.log_candidate', 0):.1f} s"
     )
     console.print(f"MLflow: {report.tracking_uri} (experiment {setup.experiment.name}, run {report.parent_run}); "
                   f"study {setup.info.study} in {report.storage}")

@@ -11,7 +11,7 @@ of machines can work on it at once, and a killed run resumes from it):
 * A proposal outside the space or over budget on every target is recorded at once as infeasible
   (``trial.set_constraint``), never trained, and the nearest untried candidate that fits is
   enqueued in its place; so is a proposal another trial already holds.
-* A trial claims its candidate by writing it, then yields if a lower-numbered trial holds the same
+* A trial claims its candidate by writing it, then yields if any other trial holds the same
   candidate: two workers never train one candidate twice.
 * Fine-tunes report their loss every step; :mod:`~prunesearch.search.early_stop` stops the weak.
   A diverged fine-tune fails its trial and the search goes on.
@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Protocol
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from prunesearch.search.early_stop import LossWindow, rung_steps, should_stop
@@ -112,30 +113,53 @@ def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseS
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5, constant_liar=True)
 
 
+def _sqlite_connect(dbapi_connection: object, record: object) -> None:
+    """Let SQLAlchemy, not pysqlite, open transactions; WAL journal with fsync at checkpoints only."""
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sqlalchemy.engine.Connection) -> None:
+    """Every transaction takes the write lock first (SQLAlchemy's pysqlite recipe).
+
+    pysqlite runs a SELECT outside any transaction and starts one only at the UPDATE, so two
+    processes could both read a queued trial as WAITING and both take it; with ``BEGIN IMMEDIATE``
+    Optuna's read-check-update runs whole or waits.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """Create or load the study: heartbeats let any worker fail and re-enqueue a lost machine's trial."""
-    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    sqlite = url.startswith("sqlite")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = optuna.storages.RDBStorage(
             url,
-            engine_kwargs=engine,
+            engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {},
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
         )
+        if sqlite:
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
+            sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
+            storage.engine.dispose()
         return optuna.create_study(
             storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
         )
 
 
 def trial_key(t: FrozenTrial) -> str | None:
-    """The candidate a trial holds, or will hold once a worker picks it from the queue."""
+    """The candidate a trial holds, or will hold once a worker takes it from the queue."""
     if "candidate" in t.user_attrs:
         return t.user_attrs["candidate"]
-    params = t.params or t.system_attrs.get("fixed_params")
-    return Candidate(**params).key if params else None
+    fixed = t.system_attrs.get("fixed_params")
+    return Candidate(**fixed).key if t.state == TrialState.WAITING and fixed else None
 
 
 @dataclass
@@ -147,14 +171,16 @@ class StudyState:
     queued: set[str]
 
     @classmethod
-    def read(cls, study: optuna.Study) -> "StudyState":
+    def read(cls, study: optuna.Study, exclude: int | None = None) -> "StudyState":
         settled, running, queued = set(), set(), set()
         for t in study.get_trials(deepcopy=False):
+            if t.number == exclude:
+                continue
             key = trial_key(t)
             outcome = t.user_attrs.get("outcome")
             if outcome in SETTLED:
                 settled.add(key)
-            elif t.state == TrialState.RUNNING and t.user_attrs.get("claimed"):
+            elif t.state == TrialState.RUNNING and t.user_attrs.get("claimed") and outcome is None:
                 running.add(key)
             elif t.state == TrialState.WAITING and key:
                 queued.add(key)
@@ -286,13 +312,24 @@ class SearchController:
         raise optuna.TrialPruned(f"{cand.key}: {outcome}")
 
     def _held_elsewhere(self, trial: Trial, key: str) -> bool:
+        """Whether another trial has settled or holds ``key``.
+
+        Every trial writes its candidate before it looks, so of two trials racing for one
+        candidate at least one sees the other: none is trained twice (both may yield, and the
+        candidate is enqueued again).
+        """
         for t in self.study.get_trials(deepcopy=False):
-            if t.number >= trial.number or trial_key(t) != key:
+            if t.number == trial.number or trial_key(t) != key:
                 continue
             outcome = t.user_attrs.get("outcome")
             if outcome in SETTLED or (t.state == TrialState.RUNNING and outcome is None):
                 return True
         return False
+
+    def _over_target(self, trial: Trial) -> bool:
+        """Whether the other trials already settle or hold the planned number of candidates (same race rule)."""
+        state = StudyState.read(self.study, exclude=trial.number)
+        return len(state.claimed) >= self.plan.target
 
     def objective(self, trial: Trial) -> tuple[float, float]:
         cand = self._suggest(trial)
@@ -308,9 +345,9 @@ class SearchController:
             self._skip(trial, cand, "over_budget")
         if self._held_elsewhere(trial, cand.key):
             self._skip(trial, cand, "duplicate")
-        if len(StudyState.read(self.study).claimed) >= self.plan.target:
-            self._skip(trial, cand, "surplus")
         trial.set_user_attr("claimed", True)
+        if self._over_target(trial):
+            self._skip(trial, cand, "surplus")
         try:
             return self._train(trial, cand)
         except KeyboardInterrupt:
@@ -341,17 +378,12 @@ class SearchController:
 
         result = self.evaluator.run(cand, on_step)
         outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]
-        trial.set_user_attr("steps", count)
-        trial.set_user_attr("seconds", result.seconds)
-        trial.set_user_attr("blocks", list(result.blocks))
-        if result.checkpoint:
-            trial.set_user_attr("checkpoint", result.checkpoint)
-        if result.accuracy:
-            trial.set_user_attr("accuracy", result.accuracy)
         start = time.perf_counter()
         run_id = self.sink.record(FinishedTrial(trial.number, cand, outcome, result, worker_name()))
-        trial.set_user_attr("run_id", run_id)
-        trial.set_user_attr("seconds_logging", time.perf_counter() - start)
+        seconds = {**result.seconds, "log_candidate": time.perf_counter() - start}
+        summary = {"steps": count, "seconds": seconds, "blocks": list(result.blocks), "run_id": run_id}
+        summary.update(accuracy=result.accuracy, checkpoint=result.checkpoint)
+        trial.set_user_attr("result", summary)
         trial.set_user_attr("outcome", outcome)
         self.progress.finished(self.worker, cand.key, outcome)
         if outcome == "diverged":
@@ -377,15 +409,15 @@ def trained_results(study: optuna.Study, book: PriceBook, accuracy_scale: str) -
                 depth=cand.depth,
                 ai_layers=cand.ai_layers,
                 rule=cand.rule,
-                accuracy=dict(t.user_attrs["accuracy"]),
+                accuracy=dict(t.user_attrs["result"]["accuracy"]),
                 latency_ms={x: p.per_frame_ms for x, p in prices.items()},
                 template_ms={x: p.template_ms for x, p in prices.items()},
                 budget_ms=book.budget.ms,
                 gmacs_per_frame=book.costs[key].gmacs_per_frame,
                 params_m=book.costs[key].params_m,
                 accuracy_scale=accuracy_scale,
-                blocks=list(t.user_attrs.get("blocks", [])),
-                run_id=t.user_attrs.get("run_id", ""),
+                blocks=list(t.user_attrs["result"]["blocks"]),
+                run_id=t.user_attrs["result"]["run_id"],
                 trial=t.number,
             )
         )
@@ -400,9 +432,8 @@ def study_summary(study: optuna.Study, since: datetime | None = None) -> dict[st
             continue
         outcome = t.user_attrs.get("outcome", "running" if t.state == TrialState.RUNNING else str(t.state.name).lower())
         out[f"trials.{outcome}"] = out.get(f"trials.{outcome}", 0) + 1
-        for phase, seconds in t.user_attrs.get("seconds", {}).items():
+        result = t.user_attrs.get("result", {})
+        for phase, seconds in result.get("seconds", {}).items():
             out[f"seconds.{phase}"] = out.get(f"seconds.{phase}", 0.0) + seconds
-        if "seconds_logging" in t.user_attrs:
-            out["seconds.logging_candidates"] = out.get("seconds.logging_candidates", 0.0) + t.user_attrs["seconds_logging"]
-        out["finetune_steps"] = out.get("finetune_steps", 0) + t.user_attrs.get("steps", 0)
+        out["finetune_steps"] = out.get("finetune_steps", 0) + result.get("steps", 0)
     return out

@@ -310,7 +310,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     clock = time.perf_counter()
     record = reproducibility_record(exp.seed, setup.book.table_hashes, setup.info.data_fingerprint, setup.info.teacher_fingerprint)
     log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
-    seconds["logging"] = time.perf_counter() - clock
+    seconds["log_search"] = time.perf_counter() - clock
     workers = req.workers or exp.search.workers
     display.begin(plan, setup.trainer().steps, workers, len(StudyState.read(study).settled))
     clock = time.perf_counter()
@@ -329,8 +329,9 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     clock = time.perf_counter()
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
     fronts = log.mark_front(results)
-    checkpoints = {t.user_attrs["candidate"]: t.user_attrs.get("checkpoint") for t in study.get_trials(deepcopy=False) if t.user_attrs.get("outcome") == "trained"}
-    seconds["logging"] += time.perf_counter() - clock
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    checkpoints = {r.key: by_number[r.trial].user_attrs["result"]["checkpoint"] for r in results}
+    seconds["log_search"] += time.perf_counter() - clock
     clock = time.perf_counter()
     missing = _export_front(setup, log, fronts, checkpoints)
     seconds["export"] = time.perf_counter() - clock
@@ -339,6 +340,6 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     clock = time.perf_counter()
     metrics = {f"seconds.{k}": v for k, v in seconds.items()} | counts
     log.finish(fronts, results, metrics, reference={})
-    seconds["logging"] += time.perf_counter() - clock
+    seconds["log_search"] += time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started_wall
     return RunReport(setup, plan, redact(storage), uri, log.parent_id, results, fronts, seconds, counts, missing)
