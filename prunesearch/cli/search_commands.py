@@ -111,18 +111,24 @@ class RichDisplay:
 
 
 def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
+    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    for col in ("candidate", "blocks", "AO", "SR0.5", "SR0.75", "AUC", "frame ms", "fps", "template ms", "GMACs", "params M"):
-        table.add_column(col, justify="left" if col in ("candidate", "blocks") else "right")
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+        caption=f"AO, SR, AUC in %; ms per frame and tmpl ms per template on {target}; GMACs per frame; M par: millions",
+        caption_justify="left",
+    )
+    for col in ("candidate", "AO", "SR50", "SR75", "AUC", "ms", "fps", "tmpl ms", "GMACs", "M par"):
+        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
     for r in front:
         row = r.row(target)
         table.add_row(
-            r.key, str(row["blocks"]),
+            r.key,
             *(f"{100 * row[k]:.1f}" for k in ("ao", "sr50", "sr75", "auc")),
             f"{row['frame_ms']:.2f}", f"{row['fps']:.1f}", f"{row['template_ms']:.2f}",
-            f"{row['gmacs_per_frame']:.2f}", f"{row['params_m']:.1f}",
+            f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
         )
     return table
 
