@@ -25,3 +25,12 @@ def crops(small_cfg):
     z = torch.randn(2, 3, small_cfg.template_size, small_cfg.template_size)
     x = torch.randn(2, 3, small_cfg.search_size, small_cfg.search_size)
     return z, x
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: tiny models on a busy 2-core machine run ~100x slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

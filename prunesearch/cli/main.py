@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from prunesearch import __version__
-from prunesearch.cli import model_commands, search_commands
+from prunesearch.cli import eval_commands, model_commands, search_commands
 from prunesearch.errors import PrunesearchError
 
-COMMAND_MODULES = (model_commands, search_commands)
+COMMAND_MODULES = (model_commands, eval_commands, search_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

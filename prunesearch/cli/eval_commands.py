@@ -1,0 +1,147 @@
+"""``prunesearch eval``: track a dataset with a checkpoint (or the shipped teacher, or ONNX graphs),
+score it with the GOT-10k and OTB/LaSOT metrics, and optionally run OpenCV baselines beside it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from prunesearch.errors import PrunesearchError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="track sequences and score them (AO, SR, success AUC, precision)",
+        description="Track every sequence of a GOT-10k or LaSOT folder (or the built-in synthetic "
+        "validation sequences) and print AO, SR0.5, SR0.75, success AUC, precision and normalised "
+        "precision as the official toolkits compute them.",
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, metavar="FILE", help="tracker checkpoint (default: the shipped small teacher)")
+    source.add_argument("--onnx", type=Path, metavar="DIR", help="folder with exported template.onnx and frame.onnx, run by onnxruntime")
+    p.add_argument("--data", type=Path, metavar="DIR", help="GOT-10k or LaSOT folder (default: built-in synthetic sequences)")
+    p.add_argument("--split", default=None, help="dataset split (GOT-10k: train, val, test; default val)")
+    p.add_argument("--sequences", type=int, default=None, metavar="N", help="only the first N sequences")
+    p.add_argument("--baselines", default="", metavar="NAMES", help="comma list of OpenCV baselines to run beside: mil, kcf, csrt")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_eval)
+
+
+def _load_sequences(args: argparse.Namespace) -> tuple[list, str]:
+    if args.data is not None:
+        from prunesearch.data import open_dataset
+
+        sequences, source = open_dataset(args.data, args.split), str(args.data)
+    else:
+        try:
+            from prunesearch.data.synthetic import builtin_sequences
+        except ModuleNotFoundError as err:
+            if err.name != "prunesearch.data.synthetic":
+                raise
+            raise PrunesearchError(
+                "the built-in synthetic sequences are not available in this installation; pass --data DIR"
+            ) from None
+        split = args.split or "val"
+        sequences, source = builtin_sequences(split), f"built-in synthetic ({split})"
+    if args.sequences is not None:
+        if args.sequences < 1:
+            raise PrunesearchError(f"--sequences must be at least 1, got {args.sequences}")
+        sequences = sequences[: args.sequences]
+    return sequences, source
+
+
+def _load_model(args: argparse.Namespace) -> tuple[object, str, dict]:
+    """The model (or ONNX folder), its display name, and what to report about it."""
+    from prunesearch.models.vit_tracker import PRESETS
+
+    if args.onnx is not None:
+        return args.onnx, args.onnx.name or "onnx", {"source": str(args.onnx), "runtime": "onnxruntime"}
+    if args.checkpoint is not None:
+        from prunesearch.checkpoints import load_checkpoint
+
+        model, source = load_checkpoint(args.checkpoint), str(args.checkpoint)
+    else:
+        from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
+
+        model, source = load_shipped_teacher(), f"shipped teacher {SHIPPED_TEACHER.name}"
+    spec = getattr(model, "spec", None)
+    name = spec.name if spec is not None else "teacher"
+    preset = next((n for n, cfg in PRESETS.items() if cfg == model.cfg), "custom")
+    info = {"source": source, "runtime": "pytorch", "kind": model.kind, "preset": preset}
+    return model, name, info
+
+
+def _folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from prunesearch.evaluation import OpenCVTracker, evaluate, evaluate_tracker
+    from prunesearch.evaluation.results import write_report
+
+    # Built first so an unknown or unavailable baseline fails before any tracking.
+    baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
+    model, name, model_info = _load_model(args)
+    sequences, source = _load_sequences(args)
+
+    def out_dir(tracker_name: str) -> Path | None:
+        return None if args.out is None else args.out / _folder_name(tracker_name)
+
+    progress = _progress(args.json)
+    results = [evaluate(model, sequences, out_dir(name), name=name, progress=progress)]
+    results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
+
+    # Unknown (None) for ONNX graphs, which do not say which preset they were exported from.
+    stand_in = None if args.onnx is not None else model_info["preset"] == "small"
+    report = {
+        "data": source,
+        "sequences": len(sequences),
+        "model": model_info,
+        "small_stand_in": stand_in,
+        "results": [r.to_dict() for r in results],
+    }
+    if args.out is not None:
+        for r in results:
+            write_report(args.out / f"{_folder_name(r.name)}.json", {**report, "results": [r.to_dict()]})
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print_table(results, source, len(sequences), stand_in, args.out)
+    return 0
+
+
+def _progress(quiet: bool):
+    """A per-sequence status line on stderr (none with --json)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return None
+    return lambda seq_name: console.print(f"[dim]tracking {seq_name}[/dim]", end="\r")
+
+
+def _print_table(results: list, source: str, count: int, stand_in: bool | None, out: Path | None) -> None:
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{source}: {count} sequences")
+    for column in ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "P@20px", "NP@0.2", "FPS", "frames"):
+        table.add_column(column, justify="left" if column == "tracker" else "right")
+    for r in results:
+        cells = ["n/a" if math.isnan(v) else f"{100 * v:.1f}" for v in (r.ao, r.sr50, r.sr75, r.auc, r.precision, r.norm_precision)]
+        table.add_row(r.name, *cells, "n/a" if math.isnan(r.fps) else f"{r.fps:.1f}", str(r.frames))
+    notes = ["accuracy in %; AO/SR per the GOT-10k toolkit, AUC/P/NP per the OTB/LaSOT protocol"]
+    if stand_in:
+        notes.append("accuracy of the small CPU stand-in preset, not of the ViT-B deployment architecture")
+    if results and results[0].scored == 0:
+        notes.append("no ground truth beyond the first frame (GOT-10k test): submit the --out results to the server")
+    if out is not None:
+        notes.append(f"results written under {out}")
+    table.caption = "; ".join(notes)
+    Console().print(table)
