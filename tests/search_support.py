@@ -72,7 +72,7 @@ class ScriptedEvaluator:
                 return Outcome("diverged", losses=losses, seconds={"finetune": 0.01})
             losses.append({"loss": loss})
             time.sleep(self.step_seconds)
-            if on_step(step, {"loss": loss}):
+            if on_step(step + 1, {"loss": loss}):
                 return Outcome("stopped", losses=losses, seconds={"finetune": 0.01})
         acc = accuracy_of(cand)
         return Outcome(

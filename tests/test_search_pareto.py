@@ -1,6 +1,6 @@
 """Pareto fronts and the Pareto-aware successive-halving rule."""
 
-from prunesearch.search.early_stop import LossWindow, rung_steps, should_stop
+from prunesearch.search.early_stop import RungTracker, rung_steps, should_stop
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.pareto import pareto_front
 from prunesearch.search.results import CandidateResult, front_for
@@ -51,8 +51,10 @@ def test_stop_only_when_faster_peers_do_better():
     assert should_stop(rule, 5.0, 0.25, peers)
 
 
-def test_loss_window_is_a_running_mean():
-    w = LossWindow(3)
-    for v in (10, 1, 2, 3):
-        w.add(v)
-    assert w.mean() == 2.0
+def test_rungs_are_reached_at_the_first_report_past_them_and_scored_over_the_window():
+    tracker = RungTracker(EarlyStop(reduction=3, rungs=2, window=20), 120)
+    assert tracker.pending == [40]
+    assert tracker.add(10, 5.0) == [] and tracker.add(20, 4.0) == [] and tracker.add(30, 3.0) == []
+    assert tracker.add(45, 1.0) == [40]
+    assert tracker.score() == 2.0  # reports at steps 30 and 45 cover the last 20 steps
+    assert tracker.add(50, 1.0) == []

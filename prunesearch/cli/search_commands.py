@@ -99,8 +99,9 @@ class RichDisplay:
         self.progress.reset(self.tasks[worker], total=steps, description=f"  worker {worker}: {key} steps")
 
     def stepped(self, worker: int, done: int) -> None:
+        task = self.progress.tasks[self.tasks[worker]]
+        self.progress.advance(self.overall, done - task.completed)
         self.progress.update(self.tasks[worker], completed=done)
-        self.progress.advance(self.overall)
 
     def finished(self, worker: int, key: str, outcome: str) -> None:
         task = self.progress.tasks[self.tasks[worker]]

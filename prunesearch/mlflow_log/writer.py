@@ -55,7 +55,7 @@ class SearchInfo:
             "teacher": self.teacher,
             "data": self.data,
             "seed": self.seed,
-            **{f"finetune.{k}": v for k, v in self.finetune.items()},
+            **_flat("finetune", self.finetune),
         }
 
     def common_tags(self) -> dict[str, str]:
@@ -66,6 +66,17 @@ class SearchInfo:
             "teacher_fingerprint": self.teacher_fingerprint,
             **{f"latency_table.{t}": h for t, h in self.table_hashes.items()},
         }
+
+
+def _flat(prefix: str, mapping: dict[str, object]) -> dict[str, object]:
+    """Nested settings as MLflow params: ``finetune.augment.scale`` and so on."""
+    out: dict[str, object] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(_flat(f"{prefix}.{key}", value))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
 
 
 def _now_ms() -> int:
@@ -153,10 +164,10 @@ class SearchLog:
         metrics.update({f"seconds.{k}": v for k, v in result.seconds.items()})
         ts = _now_ms()
         losses = [
-            Metric(f"finetune.{k}", float(v), ts, step)
-            for step, entry in enumerate(result.losses)
+            Metric(f"finetune.{k}", float(v), ts, int(entry.get("step", i + 1)))
+            for i, entry in enumerate(result.losses)
             for k, v in entry.items()
-            if isinstance(v, (int, float))
+            if k != "step" and isinstance(v, (int, float))
         ]
         tags = {
             **self.info.common_tags(),

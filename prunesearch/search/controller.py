@@ -34,7 +34,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from prunesearch.search.early_stop import LossWindow, rung_steps, should_stop
+from prunesearch.search.early_stop import RungTracker, should_stop
 from prunesearch.search.experiment import SearchSettings
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.results import CandidateResult
@@ -279,7 +279,6 @@ class SearchController:
         self.depth_bounds = space.depth_range(teacher_depth)
         self.ai_bounds = space.ai_range(teacher_depth)
         self.feasible = book.feasible()
-        self.rungs = rung_steps(settings.early_stop, evaluator.steps) if settings.early_stop else []
 
     def done(self) -> bool:
         return len(StudyState.read(self.study).claimed) >= self.plan.target
@@ -357,24 +356,28 @@ class SearchController:
     def _train(self, trial: Trial, cand: Candidate) -> tuple[float, float]:
         latency = self.book.prices[cand.key][self.book.primary].per_frame_ms
         self.progress.started(self.worker, cand.key, self.evaluator.steps)
-        window = LossWindow(self.settings.early_stop.window if self.settings.early_stop else 1)
+        early = self.settings.early_stop
+        rungs = RungTracker(early, self.evaluator.steps) if early else None
         count = 0
 
         def on_step(step: int, metrics: dict[str, float]) -> bool:
+            """``step`` is the number of steps done; True stops the fine-tune."""
             nonlocal count
-            count += 1
-            window.add(metrics["loss"])
-            self.progress.stepped(self.worker, count)
-            if count not in self.rungs:
+            count = step
+            self.progress.stepped(self.worker, step)
+            if rungs is None:
                 return False
-            score = window.mean()
-            trial.set_user_attr(f"rung_{count}", score)
-            peers = [
-                (self.book.prices[trial_key(t)][self.book.primary].per_frame_ms, t.user_attrs[f"rung_{count}"])
-                for t in self.study.get_trials(deepcopy=False)
-                if t.number != trial.number and f"rung_{count}" in t.user_attrs
-            ]
-            return should_stop(self.settings.early_stop, latency, score, peers)
+            stop = False
+            for rung in rungs.add(step, metrics["loss"]):
+                score = rungs.score()
+                trial.set_user_attr(f"rung_{rung}", score)
+                peers = [
+                    (self.book.prices[trial_key(t)][self.book.primary].per_frame_ms, t.user_attrs[f"rung_{rung}"])
+                    for t in self.study.get_trials(deepcopy=False)
+                    if t.number != trial.number and f"rung_{rung}" in t.user_attrs
+                ]
+                stop = stop or should_stop(early, latency, score, peers)
+            return stop
 
         result = self.evaluator.run(cand, on_step)
         outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]

@@ -14,7 +14,6 @@ Alone at a rung (no faster peer yet), a candidate always goes on.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from prunesearch.search.experiment import EarlyStop
 
@@ -35,14 +34,27 @@ def should_stop(settings: EarlyStop, latency_ms: float, score: float, peers: lis
     return better >= keep
 
 
-class LossWindow:
-    """Running mean of the last ``size`` training losses: the intermediate score at a rung."""
+class RungTracker:
+    """One fine-tune's logged losses, and which rungs it has reached.
 
-    def __init__(self, size: int) -> None:
-        self.values: deque[float] = deque(maxlen=size)
+    The fine-tune reports every few steps (``log_every``), each loss already a mean over those
+    steps; a rung is reached at the first report at or after its step, and scored as the mean of
+    the reports covering the last ``window`` steps.
+    """
 
-    def add(self, loss: float) -> None:
-        self.values.append(float(loss))
+    def __init__(self, settings: EarlyStop, steps: int) -> None:
+        self.window = settings.window
+        self.pending = rung_steps(settings, steps)
+        self.reports: list[tuple[int, float]] = []
 
-    def mean(self) -> float:
-        return sum(self.values) / len(self.values) if self.values else math.inf
+    def add(self, step: int, loss: float) -> list[int]:
+        """Record a report; returns the rungs it reaches (usually none, at most a few)."""
+        self.reports.append((step, float(loss)))
+        reached = [r for r in self.pending if r <= step]
+        self.pending = [r for r in self.pending if r > step]
+        return reached
+
+    def score(self) -> float:
+        last = self.reports[-1][0]
+        recent = [loss for step, loss in self.reports if step > last - self.window]
+        return sum(recent) / len(recent)

@@ -126,31 +126,39 @@ class Experiment:
     def finetune_config(self) -> Any:
         """The experiment's ``finetune:`` keys as a :class:`prunesearch.training.FinetuneConfig`.
 
-        Keys and value types are checked against the dataclass so a typo names the key; the
-        experiment's seed is the fine-tune seed, so every candidate sees the same batches.
+        Keys and value types are checked against the dataclass (nested ones too, e.g. ``augment``)
+        so a typo names the key; the experiment's seed is the fine-tune seed, so every candidate
+        sees the same batches.
         """
         from prunesearch.training import FinetuneConfig
 
-        fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-        section = Section(self.finetune, str(self.path), "finetune.").only(fields)
-        values: dict[str, Any] = {}
-        for key, value in section.data.items():
-            f = fields[key]
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            else:
-                ok = True
-            if not ok:
-                raise section.fail(key, f"a {type(default).__name__} like the default {default!r}", value)
-            values[key] = float(value) if isinstance(default, float) else value
-        if "seed" in fields:
-            values["seed"] = self.seed
-        return FinetuneConfig(**values)
+        config = build_dataclass(FinetuneConfig, Section(self.finetune, str(self.path), "finetune."))
+        return dataclasses.replace(config, seed=self.seed) if hasattr(config, "seed") else config
+
+
+def build_dataclass(cls: type, section: Section) -> Any:
+    """``cls(**section)`` with every key and value type checked against the field's default."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    section.only(fields)
+    values: dict[str, Any] = {}
+    for key, value in section.data.items():
+        f = fields[key]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            values[key] = build_dataclass(type(default), section.section(key))
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = default is None or isinstance(value, type(default))
+        if not ok:
+            raise section.fail(key, f"a {type(default).__name__} like the default {default!r}", value)
+        values[key] = float(value) if isinstance(default, float) else value
+    return cls(**values)
 
 
 def _existing(path: Path, where: str, what: str) -> Path:
