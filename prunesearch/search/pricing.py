@@ -45,24 +45,18 @@ class LatencyTablePricer:
     """The product pricer: one latency table per target, checked to cover the architecture."""
 
     def __init__(self, targets: tuple[str, ...], arch: TrackerConfig) -> None:
-        from prunesearch.latency import known_targets, load_table
+        from prunesearch.latency import load_table
 
-        known = known_targets()
         self.targets = tuple(targets)
-        self.tables = {}
-        for target in self.targets:
-            if target not in known and not target.endswith((".yaml", ".yml")):
-                raise PrunesearchError(
-                    f"unknown target {target!r}; known targets: {', '.join(known)} (or a latency table .yaml)"
-                )
-            table = load_table(target)
+        self.arch = arch
+        self.tables = {target: load_table(target) for target in self.targets}  # unknown names list the known
+        for table in self.tables.values():
             table.check_covers(arch)
-            self.tables[target] = table
 
     def price(self, cand: Candidate) -> dict[str, Price]:
         out = {}
         for target, table in self.tables.items():
-            est = table.estimate(cand.depth, cand.ai_layers)
+            est = table.estimate(cand.depth, cand.ai_layers, cfg=self.arch)
             out[target] = Price(per_frame_ms=float(est.per_frame_ms), template_ms=float(est.template_ms))
         return out
 
