@@ -60,9 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 class RichDisplay:
-    """Trials done and left, each worker's current candidate and step, ETA."""
+    """Trials done and left, each worker's current candidate and step, ETA.
+
+    Called from the main thread (worker 0) and from the thread relaying the other workers' events.
+    """
 
     def __init__(self, console: "Console") -> None:
+        import threading
+
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.console = console
@@ -71,6 +76,7 @@ class RichDisplay:
             TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
         )
         self.overall = None
+        self.lock = threading.Lock()
         self.tasks: dict[int, int] = {}
         self.left = self.done = self.steps = 0
 
@@ -94,21 +100,24 @@ class RichDisplay:
         self.progress.start()
 
     def started(self, worker: int, key: str, steps: int) -> None:
-        if worker not in self.tasks:
-            self.tasks[worker] = self.progress.add_task("", total=steps)
-        self.progress.reset(self.tasks[worker], total=steps, description=f"  worker {worker}: {key} steps")
+        with self.lock:
+            if worker not in self.tasks:
+                self.tasks[worker] = self.progress.add_task("", total=steps)
+            self.progress.reset(self.tasks[worker], total=steps, description=f"  worker {worker}: {key} steps")
 
     def stepped(self, worker: int, done: int) -> None:
-        task = self.progress.tasks[self.tasks[worker]]
-        self.progress.advance(self.overall, done - task.completed)
-        self.progress.update(self.tasks[worker], completed=done)
+        with self.lock:
+            task = self.progress.tasks[self.tasks[worker]]
+            self.progress.advance(self.overall, done - task.completed)
+            self.progress.update(self.tasks[worker], completed=done)
 
     def finished(self, worker: int, key: str, outcome: str) -> None:
-        task = self.progress.tasks[self.tasks[worker]]
-        self.progress.advance(self.overall, task.total - task.completed)
-        self.done, self.left = self.done + 1, max(self.left - 1, 0)
-        self.progress.update(self.overall, description=self._describe())
-        self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')} ({int(task.completed)} steps)")
+        with self.lock:
+            task = self.progress.tasks[self.tasks[worker]]
+            self.progress.advance(self.overall, task.total - task.completed)
+            self.done, self.left = self.done + 1, max(self.left - 1, 0)
+            self.progress.update(self.overall, description=self._describe())
+            self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')} ({int(task.completed)} steps)")
 
 
 def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
@@ -231,4 +240,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port), "--backend-store-uri", uri]
     print(f"MLflow UI: http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    return subprocess.call(command)
+    server = subprocess.Popen(command)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(timeout=30)
+        return 0

@@ -89,4 +89,4 @@ def export_onnx(checkpoint: str | Path, out_dir: Path) -> list[Path]:
     """A front member's template and frame graphs, from its saved checkpoint."""
     from prunesearch.export import export_tracker
 
-    return list(export_tracker(load_checkpoint(checkpoint), out_dir))
+    return list(export_tracker(load_checkpoint(checkpoint), out_dir, weights=str(checkpoint)))

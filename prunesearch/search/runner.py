@@ -16,6 +16,7 @@ import os
 import queue as queue_module
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -225,36 +226,51 @@ def _worker(req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan,
         raise SystemExit(130) from None
 
 
-def _run_workers(req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan, workers: int, display: Display) -> None:
+def _relay(events: Any, display: Display, errors: list[str], stop: threading.Event) -> None:
+    """Hand the worker processes' progress events to the display, until told to stop and drained."""
+    while not (stop.is_set() and events.empty()):
+        try:
+            kind, index, *rest = events.get(timeout=0.2)
+        except queue_module.Empty:
+            continue
+        if kind == "error":
+            errors.append(f"worker {index}: {rest[0]}")
+        else:
+            getattr(display, kind)(index, *rest)
+
+
+def _run_workers(setup: Setup, req: RunRequest, uri: str, storage: str, log: SearchLog, plan: Plan, workers: int, display: Display) -> None:
+    """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [
-        ctx.Process(target=_worker, args=(req, uri, storage, parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
-        for i in range(workers)
+        ctx.Process(target=_worker, args=(req, uri, storage, log.parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
+        for i in range(1, workers)
     ]
     for p in procs:
         p.start()
-    errors = []
+    errors: list[str] = []
+    stop = threading.Event()
+    relay = threading.Thread(target=_relay, args=(events, display, errors, stop), daemon=True)
+    relay.start()
+    own_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        while any(p.is_alive() for p in procs) or not events.empty():
-            try:
-                kind, index, *rest = events.get(timeout=0.5)
-            except queue_module.Empty:
-                continue
-            if kind == "error":
-                errors.append(f"worker {index}: {rest[0]}")
-            else:
-                getattr(display, kind)(index, *rest)
+        _controller(setup, storage, log, plan, display, 0).work()
+        for p in procs:
+            p.join()
     except KeyboardInterrupt:
         for p in procs:
             if p.is_alive():
-                p.terminate()
+                p.terminate()  # SIGTERM: the worker marks its trial interrupted and exits
         for p in procs:
-            p.join(timeout=30)
+            p.join(timeout=60)
         raise
-    for p in procs:
-        p.join()
+    finally:
+        torch.set_num_threads(own_threads)
+        stop.set()
+        relay.join()
     if errors:
         raise PrunesearchError("; ".join(errors))
     failed = [f"{p.name} exited with {p.exitcode}" for p in procs if p.exitcode]
@@ -318,7 +334,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
         if workers == 1:
             _controller(setup, storage, log, plan, display, 0).work()
         else:
-            _run_workers(req, uri, storage, log.parent_id, plan, workers, display)
+            _run_workers(setup, req, uri, storage, log, plan, workers, display)
     except KeyboardInterrupt:
         log.stop("KILLED")
         raise
