@@ -144,3 +144,18 @@ def test_bad_input_is_one_line_and_exit_2(folder, monkeypatch, capsys, args, mes
 def test_unknown_experiment_lists_the_known_ones(capsys):
     assert main(["run", "--experiment", "b5-b10", "--target", "orin-nx", "--budget", "10ms"]) == 2
     assert "unknown experiment 'b5-b10'; known experiments: b4-b9, quickstart" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "finetune, message",
+    [
+        ("{stepz: 3}", r"finetune.stepz: unknown key; allowed keys here: steps, batch_size"),
+        ("{steps: many}", r"finetune.steps: expected a whole number \(default \d+\), got 'many'"),
+        ("{augment: {jitter: 2}}", r"finetune.augment.jitter: unknown key"),
+    ],
+)
+def test_fine_tune_settings_are_checked_against_the_trainer(folder, monkeypatch, capsys, finetune, message):
+    monkeypatch.chdir(folder)
+    (folder / "bad.yaml").write_text(EXPERIMENT.replace("finetune: {steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}", f"finetune: {finetune}"))
+    assert main(["run", "--experiment", "bad.yaml", "--target", "orin-nx", "--budget", "9ms"]) == 2
+    assert re.search(r"bad.yaml: " + message, capsys.readouterr().err)

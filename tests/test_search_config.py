@@ -36,6 +36,9 @@ def test_b4_b9_space_follows_the_paper():
     assert {c.rule for c in cands} == {"first", "uniform", "influence"}
     assert {Candidate(9, 3), Candidate(8, 3), Candidate(6, 3), Candidate(4, 2)} <= set(cands)
     assert [c.key for c in exp.search.seeds] == ["B9-3/first", "B8-3/first", "B6-3/first", "B4-2/first"]
+    published = {r.label: (r.candidate.key, r.ao) for r in exp.reference}
+    assert published["LiteTrack-B4-2"] == ("B4-2/first", pytest.approx(0.652))
+    assert len(published) == 4
 
 
 def test_litetrack_space_reaches_the_teachers_depth():
@@ -72,6 +75,7 @@ def _write(tmp_path, text, name="exp.yaml"):
         ("teacher: {checkpoint: nowhere.pt}\n", r"teacher checkpoint .*nowhere.pt \(.*exp.yaml: teacher.checkpoint\) does not exist"),
         ("data: {path: no/such/dir}\n", r"data folder .*no/such/dir \(.*exp.yaml: data.path\) does not exist"),
         ("search: {seeds: [B4]}\n", r"cannot read candidate 'B4'"),
+        ("reference: {B4: {depth: 4, ai_layers: 2, ao: 65}}\n", r"reference.B4.ao: unknown key; allowed keys here: depth, ai_layers, got10k_ao"),
         ("search: [1, 2\n", r"exp.yaml: line \d+ is not valid YAML"),
         ("- a list\n", r"expected a mapping of keys at the top level"),
     ],

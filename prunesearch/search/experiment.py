@@ -21,7 +21,7 @@ from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
 from prunesearch.search.yamlfile import Section, locate, read_yaml
 
-EXPERIMENT_KEYS = ("description", "architecture", "space", "teacher", "data", "finetune", "search", "seed")
+EXPERIMENT_KEYS = ("description", "architecture", "space", "teacher", "data", "finetune", "search", "seed", "reference")
 STRATEGIES = ("auto", "enumerate", "sample")
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -61,6 +61,15 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """A published variant of the experiment's architecture, drawn beside the search's points."""
+
+    label: str
+    candidate: Candidate
+    ao: float  # fraction in [0, 1]
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     path: Path
@@ -72,6 +81,7 @@ class Experiment:
     teacher_checkpoint: Path | None = None
     seed: int = 0
     description: str = ""
+    reference: tuple[PublishedResult, ...] = ()
 
     @property
     def arch(self) -> TrackerConfig:
@@ -148,15 +158,15 @@ def build_dataclass(cls: type, section: Section) -> Any:
             values[key] = build_dataclass(type(default), section.section(key))
             continue
         if isinstance(default, bool):
-            ok = isinstance(value, bool)
+            ok, allowed = isinstance(value, bool), "true or false"
         elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok, allowed = isinstance(value, int) and not isinstance(value, bool), "a whole number"
         elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok, allowed = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
         else:
-            ok = default is None or isinstance(value, type(default))
+            ok, allowed = default is None or isinstance(value, type(default)), f"a {type(default).__name__}"
         if not ok:
-            raise section.fail(key, f"a {type(default).__name__} like the default {default!r}", value)
+            raise section.fail(key, f"{allowed} (default {default!r})", value)
         values[key] = float(value) if isinstance(default, float) else value
     return cls(**values)
 
@@ -202,6 +212,15 @@ def _parse_data(section: Section, base: Path) -> DataSpec:
     )
 
 
+def _parse_reference(section: Section) -> tuple[PublishedResult, ...]:
+    out = []
+    for label in section.data:
+        row = section.section(label).only(("depth", "ai_layers", "got10k_ao"))
+        cand = Candidate(row.integer("depth", minimum=1), row.integer("ai_layers", minimum=1))
+        out.append(PublishedResult(str(label), cand, row.number("got10k_ao", minimum=0) / 100))
+    return tuple(out)
+
+
 def load_experiment(ref: str) -> Experiment:
     """Read and check ``experiments/NAME.yaml`` (or a path); relative paths inside are relative to the file."""
     path = locate("experiments", ref)
@@ -228,4 +247,5 @@ def load_experiment(ref: str) -> Experiment:
         if checkpoint
         else None,
         seed=top.integer("seed", 0, minimum=0),
+        reference=_parse_reference(top.section("reference")),
     )

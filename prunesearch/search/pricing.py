@@ -90,6 +90,7 @@ class PriceBook:
 
     def __init__(self, candidates: list[Candidate], pricer: Pricer, budget: Budget, arch: TrackerConfig) -> None:
         self.budget = budget
+        self.pricer = pricer
         self.targets = tuple(pricer.targets)
         self.candidates = list(candidates)
         self.prices = {c.key: pricer.price(c) for c in self.candidates}

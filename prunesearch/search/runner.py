@@ -46,6 +46,7 @@ from prunesearch.search.controller import (
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
+from prunesearch.search.plot import ReferencePoint
 from prunesearch.search.results import CandidateResult
 
 # Fields that make two trackers the same architecture for accuracy purposes.
@@ -294,6 +295,17 @@ class RunReport:
     missing_models: list[str]
 
 
+def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
+    """The experiment's published variants at the latency each target's table prices them."""
+    out: dict[str, list[ReferencePoint]] = {}
+    for target in setup.book.targets:
+        out[target] = [
+            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].per_frame_ms)
+            for r in setup.experiment.reference
+        ]
+    return out
+
+
 def _export_front(setup: Setup, log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
     """Checkpoint and ONNX graphs of every front member not yet holding them; returns those it cannot reach."""
     missing = []
@@ -355,7 +367,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     seconds["total"] = time.perf_counter() - started_wall
     clock = time.perf_counter()
     metrics = {f"seconds.{k}": v for k, v in seconds.items()} | counts
-    log.finish(fronts, results, metrics, reference={})
+    log.finish(fronts, results, metrics, reference_points(setup))
     seconds["log_search"] += time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started_wall
     return RunReport(setup, plan, redact(storage), uri, log.parent_id, results, fronts, seconds, counts, missing)
