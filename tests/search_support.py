@@ -120,4 +120,4 @@ def controller(storage: str, book: PriceBook, search: SearchSettings, plan, eval
 def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001
     """Entry point of a spawned worker process in the two-workers test."""
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
-    controller(storage, make_book(), search, plan, ScriptedEvaluator(step_seconds=0.02), worker=worker).work()
+    controller(storage, make_book(), search, plan, ScriptedEvaluator(step_seconds=0.01), worker=worker).work()

@@ -143,7 +143,8 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
     study = open_study(storage, "test", optuna.samplers.RandomSampler(seed=0))
     plan = plan_search(study, make_book(), search)
-    ctx = multiprocessing.get_context("spawn")
+    # fork: no re-import per worker; the product's spawn path is run by the end-to-end test
+    ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=run_worker, args=(storage, plan, i)) for i in range(2)]
     for p in procs:
         p.start()

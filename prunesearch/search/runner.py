@@ -288,7 +288,6 @@ class RunReport:
     storage: str
     tracking_uri: str
     parent_run: str
-    results: list[CandidateResult]
     fronts: dict[str, list[CandidateResult]]
     seconds: dict[str, float]
     counts: dict[str, float]
@@ -306,7 +305,7 @@ def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
     return out
 
 
-def _export_front(setup: Setup, log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
+def _export_front(log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
     """Checkpoint and ONNX graphs of every front member not yet holding them; returns those it cannot reach."""
     missing = []
     members = {r.key: r for front in fronts.values() for r in front}
@@ -361,13 +360,13 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     checkpoints = {r.key: by_number[r.trial].user_attrs["result"]["checkpoint"] for r in results}
     seconds["log_search"] += time.perf_counter() - clock
     clock = time.perf_counter()
-    missing = _export_front(setup, log, fronts, checkpoints)
+    missing = _export_front(log, fronts, checkpoints)
     seconds["export"] = time.perf_counter() - clock
     counts = study_summary(study, since=started)
-    seconds["total"] = time.perf_counter() - started_wall
+    seconds["total"] = time.perf_counter() - started_wall  # as logged; the final logging is added below
     clock = time.perf_counter()
     metrics = {f"seconds.{k}": v for k, v in seconds.items()} | counts
     log.finish(fronts, results, metrics, reference_points(setup))
     seconds["log_search"] += time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started_wall
-    return RunReport(setup, plan, redact(storage), uri, log.parent_id, results, fronts, seconds, counts, missing)
+    return RunReport(setup, plan, redact(storage), uri, log.parent_id, fronts, seconds, counts, missing)
