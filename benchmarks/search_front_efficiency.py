@@ -99,7 +99,8 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
 
 
 def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str, seed: int, early: bool, folder: Path):  # noqa: ANN001, ANN201
-    from prunesearch.search.controller import SearchController, make_sampler, open_study, plan_search
+    from prunesearch.search.controller import SearchController, plan_search
+    from prunesearch.search.study import make_sampler, open_study
     from prunesearch.search.experiment import EarlyStop, SearchSettings
 
     settings = SearchSettings(

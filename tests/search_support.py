@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import FinishedTrial, Outcome, SearchController, make_sampler, open_study
+from prunesearch.search.controller import FinishedTrial, Outcome, SearchController
+from prunesearch.search.study import make_sampler, open_study
 from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
 from prunesearch.search.space import Candidate, SearchSpace, parse_space

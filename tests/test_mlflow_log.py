@@ -15,7 +15,8 @@ from prunesearch.mlflow_log.reader import comparable, read_results
 from prunesearch.mlflow_log.store import default_study_storage, redact
 from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import plan_search, trained_results
+from prunesearch.search.controller import plan_search
+from prunesearch.search.study import trained_results
 from prunesearch.search.results import front_for
 from search_support import ScriptedEvaluator, controller, make_book, settings
 

@@ -14,7 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from prunesearch.search.controller import SETTLED, SKIPPED, StudyState, open_study, plan_search, trained_results
+from prunesearch.search.controller import plan_search
+from prunesearch.search.study import SETTLED, SKIPPED, StudyState, open_study, trained_results
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.space import Candidate
 from search_support import ListSink, ScriptedEvaluator, controller, make_book, run_worker, settings

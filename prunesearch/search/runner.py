@@ -32,22 +32,13 @@ from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
 from prunesearch.search.budget import Budget, parse_budget
 from prunesearch.search.candidate import CandidateTrainer, export_onnx
-from prunesearch.search.controller import (
-    Plan,
-    Progress,
-    SearchController,
-    StudyState,
-    make_sampler,
-    open_study,
-    plan_search,
-    study_summary,
-    trained_results,
-)
+from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
 from prunesearch.search.plot import ReferencePoint
 from prunesearch.search.results import CandidateResult
+from prunesearch.search.study import StudyState, make_sampler, open_study, study_summary, trained_results
 
 # Fields that make two trackers the same architecture for accuracy purposes.
 _ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "template_size", "search_size", "depth")
