@@ -12,11 +12,11 @@ from mlflow import MlflowClient
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.reader import comparable, read_results
-from prunesearch.mlflow_log.store import default_study_storage, redact
+from prunesearch.mlflow_log.store import default_study_storage
 from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
-from prunesearch.search.study import trained_results
+from prunesearch.search.study import redact, trained_results
 from prunesearch.search.results import front_for
 from search_support import ScriptedEvaluator, controller, make_book, settings
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from prunesearch.errors import PrunesearchError
 
@@ -36,15 +35,6 @@ def default_study_storage(uri: str) -> str:
         db = Path(uri[len("sqlite:///"):])
         return f"sqlite:///{db.parent / 'optuna.db'}"
     return f"sqlite:///{Path.cwd() / 'optuna.db'}"
-
-
-def redact(url: str) -> str:
-    """A storage URL fit for logs: any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa: ANN001

@@ -27,7 +27,7 @@ import torch
 
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
-from prunesearch.mlflow_log.store import default_study_storage, redact, tracking_uri
+from prunesearch.mlflow_log.store import default_study_storage, tracking_uri
 from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
 from prunesearch.search.budget import Budget, parse_budget
@@ -38,7 +38,15 @@ from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
 from prunesearch.search.plot import ReferencePoint
 from prunesearch.search.results import CandidateResult
-from prunesearch.search.study import StudyState, make_sampler, open_study, study_summary, trained_results
+from prunesearch.search.study import (
+    StudyState,
+    make_sampler,
+    open_storage,
+    open_study,
+    redact,
+    study_summary,
+    trained_results,
+)
 
 # Fields that make two trackers the same architecture for accuracy purposes.
 _ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "template_size", "search_size", "depth")
@@ -317,12 +325,14 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     started_wall, started = time.perf_counter(), datetime.now()
     _interrupt_on_term()
     uri = tracking_uri()
+    storage = req.storage or default_study_storage(uri)
+    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any work
     setup = prepare(req)
     exp, seconds = setup.experiment, setup.seconds
     clock = time.perf_counter()
-    storage = req.storage or default_study_storage(uri)
     setup.info = dataclasses.replace(setup.info, storage=redact(storage))
-    study = open_study(storage, setup.info.study, make_sampler(exp.search.sampler, exp.seed * 100, exp.search.trials // 2))
+    sampler = make_sampler(exp.search.sampler, exp.seed * 100, exp.search.trials // 2)
+    study = open_study(study_storage, setup.info.study, sampler)
     plan = plan_search(study, setup.book, exp.search)
     seconds["study"] = time.perf_counter() - clock
     clock = time.perf_counter()

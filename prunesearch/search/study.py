@@ -12,11 +12,13 @@ import socket
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.results import CandidateResult
 from prunesearch.search.space import Candidate
@@ -64,26 +66,51 @@ def _sqlite_begin(connection: sqlalchemy.engine.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """Create or load the study: heartbeats let any worker fail and re-enqueue a lost machine's trial."""
+def redact(url: str) -> str:
+    """A storage URL fit for logs: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Connect to the study storage; heartbeats let any worker fail and re-enqueue a lost machine's trial."""
     sqlite = url.startswith("sqlite")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {},
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
-        if sqlite:
-            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
-            sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
-            storage.engine.dispose()
-        return optuna.create_study(
-            storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
-        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {},
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    except ImportError:
+        raise PrunesearchError(
+            f"the study storage {redact(url)} needs a database driver that is not installed "
+            "(PostgreSQL: pip install psycopg2-binary; MySQL: pip install pymysql)"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PrunesearchError(f"cannot open the study storage {redact(url)}: {first}") from None
+    if sqlite:
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_connect)
+        sqlalchemy.event.listen(storage.engine, "begin", _sqlite_begin)
+        storage.engine.dispose()
+    return storage
+
+
+def open_study(storage: str | optuna.storages.RDBStorage, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create the study, or load it to resume: the same name in the same storage is the same search."""
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    return optuna.create_study(
+        storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
+    )
 
 
 def trial_key(t: FrozenTrial) -> str | None:
