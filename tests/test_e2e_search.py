@@ -131,7 +131,7 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
         (["--target", "orin-nx", "--budget", "5ms"], r"no candidate of tiny fits 5ms .*the fastest, B2-1/first, takes 7.53 ms per frame on orin-nx"),
         (["--target", "orin-nx", "--budget", "9ms", "--data", "nowhere"], r"data folder .*nowhere \(--data\) does not exist"),
         (["--target", "orin-nx", "--budget", "9ms", "--teacher", "none.pt"], r"checkpoint .*none.pt \(--teacher\) does not exist"),
-        (["--target", "orin-nx", "--budget", "9ms", "--storage", "postgresql://me:pw@db/x"], r"storage postgresql://me:\*\*\*@db/x needs a database driver"),
+        (["--target", "orin-nx", "--budget", "9ms", "--storage", "postgresql://me:pw@db/x"], r"storage postgresql://me:\*\*\*@db/x( needs a database driver|: )"),
         (["--target", "orin-nx", "--budget", "9ms", "--storage", "sqlite:////no/such/dir/x.db"], r"cannot open the study storage"),
     ],
 )
