@@ -1,12 +1,32 @@
-"""Saving and loading tracker weights.
+"""Saving and loading tracker weights: prunesearch's own format, OSTrack and LiteTrack checkpoints.
 
 prunesearch's own format is a plain dict (format tag, model kind, config, student spec, state
 dict) so that the file alone rebuilds its model and loads with ``torch.load(weights_only=True)``.
-Readers for OSTrack and LiteTrack checkpoints map their key names onto the same modules.
+
+OSTrack and LiteTrack checkpoints hold only a state dict (under ``"net"``), so the architecture is
+read off the tensor shapes (:func:`infer_config`) and the key names are mapped onto prunesearch's
+modules, which were named after OSTrack's. The mapping is exact or it fails: every missing,
+unexpected or mis-shaped key is named in one error, except the few keys listed in
+:data:`KNOWN_UNUSED`, which the original trackers also leave unused at inference.
+
+* OSTrack (``lib/models/ostrack``): ``backbone.*`` (timm ViT: ``blocks.N.attn.qkv`` with bias,
+  final ``norm``, ``pos_embed_z``/``pos_embed_x`` made by ``finetune_track``) and ``box_head.*``.
+  A plain joint teacher. Candidate-elimination (CE) checkpoints have the same keys; prunesearch
+  runs them without token elimination, which the state dict cannot reveal.
+* LiteTrack (``lib/models/litetrack/vit_cae_async.py``): CAE blocks with ``attn.q_bias`` and
+  ``attn.v_bias`` (no key bias: LiteTrack concatenates zeros, so a zero key bias here is exact),
+  layer scales ``gamma_1``/``gamma_2``, and no final norm (``out_with_norm=False``). Its block
+  schedule matches :class:`~prunesearch.models.vit_tracker.AsyncTracker`: the first N-M blocks
+  see search tokens only, the last M let search queries attend over [final template; search]
+  while the template tokens stay as they are. M (``AI_LAYERS``) is not in the state dict.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,8 +41,38 @@ from prunesearch.models.vit_tracker import (
     build_student,
     build_teacher,
 )
+from prunesearch.pruning import student_from_teacher
 
 FORMAT = "prunesearch/1"
+INTO = ("teacher", "student")
+
+# Keys of real checkpoints that the original trackers never use when tracking, with the reason.
+_PRETRAIN_LEFTOVERS = {
+    "backbone.cls_token": "ViT pre-training class token; neither tracker puts it in the token sequence",
+    "backbone.pos_embed": "224-px pre-training position table; finetune_track resampled it into "
+    "pos_embed_z/pos_embed_x, which are what the trackers add",
+}
+KNOWN_UNUSED: dict[str, dict[str, str]] = {
+    "ostrack": dict(_PRETRAIN_LEFTOVERS),
+    "litetrack": {
+        **_PRETRAIN_LEFTOVERS,
+        # USE_CLS_TOKEN configs build a box-embedding MLP. Training (backbone mode None) prepends its
+        # token and strips it again before any block, so these weights never receive a gradient;
+        # LiteTrack's test-time tracker does run it through the template branch. prunesearch runs
+        # the template branch as LiteTrack trained it, without that token.
+        **{
+            f"target_token_embed.{layer}.{p}": "LiteTrack's box token: untrained, never seen by a block in training"
+            for layer in ("fc1", "fc2")
+            for p in ("weight", "bias")
+        },
+    },
+}
+
+# AI_LAYERS of LiteTrack's published variants (experiments/litetrack/B{N}_cae_center_*.yaml).
+LITETRACK_AI_LAYERS = {9: 3, 8: 3, 6: 3, 4: 2}
+
+# OSTrack/LiteTrack configs use heads of 64 channels (ViT-S 384/6, ViT-B 768/12, ViT-L 1024/16).
+HEAD_DIM = 64
 
 
 def save_checkpoint(model: TrackerBase, path: str | Path, half: bool = False, **extra: object) -> Path:
@@ -53,22 +103,47 @@ def read_file(path: str | Path) -> dict:
     if not path.is_file():
         raise PrunesearchError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PrunesearchError(
-            f"cannot load {path} safely (weights_only=True refused it: {first}); "
-            "only checkpoints holding plain tensors and containers are accepted"
-        ) from None
+        raise PrunesearchError(_unsafe_reason(path, str(err))) from None
+    if not isinstance(payload, dict):
+        raise PrunesearchError(f"{path} holds a {type(payload).__name__}, not a dict of weights")
+    return payload
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load every parameter or fail naming the missing, unexpected and mis-shaped keys."""
+def _unsafe_reason(path: Path, message: str) -> str:
+    """One line on why ``weights_only`` refused ``path``, and what to do."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if found:
+        return (
+            f"refusing to load {path}: it holds a pickled Python object ({found.group(1)}, e.g. a "
+            "training 'settings' record) and unpickling it could run arbitrary code; if you trust the "
+            "file, save its weights alone once with python -c \"import torch; torch.save(torch.load("
+            f"'{path}', weights_only=False)['net'], 'net.pth')\" and load net.pth"
+        )
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "WeightsUnpickler" not in ln and "weights_only" not in ln), None)
+    detail = detail or (lines[0] if lines else "unreadable")
+    return f"cannot load {path} as a PyTorch checkpoint ({detail})"
+
+
+def load_state_strict(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    ignored: tuple[str, ...] = (),
+    file_key: Callable[[str], str] = str,
+) -> None:
+    """Load every parameter or fail naming the missing, unexpected and mis-shaped keys.
+
+    ``file_key`` turns a model key into the name it has (or should have) in the file, so the
+    error speaks the file's language.
+    """
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    missing = sorted(file_key(k) for k in set(own) - set(state))
+    unexpected = sorted(file_key(k) for k in set(state) - set(own))
     shapes = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+        f"{file_key(k)} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
         for k in set(own) & set(state)
         if tuple(state[k].shape) != tuple(own[k].shape)
     )
@@ -80,7 +155,8 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     if shapes:
         problems.append(f"shape mismatches {_abbrev(shapes)}")
     if problems:
-        raise PrunesearchError(f"{source} does not match the model: " + "; ".join(problems))
+        note = f" (ignored as known-unused: {_abbrev(list(ignored))})" if ignored else ""
+        raise PrunesearchError(f"{source} does not match the model: " + "; ".join(problems) + note)
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
@@ -89,20 +165,221 @@ def _abbrev(items: list[str], limit: int = 6) -> str:
     return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > limit else ''}]"
 
 
+def detect_format(payload: dict) -> str:
+    """``"prunesearch"``, ``"ostrack"`` or ``"litetrack"``, from the file's keys alone."""
+    if payload.get("format") == FORMAT:
+        return "prunesearch"
+    if "format" in payload:
+        raise PrunesearchError(f"unsupported checkpoint format {payload['format']!r}; this is {FORMAT}")
+    state = _external_state(payload)
+    if any(k.endswith(".attn.q_bias") or k.endswith(".gamma_1") for k in state):
+        return "litetrack"
+    if any(k.endswith(".attn.qkv.weight") for k in state):
+        return "ostrack"
+    raise PrunesearchError(
+        "not a prunesearch, OSTrack or LiteTrack checkpoint: no 'format' tag and no backbone.blocks.N.attn keys"
+    )
+
+
+def _external_state(payload: dict) -> dict[str, torch.Tensor]:
+    """The state dict of an OSTrack/LiteTrack file: ``checkpoint["net"]``, or the file itself."""
+    state = payload.get("net", payload)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PrunesearchError(
+            "checkpoint is neither a prunesearch file nor a state dict of tensors (under 'net' or at the top)"
+        )
+    return state
+
+
+def file_key(key: str, fmt: str) -> str:
+    """The name a prunesearch state-dict key has in an OSTrack or LiteTrack file."""
+    if key.startswith("box_head."):
+        return key
+    if fmt == "litetrack" and key.endswith(".attn.qkv.bias"):
+        return f"backbone.{key[: -len('qkv.bias')]}q_bias/v_bias"
+    return "backbone." + key
+
+
+def map_external(state: dict[str, torch.Tensor], fmt: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """OSTrack/LiteTrack key names -> prunesearch's; returns the mapped state and the keys ignored.
+
+    Keys outside ``backbone.``/``box_head.`` get a ``~`` prefix, so a strict load reports them
+    as unexpected instead of matching a module by accident.
+    """
+    unused = KNOWN_UNUSED[fmt]
+    ignored = tuple(sorted(k for k in state if k in unused))
+    mapped = {}
+    for key, value in state.items():
+        if key in unused:
+            continue
+        inside = key.startswith("backbone.") or key.startswith("box_head.")
+        mapped[key.removeprefix("backbone.") if inside else f"~{key}"] = value
+    if fmt == "litetrack":
+        for q_key in [k for k in mapped if k.endswith(".attn.q_bias")]:
+            prefix = q_key[: -len("q_bias")]
+            v_bias = mapped.get(prefix + "v_bias")
+            if v_bias is None:
+                continue
+            q_bias = mapped.pop(q_key)
+            mapped.pop(prefix + "v_bias")
+            mapped[prefix + "qkv.bias"] = torch.cat([q_bias, torch.zeros_like(q_bias), v_bias])
+    return mapped, ignored
+
+
+def _require(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
+    if key not in state:
+        raise PrunesearchError(f"cannot infer the architecture of {source}: key {key!r} is missing")
+    return state[key]
+
+
+def _grid_size(tokens: int, patch: int, name: str, source: str) -> int:
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+        raise PrunesearchError(f"{source}: {name} has {tokens} positions, not a square grid")
+    return side * patch
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str, num_heads: int | None = None) -> TrackerConfig:
+    """The architecture a mapped state dict implies: widths, depth, crop sizes, head channels.
+
+    ``num_heads`` cannot be read off the weights; without it, heads of 64 channels are assumed
+    (right for OSTrack and LiteTrack at every size they ship).
+    """
+    patch_w = _require(state, "patch_embed.proj.weight", source)
+    dim, _, patch, _ = patch_w.shape
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
+    if not blocks:
+        raise PrunesearchError(f"cannot infer the architecture of {source}: no blocks.N keys")
+    if blocks != list(range(len(blocks))):
+        absent = sorted(set(range(max(blocks) + 1)) - set(blocks))
+        raise PrunesearchError(f"{source}: blocks {absent} are missing between blocks 0 and {max(blocks)}")
+    head_channels = []
+    while f"box_head.conv{len(head_channels) + 1}_ctr.0.weight" in state:
+        head_channels.append(state[f"box_head.conv{len(head_channels) + 1}_ctr.0.weight"].shape[0])
+    if num_heads is None:
+        if dim % HEAD_DIM:
+            raise PrunesearchError(f"{source}: width {dim} is not a multiple of {HEAD_DIM}; give the number of heads")
+        num_heads = dim // HEAD_DIM
+    return TrackerConfig(
+        embed_dim=dim,
+        num_heads=num_heads,
+        mlp_ratio=_require(state, "blocks.0.mlp.fc1.weight", source).shape[0] / dim,
+        patch_size=patch,
+        template_size=_grid_size(_require(state, "pos_embed_z", source).shape[1], patch, "pos_embed_z", source),
+        search_size=_grid_size(_require(state, "pos_embed_x", source).shape[1], patch, "pos_embed_x", source),
+        depth=len(blocks),
+        head_channels=tuple(head_channels),
+        layer_scale="blocks.0.gamma_1" in state,
+        final_norm="norm.weight" in state,
+    )
+
+
+def _fill_bn_counters(model: TrackerBase, state: dict[str, torch.Tensor]) -> None:
+    """Frozen-BN heads store no ``num_batches_tracked``; it never affects inference, so add zeros."""
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+
+
+def _load_external(payload: dict, fmt: str, source: str, ai_layers: int | None, num_heads: int | None) -> TrackerBase:
+    """Build the model an OSTrack (teacher) or LiteTrack (student) file describes and load it."""
+    state, ignored = map_external(_external_state(payload), fmt)
+    cfg = infer_config(state, source, num_heads)
+    if fmt == "ostrack":
+        model: TrackerBase = build_teacher(cfg)
+    else:
+        depth = cfg.depth
+        ai_layers = ai_layers or LITETRACK_AI_LAYERS.get(depth)
+        if ai_layers is None:
+            raise PrunesearchError(
+                f"{source} is a {depth}-block LiteTrack student; its interaction layers are not stored in "
+                "the file, give them (--ai-layers)"
+            )
+        # A LiteTrack student was pruned from a 12-block ViT-B; cfg.depth names that teacher's depth.
+        cfg = replace(cfg, depth=max(depth, TrackerConfig().depth))
+        model = build_student(cfg, StudentSpec(depth, ai_layers))
+    _fill_bn_counters(model, state)
+    load_state_strict(
+        model, state, source, ignored, lambda k: k[1:] if k.startswith("~") else file_key(k, fmt)
+    )
+    return model
+
+
 def load_native(payload: dict, source: str) -> TrackerBase:
     """Rebuild a model from prunesearch's own format."""
+    absent = [k for k in ("kind", "config", "state_dict") if k not in payload]
+    if absent:
+        raise PrunesearchError(f"{source} is a damaged prunesearch checkpoint: no {', '.join(absent)}")
     cfg = TrackerConfig.from_dict(payload["config"])
     if payload["kind"] == JointTracker.kind:
         model: TrackerBase = build_teacher(cfg)
-    else:
+    elif payload["kind"] == AsyncTracker.kind and payload.get("spec"):
         model = build_student(cfg, StudentSpec.from_dict(payload["spec"]))
+    else:
+        raise PrunesearchError(f"{source}: unknown model kind {payload['kind']!r} or missing student spec")
     load_state_strict(model, payload["state_dict"], source)
     return model.eval()
 
 
-def load_checkpoint(path: str | Path) -> TrackerBase:
-    """Load a checkpoint written by :func:`save_checkpoint`."""
+def convert(
+    model: TrackerBase,
+    into: str,
+    depth: int | None = None,
+    ai_layers: int | None = None,
+    rule: str | list[int] = "first",
+) -> TrackerBase:
+    """``model`` as a joint teacher, or as a student ``B{depth}-{ai_layers}`` of its blocks.
+
+    A student's spec lists blocks of the original teacher: choosing blocks of a student maps them
+    back through that student's own list.
+    """
+    if into not in INTO:
+        raise PrunesearchError(f"cannot load a checkpoint into {into!r}; use one of {', '.join(INTO)}")
+    joint = model
+    if not isinstance(model, JointTracker):
+        joint = build_teacher(replace(model.cfg, depth=model.depth))
+        joint.load_state_dict(model.state_dict(), strict=True)
+    if into == "teacher":
+        if depth not in (None, model.depth) or ai_layers is not None:
+            raise PrunesearchError("a teacher keeps every block of the checkpoint; drop the depth and interaction layers")
+        return joint.eval()
+    depth = depth or model.depth
+    if ai_layers is None and isinstance(model, AsyncTracker) and depth == model.depth:
+        ai_layers = model.ai_layers
+    if ai_layers is None:
+        raise PrunesearchError("a student needs its number of interaction layers (--ai-layers)")
+    student = student_from_teacher(joint, depth, ai_layers, rule)
+    if isinstance(model, AsyncTracker):
+        origin = model.spec.blocks
+        student.spec = replace(student.spec, blocks=tuple(origin[b] for b in student.spec.blocks))
+    return student.eval()
+
+
+def load_checkpoint(
+    path: str | Path,
+    into: str | None = None,
+    depth: int | None = None,
+    ai_layers: int | None = None,
+    rule: str | list[int] = "first",
+    num_heads: int | None = None,
+) -> TrackerBase:
+    """Load a prunesearch, OSTrack or LiteTrack checkpoint (detected from its keys), in eval mode.
+
+    By default the model comes back as the file describes it: OSTrack as a joint teacher,
+    LiteTrack as an async student (``ai_layers`` from the published variants unless given),
+    prunesearch files as saved. ``into="teacher"`` or ``"student"`` (with ``depth``,
+    ``ai_layers`` and a block ``rule``) converts it; ``num_heads`` overrides the 64-channel-head
+    assumption for OSTrack and LiteTrack files.
+    """
+    source = str(path)
     payload = read_file(path)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise PrunesearchError(f"{path} is not a prunesearch checkpoint (no '{FORMAT}' format tag)")
-    return load_native(payload, str(path))
+    fmt = detect_format(payload)
+    if fmt == "prunesearch":
+        model = load_native(payload, source)
+    else:
+        # The block schedule does not change the weights: any valid M builds a LiteTrack teacher.
+        build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
+        model = _load_external(payload, fmt, source, build_m, num_heads)
+    if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
+        return model.eval()
+    return convert(model, into or "student", depth, ai_layers, rule)

@@ -1,16 +1,26 @@
-"""Analytic multiply-add counts of the tracker parts, per frame and per template.
+"""Multiply-add counts and parameter counts of the trackers, per frame and per template.
 
 Convention: one multiply-add (MAC) counts as one, as fvcore counts it; "GMACs" everywhere in
-prunesearch means 1e9 multiply-adds. Only matrix products and convolutions are counted here
-(norms, activations and softmax are under 1% of a block). The parts are the same ones a latency
-table prices, so FLOPs and latency speak about the same pieces.
+prunesearch means 1e9 multiply-adds (GFLOPs would be twice that). The analytic counts take only
+matrix products and convolutions (norms, activations and softmax are under 1% of a block). The
+parts are the same ones a latency table prices, so FLOPs and latency speak about the same pieces.
+
+:func:`fvcore_macs` counts the same thing by tracing the model with fvcore, phase by phase.
+fvcore has no handle for ``scaled_dot_product_attention``; :func:`sdpa_macs` supplies one. fvcore
+also counts norms (about 5 per element), so it lands a little above the analytic count.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prunesearch.models.vit_tracker import TrackerConfig
+import torch
+
+from prunesearch.models.phases import FramePhase, TemplatePhase, example_crops
+from prunesearch.models.vit_tracker import AsyncTracker, TrackerBase, TrackerConfig, count_params
 
 PART_KINDS = (
     "search_embed",
@@ -81,4 +91,69 @@ def model_macs(cfg: TrackerConfig, depth: int | None = None, ai_layers: int | No
     return ModelCost(
         per_frame=p["search_embed"] + (depth - m) * p["search_block"] + m * p["interaction_block"] + p["head"],
         template=p["template_embed"] + depth * p["template_block"],
+    )
+
+
+def analytic_macs(model: TrackerBase) -> ModelCost:
+    """:func:`model_macs` of a built model: its config, and its student spec if it has one."""
+    if isinstance(model, AsyncTracker):
+        return model_macs(model.cfg, model.spec.depth, model.spec.ai_layers)
+    return model_macs(model.cfg)
+
+
+@dataclass(frozen=True)
+class PhaseParams:
+    """Parameters of one model: all of them, and those each phase reads (shared ones in both)."""
+
+    total: int
+    per_frame: int
+    template: int
+
+
+def phase_params(model: TrackerBase) -> PhaseParams:
+    """Which weights each phase touches: the teacher's template step is only the embedding."""
+    embed = count_params(model.patch_embed)
+    blocks = count_params(model.blocks)
+    per_frame = embed + model.pos_embed_x.numel() + blocks + count_params(model.norm) + count_params(model.box_head)
+    template = embed + model.pos_embed_z.numel() + (blocks if isinstance(model, AsyncTracker) else 0)
+    return PhaseParams(count_params(model), per_frame, template)
+
+
+def sdpa_macs(inputs: list, outputs: list) -> int:
+    """fvcore handle for ``aten::scaled_dot_product_attention``: q @ k^T plus att @ v.
+
+    q [..., Nq, d], k [..., Nk, d], v [..., Nk, dv] -> prod(...) * Nq * Nk * (d + dv) MACs.
+    """
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    return math.prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def fvcore_count(module: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> int:
+    """MACs of ``module(*inputs)`` as fvcore traces them, attention products included."""
+    with warnings.catch_warnings():
+        # fvcore and the tracer it uses warn that torch.jit is deprecated; the count is unaffected.
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+
+        analysis = (
+            FlopCountAnalysis(module.eval(), tuple(inputs))
+            .set_op_handle("aten::scaled_dot_product_attention", sdpa_macs)
+            .unsupported_ops_warnings(False)
+            .uncalled_modules_warnings(False)
+            .tracer_warnings("none")
+        )
+        with torch.no_grad():
+            return int(analysis.total())
+
+
+def fvcore_macs(model: TrackerBase) -> ModelCost:
+    """Per-frame and template MACs of ``model`` counted by fvcore at batch 1."""
+    z, x = example_crops(model.cfg)
+    with torch.no_grad():
+        z_feat = model.eval().template(z)
+    return ModelCost(
+        per_frame=fvcore_count(FramePhase(model), (z_feat, x)),
+        template=fvcore_count(TemplatePhase(model), (z,)),
     )

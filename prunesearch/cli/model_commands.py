@@ -1,56 +1,172 @@
-"""``prunesearch inspect`` and ``prunesearch export``: look at and export one tracker."""
+"""``prunesearch inspect`` and ``prunesearch export``: look at one tracker, or write its ONNX pair.
+
+Both build the model the same way: the teacher, or a student pruned from it with ``--depth`` and
+``--ai-layers``, on a preset architecture with random weights, or from a checkpoint (prunesearch,
+OSTrack or LiteTrack), whose shapes then decide the architecture.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
+from prunesearch.errors import PrunesearchError
+from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS, TrackerBase, TrackerConfig
+
+RANDOM_WEIGHTS = "random"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=None, help="student depth N (omit for the teacher)")
     p.add_argument("--ai-layers", type=int, default=None, help="interaction layers M of the student")
-    p.add_argument("--rule", default="first", help="block choice: first, uniform, or a comma list of teacher blocks")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="architecture preset")
+    p.add_argument(
+        "--rule", default="first", help="teacher blocks a student keeps: first, uniform, or a comma list such as 0,2,4"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help=f"architecture preset with random weights (default {DEFAULT_PRESET}; not with --checkpoint)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="prunesearch, OSTrack or LiteTrack weights; the file's shapes give the architecture",
+    )
+    p.add_argument("--heads", type=int, default=None, help="attention heads of an OSTrack/LiteTrack checkpoint (default width/64)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="params, GMACs and token counts of the teacher or a student")
+    p = sub.add_parser(
+        "inspect",
+        help="params, GMACs, token counts and blocks of the teacher or a student",
+        description="Params, per-frame and template GMACs (analytic and fvcore; 1 MAC = one multiply-add), "
+        "token counts and the teacher blocks a student keeps.",
+    )
     _add_model_args(p)
+    p.add_argument("--no-fvcore", action="store_true", help="skip the fvcore trace (analytic counts only)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_inspect)
 
+    p = sub.add_parser(
+        "export",
+        help="write the template and per-frame ONNX graphs of the teacher or a student",
+        description="Writes OUT/template.onnx (template crop -> cached features) and OUT/frame.onnx "
+        "(cached features + search crop -> score, size and offset maps and the box).",
+    )
+    _add_model_args(p)
+    p.add_argument("--out", type=Path, required=True, help="folder for template.onnx and frame.onnx")
+    p.add_argument("--check", action="store_true", help="run both graphs in onnxruntime and compare with PyTorch")
+    p.set_defaults(func=cmd_export)
 
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
 
-    from prunesearch.models import count_params
+def _parse_rule(text: str) -> str | list[int]:
+    if text in ("first", "uniform", "influence"):
+        return text
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise PrunesearchError(f"--rule {text!r}: use first, uniform, or a comma list of teacher block indices") from None
+
+
+def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
+    """The model the shared flags describe, and where its weights came from."""
+    from prunesearch.checkpoints import load_checkpoint
     from prunesearch.models.vit_tracker import build_teacher, get_preset
     from prunesearch.pruning import student_from_teacher
 
-    cfg = get_preset(args.preset)
-    teacher = build_teacher(cfg)
-    model = teacher
-    if args.depth is not None:
-        rule = args.rule if args.rule in ("first", "uniform") else [int(b) for b in args.rule.split(",")]
-        model = student_from_teacher(teacher, args.depth, args.ai_layers or args.depth, rule)
+    rule = _parse_rule(args.rule)
+    if args.checkpoint is not None:
+        if args.preset is not None:
+            raise PrunesearchError("give --preset or --checkpoint, not both: a checkpoint's shapes decide its architecture")
+        model = load_checkpoint(args.checkpoint, depth=args.depth, ai_layers=args.ai_layers, rule=rule, num_heads=args.heads)
+        return model, str(args.checkpoint)
+    if args.heads is not None:
+        raise PrunesearchError("--heads only applies to an OSTrack or LiteTrack --checkpoint")
+    if args.depth is None and args.ai_layers is not None:
+        raise PrunesearchError("--ai-layers needs --depth (a student B{N}-{M})")
+    if args.depth is not None and args.ai_layers is None:
+        raise PrunesearchError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
+    teacher = build_teacher(get_preset(args.preset or DEFAULT_PRESET)).eval()
+    if args.depth is None:
+        return teacher, RANDOM_WEIGHTS
+    return student_from_teacher(teacher, args.depth, args.ai_layers, rule).eval(), RANDOM_WEIGHTS
+
+
+def _architecture_name(cfg: TrackerConfig) -> str:
+    return next((name for name, preset in PRESETS.items() if preset == cfg), "custom")
+
+
+def describe_model(model: TrackerBase, weights: str, fvcore: bool = True) -> dict:
+    """Everything ``inspect`` reports, as plain data."""
+    from prunesearch.flops import analytic_macs, fvcore_macs, phase_params
+
+    cfg = model.cfg
+    student = getattr(model, "spec", None)
+    analytic = analytic_macs(model)
+    params = phase_params(model)
     info = {
-        "model": getattr(model, "spec", None) and model.spec.name or "teacher",
-        "preset": args.preset,
-        "params_m": count_params(model) / 1e6,
+        "model": student.name if student else "teacher",
+        "architecture": _architecture_name(cfg),
+        "weights": weights,
+        "embed_dim": cfg.embed_dim,
+        "heads": cfg.num_heads,
+        "params_m": params.total / 1e6,
+        "per_frame_params_m": params.per_frame / 1e6,
+        "template_params_m": params.template / 1e6,
+        "per_frame_gmacs": analytic.per_frame_gmacs,
+        "template_gmacs": analytic.template_gmacs,
         "template_tokens": cfg.template_tokens,
         "search_tokens": cfg.search_tokens,
-        "blocks": list(model.spec.blocks) if hasattr(model, "spec") else list(range(model.depth)),
+        "joint_tokens" if not student else "interaction_kv_tokens": cfg.template_tokens + cfg.search_tokens,
+        "blocks": list(student.blocks) if student else list(range(model.depth)),
     }
+    if student:
+        info["search_only_blocks"] = student.depth - student.ai_layers
+        info["interaction_blocks"] = student.ai_layers
+    if fvcore:
+        counted = fvcore_macs(model)
+        info["per_frame_gmacs_fvcore"] = counted.per_frame_gmacs
+        info["template_gmacs_fvcore"] = counted.template_gmacs
+    return info
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    model, weights = build_model(args)
+    info = describe_model(model, weights, fvcore=not args.no_fvcore)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    table = Table(title=f"{info['model']} ({args.preset})")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{info['model']} ({info['architecture']}, weights: {weights})")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    for k, v in info.items():
-        table.add_row(k, f"{v:.2f}" if isinstance(v, float) else str(v))
+    for key, value in info.items():
+        if key in ("model", "architecture", "weights"):
+            continue
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
     Console().print(table)
+    print("GMACs: 1e9 multiply-adds; per-frame work excludes the template step, which runs once per template.")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from prunesearch.export import ATOL, OnnxTracker, check_export, describe, export_tracker
+
+    model, weights = build_model(args)
+    name = describe(model, weights)["prunesearch.model"]
+    if weights == RANDOM_WEIGHTS:
+        print(f"{name}: weights are random (no --checkpoint); fine for latency work, not for tracking")
+    template_path, frame_path = export_tracker(model, args.out, weights)
+    print(f"wrote {template_path} (z -> z_feat) and {frame_path} (z_feat, x -> score_map, size_map, offset_map, box)")
+    if args.check:
+        diffs = check_export(model, OnnxTracker(template_path, frame_path))
+        print("onnxruntime vs PyTorch, max abs diff: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        worst = max(diffs, key=diffs.get)
+        if diffs[worst] > ATOL:
+            raise PrunesearchError(f"exported {worst} differs from PyTorch by {diffs[worst]:.2e} (> {ATOL:g})")
     return 0

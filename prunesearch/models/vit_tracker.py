@@ -264,7 +264,7 @@ class CenterHead(nn.Module):
         b, n, c = search_tokens.shape
         fmap = search_tokens.transpose(1, 2).reshape(b, c, self.feat_size, self.feat_size)
         score = torch.sigmoid(self._branch("ctr", fmap)).clamp(1e-4, 1 - 1e-4)
-        size = torch.sigmoid(self._branch("size", fmap))
+        size = torch.sigmoid(self._branch("size", fmap)).clamp(1e-4, 1 - 1e-4)
         offset = self._branch("offset", fmap)
         return TrackerOutput(score, size, offset, decode_box(score, size, offset))
 
