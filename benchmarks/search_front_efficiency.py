@@ -69,7 +69,7 @@ class Discard:
     def stepped(self, worker: int, done: int) -> None:
         pass
 
-    def finished(self, worker: int, key: str, outcome: str) -> None:
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
         pass
 
 

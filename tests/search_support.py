@@ -101,7 +101,7 @@ class NullProgress:
     def stepped(self, worker: int, done: int) -> None:
         pass
 
-    def finished(self, worker: int, key: str, outcome: str) -> None:
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
         pass
 
 

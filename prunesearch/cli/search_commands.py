@@ -111,13 +111,14 @@ class RichDisplay:
             self.progress.advance(self.overall, done - task.completed)
             self.progress.update(self.tasks[worker], completed=done)
 
-    def finished(self, worker: int, key: str, outcome: str) -> None:
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
         with self.lock:
             task = self.progress.tasks[self.tasks[worker]]
             self.progress.advance(self.overall, task.total - task.completed)
             self.done, self.left = self.done + 1, max(self.left - 1, 0)
             self.progress.update(self.overall, description=self._describe())
-            self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')} ({int(task.completed)} steps)")
+            score = "" if ao is None else f", AO {100 * ao:.1f}"
+            self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')}{score} ({int(task.completed)} steps)")
 
 
 def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":

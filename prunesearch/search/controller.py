@@ -78,7 +78,7 @@ class Progress(Protocol):
 
     def stepped(self, worker: int, done: int) -> None: ...
 
-    def finished(self, worker: int, key: str, outcome: str) -> None: ...
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None: ...
 
 
 class CandidateDiverged(Exception):
@@ -249,7 +249,7 @@ class SearchController:
         summary.update(accuracy=result.accuracy, checkpoint=result.checkpoint)
         trial.set_user_attr("result", summary)
         trial.set_user_attr("outcome", outcome)
-        self.progress.finished(self.worker, cand.key, outcome)
+        self.progress.finished(self.worker, cand.key, outcome, result.accuracy.get("ao"))
         if outcome == "diverged":
             raise CandidateDiverged(f"{cand.key}: fine-tune diverged")
         if outcome == "early_stopped":

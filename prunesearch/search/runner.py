@@ -189,8 +189,8 @@ class QueueProgress:
     def stepped(self, worker: int, done: int) -> None:
         self.events.put(("stepped", worker, done))
 
-    def finished(self, worker: int, key: str, outcome: str) -> None:
-        self.events.put(("finished", worker, key, outcome))
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
+        self.events.put(("finished", worker, key, outcome, ao))
 
 
 def _interrupt_on_term() -> None:
