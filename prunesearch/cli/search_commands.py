@@ -96,7 +96,8 @@ class RichDisplay:
             f"strategy: [bold]{plan.strategy}[/]; {plan.feasible} candidates fit the budget; "
             f"{settled} already done, {self.left} to fine-tune with {workers} worker(s){extra}"
         )
-        self.overall = self.progress.add_task(self._describe(), total=max(self.left * steps, 1))
+        total = max(self.left * steps, 1)
+        self.overall = self.progress.add_task(self._describe(), total=total, completed=0 if self.left else total)
         self.progress.start()
 
     def started(self, worker: int, key: str, steps: int) -> None:
