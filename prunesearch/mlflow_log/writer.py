@@ -193,9 +193,8 @@ class SearchLog:
         fronts = {t: front_for(results, t, self.info.budget.ms) for t in self.info.targets}
         for r in results:
             on = {t: any(f.key == r.key for f in front) for t, front in fronts.items()}
-            for t, flag in on.items():
-                self.client.set_tag(r.run_id, f"pareto.{t}", str(flag).lower())
-            self.client.set_tag(r.run_id, "pareto", str(any(on.values())).lower())
+            tags = {f"pareto.{t}": str(flag).lower() for t, flag in on.items()}
+            _log(self.client, r.run_id, tags={**tags, "pareto": str(any(on.values())).lower()})
         return fronts
 
     def log_model(self, run_id: str, files: list[Path]) -> None:
