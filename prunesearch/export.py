@@ -132,12 +132,19 @@ def ort_session(path: str | Path, threads: int | None = None, profile_prefix: st
 
 
 class OnnxTracker:
-    """An exported template/frame pair run by onnxruntime, with the PyTorch models' two-phase API."""
+    """An exported template/frame pair run by onnxruntime, with the PyTorch models' two-phase API.
+
+    Opening checks that the graphs have the inputs and outputs :func:`export_tracker` writes and
+    fixed square crop sizes, so a wrong file fails here in one line rather than mid-sequence.
+    """
 
     def __init__(self, template_path: str | Path, frame_path: str | Path, threads: int | None = None) -> None:
-        self.template_session = ort_session(template_path, threads)
-        self.frame_session = ort_session(frame_path, threads)
+        self.template_session = _tracker_session(template_path, TEMPLATE_INPUTS, TEMPLATE_OUTPUTS, threads)
+        self.frame_session = _tracker_session(frame_path, FRAME_INPUTS, FRAME_OUTPUTS, threads)
         self.metadata = dict(self.frame_session.get_modelmeta().custom_metadata_map)
+        self.template_size = _square_side(self.template_session, "z", template_path)
+        self.search_size = _square_side(self.frame_session, "x", frame_path)
+        self.name = self.metadata.get("prunesearch.model") or Path(frame_path).parent.name or "onnx"
 
     @classmethod
     def from_dir(cls, out_dir: str | Path, threads: int | None = None) -> "OnnxTracker":
@@ -149,11 +156,32 @@ class OnnxTracker:
         return torch.from_numpy(z_feat)
 
     def frame(self, z_feat: torch.Tensor, x: torch.Tensor) -> TrackerOutput:
-        outs = self.frame_session.run(None, {"z_feat": _numpy(z_feat), "x": _numpy(x)})
+        outs = self.frame_session.run(list(FRAME_OUTPUTS), {"z_feat": _numpy(z_feat), "x": _numpy(x)})
         return TrackerOutput(*(torch.from_numpy(o) for o in outs))
 
     def __call__(self, z: torch.Tensor, x: torch.Tensor) -> TrackerOutput:
         return self.frame(self.template(z), x)
+
+
+def _tracker_session(path: str | Path, inputs: Sequence[str], outputs: Sequence[str], threads: int | None):
+    if not Path(path).is_file():
+        raise PrunesearchError(f"ONNX graph {path} does not exist; write it with `prunesearch export`")
+    session = ort_session(path, threads)
+    have_in = [i.name for i in session.get_inputs()]
+    have_out = [o.name for o in session.get_outputs()]
+    if set(have_in) != set(inputs) or not set(outputs) <= set(have_out):
+        raise PrunesearchError(
+            f"{path} has inputs {have_in} and outputs {have_out}; a tracker graph needs inputs "
+            f"{list(inputs)} and outputs {list(outputs)} (write it with `prunesearch export`)"
+        )
+    return session
+
+
+def _square_side(session, input_name: str, path: str | Path) -> int:
+    shape = next(i.shape for i in session.get_inputs() if i.name == input_name)
+    if len(shape) != 4 or not all(isinstance(s, int) for s in shape[2:]) or shape[2] != shape[3]:
+        raise PrunesearchError(f"{path}: input {input_name!r} has shape {shape}, expected fixed [1, 3, S, S]")
+    return int(shape[2])
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -132,7 +132,10 @@ def _print_table(results: list, source: str, count: int, stand_in: bool | None, 
 
     table = Table(title=f"{source}: {count} sequences")
     for column in ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "P@20px", "NP@0.2", "FPS", "frames"):
-        table.add_column(column, justify="left" if column == "tracker" else "right")
+        if column == "tracker":
+            table.add_column(column, no_wrap=True, min_width=max((len(r.name) for r in results), default=7))
+        else:
+            table.add_column(column, justify="right")
     for r in results:
         cells = ["n/a" if math.isnan(v) else f"{100 * v:.1f}" for v in (r.ao, r.sr50, r.sr75, r.auc, r.precision, r.norm_precision)]
         table.add_row(r.name, *cells, "n/a" if math.isnan(r.fps) else f"{r.fps:.1f}", str(r.frames))

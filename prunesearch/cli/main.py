@@ -11,14 +11,21 @@ import sys
 from collections.abc import Sequence
 
 from prunesearch import __version__
-from prunesearch.cli import eval_commands, model_commands, search_commands
+from prunesearch.cli import eval_commands, latency_commands, model_commands, search_commands
 from prunesearch.errors import PrunesearchError
 
-COMMAND_MODULES = (model_commands, eval_commands, search_commands)
+COMMAND_MODULES = (model_commands, latency_commands, eval_commands, search_commands)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (what was wrong, where to look), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="prunesearch",
         description="Hardware-aware layer-pruning search for transformer visual trackers.",
     )

@@ -1,0 +1,268 @@
+"""``prunesearch latency list|show|validate|derive`` and ``prunesearch profile``: latency tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
+
+PROVIDER_CHOICES = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lat = sub.add_parser("latency", help="latency tables: list, show, validate, derive")
+    lsub = lat.add_subparsers(dest="latency_command", metavar="SUBCOMMAND", required=True)
+
+    p = lsub.add_parser("list", help="the known targets (local ./latency_models and shipped tables)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+
+    p = lsub.add_parser("show", help="price every candidate of a space on one target")
+    p.add_argument("--target", required=True, help="a target name (see 'prunesearch latency list') or a table .yaml")
+    p.add_argument("--space", default=None, help="space file (spaces/NAME.yaml); default: depth 1..teacher, M 1..depth")
+    p.add_argument("--template-update", type=int, default=None, metavar="K",
+                   help="the template is re-encoded every K frames: amortise its cost over K frames")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_show)
+
+    p = lsub.add_parser("validate", help="time whole per-frame graphs here and compare with a measured table")
+    p.add_argument("--target", required=True, help="a table measured on this machine (name or .yaml)")
+    p.add_argument("--samples", type=int, default=12, help="students drawn from the default space (the teacher is added)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the candidate sample")
+    p.add_argument("--allow-other-machine", action="store_true", help="compare even if the table was measured elsewhere")
+    p.add_argument("--mlflow", action="store_true", help="log the report as an MLflow run (MLFLOW_TRACKING_URI or MLflow's default)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_validate)
+
+    p = lsub.add_parser("derive", help="fit tables for published devices to published end-to-end fps")
+    p.add_argument("--published", default=None,
+                   help="published figures (e.g. shared/reference/published.yaml); default: those recorded in the shipped tables")
+    p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
+    p.add_argument("--tie", default="flops",
+                   help="what fixes the part kinds' relative costs: 'flops' (default) or a measured ViT-B table")
+    p.add_argument("--out-dir", default="latency_models", help="folder to write NAME.yaml into (default: ./latency_models)")
+    p.add_argument("--json", action="store_true", help="print the fit report as JSON")
+    p.set_defaults(func=cmd_derive)
+
+    p = sub.add_parser("profile", help="measure a latency table on this machine with onnxruntime")
+    p.add_argument("--name", required=True, help="target name; written to ./latency_models/NAME.yaml unless --out")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="architecture to measure")
+    p.add_argument("--provider", default="CPUExecutionProvider", choices=PROVIDER_CHOICES, help="onnxruntime execution provider")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="export precision")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (more: steadier medians)")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
+                   help="wall (default) or cpu: CPU time of one thread, for a busy shared machine (needs --threads 1)")
+    p.add_argument("--chain", type=int, default=None,
+                   help="distinct blocks per timed block graph (default: the teacher's depth, fewer for large blocks)")
+    p.add_argument("--device", default=None, help="device description for the table (default: CPU model and cores)")
+    p.add_argument("--power-mode", default=None, help="power mode to record (e.g. the Jetson nvpmodel mode)")
+    p.add_argument("--out", default=None, help="output file (default: ./latency_models/NAME.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing table")
+    p.set_defaults(func=cmd_profile)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from prunesearch.latency import known_targets, load_table
+
+    rows = []
+    for name in known_targets():
+        t = load_table(name)
+        rows.append({"target": name, "method": t.meta["method"], "device": t.meta["device"],
+                     "runtime": f"{t.meta['runtime']} {t.meta['provider']}", "precision": t.meta["precision"],
+                     "path": _shown_path(t.path)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    _print_table("latency targets", rows)
+    return 0
+
+
+def _shown_path(path: Path | None) -> str:
+    """Relative to the working directory when inside it."""
+    if path is None:
+        return "-"
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _candidates(space: str | None, teacher_depth: int) -> list[tuple[int, int]]:
+    if space is None:
+        return [(n, m) for n in range(1, teacher_depth + 1) for m in range(1, n + 1)]
+    from prunesearch.search.space import load_space
+
+    return sorted({(c.depth, c.ai_layers) for c in load_space(space).candidates(teacher_depth)})
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from prunesearch.latency import load_table
+
+    table = load_table(args.target)
+    teacher = table.estimate_teacher(args.template_update)
+    ests = [table.estimate(n, m, args.template_update) for n, m in _candidates(args.space, table.teacher_depth)]
+    if args.json:
+        print(json.dumps({
+            "target": table.name, "sha256": table.sha256, "meta": table.meta,
+            "teacher": teacher.to_dict(), "candidates": [e.to_dict() for e in ests],
+            "provenance": table.provenance,
+        }, indent=2, default=str))
+        return 0
+    amortised = args.template_update is not None
+    rows = [_estimate_row(e, amortised) for e in (teacher, *ests)]
+    _print_table(f"{table.name}: {table.meta['device']}, {table.meta['runtime']} {table.meta['precision']} ({table.meta['method']})", rows)
+    _print_provenance(table)
+    return 0
+
+
+def _estimate_row(e: Any, amortised: bool) -> dict[str, str]:
+    row = {"model": e.name, "per-frame ms": f"{e.per_frame_ms:.2f}", "template ms": f"{e.template_ms:.2f}"}
+    if amortised:
+        row[f"ms (template every {e.template_update})"] = f"{e.amortised_ms:.2f}"
+    row["fps"] = f"{e.fps:.1f}"
+    row["x teacher"] = f"{e.speedup:.2f}"
+    return row
+
+
+def _print_provenance(table: Any) -> None:
+    prov = table.provenance
+    console = _console()
+    if table.meta["method"] != "derived":
+        console.print(f"measured {table.meta['date']} on {table.meta['device']} "
+                      f"({table.meta.get('threads')} threads, clock {table.meta.get('clock', 'wall')}); sha256 {table.sha256[:12]}")
+        return
+    console.print(f"derived from {prov['source']['file']} column {prov['source']['column']}; tie: {prov['tie']}")
+    rows = [{"variant": r["name"], "role": r["role"], "published ms": f"{r['published_ms']:.2f}",
+             "fitted ms": f"{r['fitted_ms']:.2f}", "residual %": f"{r['residual_pct']:+.1f}",
+             "leave-one-out %": f"{r['loo_error_pct']:+.1f}"} for r in prov["variants"]]
+    _print_table("fit to published figures", rows)
+
+
+def _console(stderr: bool = False) -> Any:
+    """A rich console; wide when writing to a file or pipe, so no column is cut."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def _print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in rows[0] if rows else ["(none)"]:
+        table.add_column(col, justify="left" if col in ("model", "target", "variant", "role", "device", "runtime", "path") else "right")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    _console().print(table)
+
+
+@contextmanager
+def _progress_display() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress display on stderr, started by the first ``progress(stage, done, total)`` call.
+
+    Starting late keeps a command that fails on its inputs down to its one-line error.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=_console(stderr=True))
+    tasks: dict[str, Any] = {}
+    labels = {"export": "exporting graphs", "time": "timing rounds"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done)
+
+    try:
+        yield progress
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.latency.profiler import ProfileRequest, profile
+    from prunesearch.latency.registry import LOCAL_DIRNAME
+    from prunesearch.latency.runtime import RuntimeSettings, TimingPlan
+    from prunesearch.models.vit_tracker import get_preset
+
+    out = Path(args.out) if args.out else Path(LOCAL_DIRNAME) / f"{args.name}.yaml"
+    if out.exists() and not args.force:
+        raise PrunesearchError(f"{out} exists; pass --force to replace it or choose another --name")
+    cfg = get_preset(args.preset)
+    settings = RuntimeSettings(args.provider, args.threads, args.precision)
+    request = ProfileRequest(
+        name=args.name, cfg=cfg, settings=settings, plan=TimingPlan(rounds=args.rounds, clock=args.clock),
+        chain=args.chain, device=args.device, power_mode=args.power_mode, preset=args.preset,
+    )
+    with _progress_display() as progress:
+        table = profile(request, progress)
+    table.save(out)
+    rows = [{"part": e.kind, "ms (p50)": f"{e.ms:.4f}", "p90": f"{e.stats['p90']:.4f}", "runs": e.stats["runs"]} for e in table.entries]
+    _print_table(f"{table.name}: {table.meta['device']}, {settings.provider}, {settings.intra_threads} threads", rows)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from prunesearch.latency import load_table
+    from prunesearch.latency.validate import log_to_mlflow, validate
+
+    table = load_table(args.target)
+    with _progress_display() as progress:
+        report = validate(table, args.samples, args.seed, args.rounds, args.allow_other_machine, progress)
+    run_id = log_to_mlflow(report) if args.mlflow else None
+    if args.json:
+        print(json.dumps({**report.to_dict(), "mlflow_run_id": run_id}, indent=2, default=str))
+        return 0
+    rows = [{"model": r.name, "estimate ms": f"{r.estimate_ms:.3f}", "measured ms (p50)": f"{r.measured_ms:.3f}",
+             "error %": f"{100 * r.error:+.1f}"} for r in report.rows]
+    _print_table(f"{table.name}: table estimate vs whole per-frame graph", rows)
+    s = report.summary
+    print(f"within 5%: {100 * s['within_5pct']:.0f}%  within 10%: {100 * s['within_10pct']:.0f}%  "
+          f"MAPE: {s['mape_pct']:.1f}%  Kendall tau: {s['kendall_tau']:.3f}  ({report.seconds:.0f} s)")
+    if run_id:
+        print(f"logged to MLflow run {run_id}")
+    return 0
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    from prunesearch.latency import load_table
+    from prunesearch.latency.derive import TARGETS, derive, read_published, recorded_figures
+    from prunesearch.latency.registry import SHIPPED_DIR
+    from prunesearch.latency.table import read_table
+
+    if args.published:
+        published = read_published(args.published)
+    else:
+        published = recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
+    tie = args.tie if args.tie == "flops" else load_table(args.tie)
+    report = {}
+    for target in args.target or list(TARGETS):
+        table = derive(published, target, tie)
+        path = table.save(Path(args.out_dir) / f"{target}.yaml")
+        report[target] = {"path": str(path), **table.provenance["fit"],
+                          "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
+                          "variants": table.provenance["variants"]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    rows = [{"target": t, "variant": r["name"], "published ms": f"{r['published_ms']:.2f}", "fitted ms": f"{r['fitted_ms']:.2f}",
+             "residual %": f"{r['residual_pct']:+.1f}", "leave-one-out %": f"{r['loo_error_pct']:+.1f}"}
+            for t, rep in report.items() for r in rep["variants"]]
+    _print_table("derived tables: fit and leave-one-out errors", rows)
+    for t, rep in report.items():
+        print(f"wrote {rep['path']}")
+    return 0

@@ -1,0 +1,314 @@
+"""Latency tables for devices we cannot measure, fitted to published end-to-end speeds.
+
+The LiteTrack paper gives per-frame fps of four students and of OSTrack-256 on a few devices.
+Four end-to-end figures cannot separate seven part costs, so the kinds' *relative* costs are tied
+to something counted or measured, and only the overall scale is fitted:
+
+* ``tie="flops"`` (the shipped tables): each part costs in proportion to its multiply-adds
+  (:func:`prunesearch.flops.part_macs`);
+* a measured table: each part costs in proportion to its entry in that table.
+
+Students: ``ms = fixed + s * (w[search_embed] + (N-M) w[search_block] + M w[interaction_block]
++ w[head])``, with ``fixed, s >= 0`` fitted by non-negative least squares. The teacher row is
+OSTrack-256 with candidate elimination: its 12 joint blocks run on fewer search tokens after
+blocks 3, 6 and 9; each block is weighted by its MACs at its actual token counts, and a separate
+scale for joint blocks is solved from that one row (so it absorbs the elimination's own cost).
+Leave-one-out errors show how well each figure is predicted without it; the teacher's prediction
+without its row uses the students' scale.
+
+Published speeds exclude the template branch (its features are precomputed there), so template
+entries are priced from the same tie and scale, never fitted to anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from prunesearch import __version__
+from prunesearch.errors import PrunesearchError
+from prunesearch.flops import part_macs
+from prunesearch.latency.parts import FIXED, part_shapes
+from prunesearch.latency.table import Entry, LatencyTable, build_table
+from prunesearch.models.vit_tracker import TrackerConfig, get_preset
+
+_TORCH_TIMING = (
+    "PyTorch FP32, batch 1, template features precomputed (template branch not timed), "
+    "200 warm-up and 500 timed runs, fps = 1 / mean latency; cropping and pre/post-processing not timed"
+)
+_ONNX_TIMING = (
+    "per-frame graph exported to ONNX and converted to FP16, onnxruntime CUDA provider, batch 1, "
+    "template features precomputed, 50 warm-up and 100 timed runs, host<->device copies included, "
+    "fps = 1 / mean latency"
+)
+
+
+@dataclass(frozen=True)
+class DerivedTarget:
+    """One column of the published table and what it was measured on."""
+
+    column: str
+    device: str
+    runtime: str
+    provider: str
+    precision: str
+    timing: str
+
+
+TARGETS: dict[str, DerivedTarget] = {
+    "2080ti": DerivedTarget("2080ti", "NVIDIA GeForce RTX 2080 Ti", "pytorch", "CUDA (PyTorch eager)", "fp32", _TORCH_TIMING),
+    "orin-nx": DerivedTarget("orin-nx-onnx", "NVIDIA Jetson Orin NX", "onnxruntime", "CUDAExecutionProvider", "fp16", _ONNX_TIMING),
+    "orin-nx-torch": DerivedTarget("orin-nx-torch", "NVIDIA Jetson Orin NX", "pytorch", "CUDA (PyTorch eager)", "fp32", _TORCH_TIMING),
+    "xavier-nx": DerivedTarget("xavier-nx-onnx", "NVIDIA Jetson Xavier NX", "onnxruntime", "CUDAExecutionProvider", "fp16", _ONNX_TIMING),
+    "xavier-nx-torch": DerivedTarget("xavier-nx-torch", "NVIDIA Jetson Xavier NX", "pytorch", "CUDA (PyTorch eager)", "fp32", _TORCH_TIMING),
+}
+
+#: OSTrack's candidate elimination: after the attention of these blocks, keep ceil(ratio * n) search tokens.
+CE_BLOCKS = (3, 6, 9)
+CE_KEEP = 0.7
+STUDENT_KINDS = ("search_embed", "search_block", "interaction_block", "head")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One published row: a student (``ai_layers`` set) or the teacher (``ai_layers`` None)."""
+
+    name: str
+    depth: int
+    ai_layers: int | None
+    fps: dict[str, float]
+
+    @property
+    def candidate_elimination(self) -> bool:
+        return self.ai_layers is None and self.name.upper().endswith("-CE")
+
+
+@dataclass(frozen=True)
+class Published:
+    cfg: TrackerConfig
+    variants: list[Variant]
+    path: str
+    sha256: str
+    source: str
+
+
+def read_published(path: str | Path) -> Published:
+    """Read a published-figures file (architecture + variants with fps per column)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise PrunesearchError(f"cannot read published figures {path}: {err.strerror or err}") from None
+    data = yaml.safe_load(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or not isinstance(data.get("architecture"), dict):
+        raise PrunesearchError(f"{path} needs 'architecture' and 'variants' mappings (see shared/reference/published.yaml)")
+    cfg = _published_architecture(data["architecture"], path)
+    variants = []
+    for name, row in data["variants"].items():
+        try:
+            variants.append(Variant(name, int(row["depth"]), row.get("ai_layers"), {k: float(v) for k, v in row["fps"].items()}))
+        except (KeyError, TypeError, ValueError):
+            raise PrunesearchError(f"{path}: variant {name} needs depth, ai_layers and an fps mapping") from None
+    source = next((line[1:].strip() for line in raw.decode().splitlines() if line.startswith("# Source:")), "not stated")
+    return Published(cfg, variants, str(path), hashlib.sha256(raw).hexdigest(), source)
+
+
+def recorded_figures(tables: list[LatencyTable]) -> Published:
+    """The published figures that derived tables recorded in their provenance, merged back into one set.
+
+    Lets an installed prunesearch re-derive its tables (e.g. with another tie) without the source file.
+    """
+    tables = [t for t in tables if t.meta["method"] == "derived" and "source" in t.provenance]
+    rows: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        source = table.provenance["source"]
+        for r in table.provenance.get("variants", []):
+            row = rows.setdefault(r["name"], {"depth": r["depth"], "ai_layers": r["ai_layers"], "fps": {}})
+            row["fps"][source["column"]] = r["published_fps"]
+    if not rows:
+        raise PrunesearchError("no derived table with recorded figures found; pass --published FILE")
+    first = tables[0].provenance["source"]
+    variants = [Variant(name, r["depth"], r["ai_layers"], r["fps"]) for name, r in rows.items()]
+    return Published(tables[0].architecture, variants, first["file"], first["sha256"], first["figures"])
+
+
+def _published_architecture(arch: dict[str, Any], path: Path) -> TrackerConfig:
+    """The published architecture must be the ViT-B preset the tables price; say so if not."""
+    cfg = get_preset("vit-b")
+    given = {
+        "embed_dim": arch.get("embed_dim"),
+        "num_heads": arch.get("heads"),
+        "mlp_ratio": arch.get("mlp_ratio"),
+        "patch_size": arch.get("patch"),
+        "template_size": arch.get("template_size"),
+        "search_size": arch.get("search_size"),
+        "depth": arch.get("teacher_depth"),
+    }
+    differ = [k for k, v in given.items() if v is None or float(v) != float(getattr(cfg, k))]
+    if differ:
+        raise PrunesearchError(f"{path}: architecture differs from the vit-b preset in {', '.join(differ)}")
+    return cfg
+
+
+def _block_macs_at(cfg: TrackerConfig, tokens_in: int, tokens_out: int) -> int:
+    """MACs of one joint block whose attention sees ``tokens_in`` and whose MLP sees ``tokens_out``.
+
+    Same convention as :mod:`prunesearch.flops`: qkv and output projections, the two attention
+    products, and the MLP.
+    """
+    c, d = cfg.embed_dim, cfg.mlp_dim
+    return tokens_in * c * c * 4 + 2 * tokens_in * tokens_in * c + tokens_out * c * d * 2
+
+
+def teacher_joint_blocks(cfg: TrackerConfig, variant: Variant) -> float:
+    """The teacher row's joint-block work, in units of one plain joint block (by MACs)."""
+    if not variant.candidate_elimination:
+        return float(variant.depth)
+    nz, keep = cfg.template_tokens, cfg.search_tokens
+    total = 0
+    for i in range(variant.depth):
+        kept = math.ceil(CE_KEEP * keep) if i in CE_BLOCKS else keep
+        total += _block_macs_at(cfg, nz + keep, nz + kept)
+        keep = kept
+    return total / part_macs(cfg)["joint_block"]
+
+
+def tie_weights(cfg: TrackerConfig, tie: str | LatencyTable) -> tuple[dict[str, float], str, str]:
+    """Relative cost per part kind, its unit, and a sentence saying what it is tied to."""
+    if isinstance(tie, LatencyTable):
+        costs = tie.costs(cfg)
+        what = f"measured table {tie.name!r} (sha256 {tie.sha256[:12]}): each part costs in proportion to its entry there"
+        return {k: v for k, v in costs.items() if k != FIXED}, "x that table", what
+    if tie != "flops":
+        raise PrunesearchError(f"--tie must be 'flops' or a measured latency table, got {tie!r}")
+    what = "FLOPs: each part costs in proportion to its multiply-adds (prunesearch.flops.part_macs)"
+    return {k: v / 1e9 for k, v in part_macs(cfg).items()}, "ms per GMAC", what
+
+
+def _nnls(units: np.ndarray, ms: np.ndarray) -> tuple[float, float]:
+    from scipy.optimize import nnls
+
+    (fixed, scale), _ = nnls(np.stack([np.ones_like(units), units], axis=1), ms)
+    return float(fixed), float(scale)
+
+
+def derive(published: Published, target: str, tie: str | LatencyTable = "flops") -> LatencyTable:
+    """Fit one target's table to its published column; records residuals and leave-one-out errors."""
+    if target not in TARGETS:
+        raise PrunesearchError(f"unknown derived target {target!r}; known: {', '.join(TARGETS)}")
+    spec = TARGETS[target]
+    cfg = published.cfg
+    w, unit, tie_text = tie_weights(cfg, tie)
+    rows = [v for v in published.variants if spec.column in v.fps]
+    students = [v for v in rows if v.ai_layers is not None]
+    teachers = [v for v in rows if v.ai_layers is None]
+    if len(students) < 3:
+        raise PrunesearchError(f"column {spec.column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
+
+    def units(v: Variant) -> float:
+        n, m = v.depth, v.ai_layers
+        return w["search_embed"] + (n - m) * w["search_block"] + m * w["interaction_block"] + w["head"]
+
+    x = np.array([units(v) for v in students])
+    y = np.array([1000.0 / v.fps[spec.column] for v in students])
+    fixed, scale = _nnls(x, y)
+    report = []
+    for i, v in enumerate(students):
+        keep = np.arange(len(students)) != i
+        f_i, s_i = _nnls(x[keep], y[keep])
+        report.append(_row(v, y[i], fixed + scale * x[i], f_i + s_i * x[i], "fit"))
+
+    joint_scale, joint_note = scale, "tied to the students' scale (no teacher figure in this column)"
+    teacher = next((v for v in rows if v.ai_layers is None), None)
+    if teacher is not None:
+        ms = 1000.0 / teacher.fps[spec.column]
+        base = fixed + scale * (w["search_embed"] + w["head"])
+        blocks = teacher_joint_blocks(cfg, teacher) * w["joint_block"]
+        joint_scale = max(ms - base, 0.0) / blocks
+        ce = (
+            f" with candidate elimination (search tokens cut to {CE_KEEP:.0%} after blocks {', '.join(map(str, CE_BLOCKS))})"
+            if teacher.candidate_elimination else ""
+        )
+        joint_note = f"scale solved from {teacher.name}{ce}; includes that variant's extra operations"
+        report.append(_row(teacher, ms, base + joint_scale * blocks, base + scale * blocks, "teacher"))
+
+    entries = _entries(cfg, w, fixed, scale, joint_scale, joint_note)
+    loo = [abs(r["loo_error_pct"]) for r in report]
+    student_loo = [abs(r["loo_error_pct"]) for r in report if r["role"] == "fit"]
+    provenance = {
+        "how": f"derived by prunesearch {__version__} ('prunesearch latency derive') from published end-to-end figures",
+        "source": {
+            "file": Path(published.path).name,
+            "sha256": published.sha256,
+            "column": spec.column,
+            "figures": published.source,
+            "timing": spec.timing,
+        },
+        "tie": tie_text,
+        "model": "students: fixed + s * (w_search_embed + (N-M) w_search_block + M w_interaction_block + w_head); "
+        "teacher: fixed + s * (w_search_embed + w_head) + s_joint * w_joint_block * blocks; "
+        "template branch: fixed + s * (w_template_embed + N w_template_block)",
+        "fit": {"fixed_ms": round(fixed, 6), "scale": round(scale, 6), "joint_scale": round(joint_scale, 6), "unit": unit},
+        "teacher": "prunesearch's teacher is plain OSTrack-256 (no candidate elimination): "
+        "its per-frame price is 12 joint blocks at 320 tokens",
+        "variants": report,
+        "max_abs_loo_error_pct": round(max(loo), 2),
+        "students_max_abs_loo_error_pct": round(max(student_loo), 2),
+        "loo_within_10pct": all(e <= 10 for e in loo),
+    }
+    return build_table(target, _meta(spec), cfg, entries, provenance)
+
+
+def _entries(
+    cfg: TrackerConfig, w: dict[str, float], fixed: float, scale: float, joint_scale: float, joint_note: str
+) -> list[Entry]:
+    entries = []
+    for kind, shape in part_shapes(cfg).items():
+        if kind == FIXED:
+            entries.append(Entry(kind, shape, fixed, None, "fitted (non-negative least squares)"))
+        elif kind == "joint_block":
+            entries.append(Entry(kind, shape, joint_scale * w[kind], None, joint_note))
+        elif kind in STUDENT_KINDS:
+            entries.append(Entry(kind, shape, scale * w[kind], None, "fitted scale"))
+        else:
+            entries.append(Entry(kind, shape, scale * w[kind], None, "not in the published timing; priced from the tie and fitted scale"))
+    return entries
+
+
+def _meta(spec: DerivedTarget) -> dict[str, Any]:
+    return {
+        "device": spec.device,
+        "runtime": spec.runtime,
+        "runtime_version": "unpublished",
+        "provider": spec.provider,
+        "precision": spec.precision,
+        "threads": None,
+        "power_mode": "unpublished",
+        "method": "derived",
+        "statistic": "mean (published fps = 1 / mean latency)",
+        "date": dt.date.today().isoformat(),
+        "machine_fingerprint": None,
+    }
+
+
+def _row(v: Variant, ms: float, fitted: float, loo: float, role: str) -> dict[str, Any]:
+    ms, fitted, loo = float(ms), float(fitted), float(loo)
+    return {
+        "name": v.name,
+        "depth": v.depth,
+        "ai_layers": v.ai_layers,
+        "role": role,
+        "published_fps": round(1000.0 / ms, 4),
+        "published_ms": round(ms, 4),
+        "fitted_ms": round(fitted, 4),
+        "residual_pct": round(100 * (fitted - ms) / ms, 2),
+        "loo_ms": round(loo, 4),
+        "loo_error_pct": round(100 * (loo - ms) / ms, 2),
+    }

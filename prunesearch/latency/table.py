@@ -1,0 +1,287 @@
+"""A latency lookup table: one device, one runtime, one precision; what it prices and how.
+
+A table holds one entry per priced part (patch embeddings, the four block kinds, the head, and a
+fixed per-graph-run overhead), each keyed by its kind and shape, so a table can only price the
+architectures whose parts it actually holds. Estimates are sums of entries:
+
+* per frame: ``fixed + search_embed + (N - M) * search_block + M * interaction_block + head``
+* template branch (paid once per template update): ``fixed + template_embed + N * template_block``
+* teacher per frame: ``fixed + search_embed + depth * joint_block + head``; its template step is
+  ``fixed + template_embed``.
+
+``fixed`` is paid once per graph run (a frame, or a template update). With ``template_update=K``
+the template branch is amortised over K frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.flops import PART_KINDS
+from prunesearch.latency.parts import FIXED, part_shapes
+from prunesearch.models.vit_tracker import TrackerConfig
+
+FORMAT = "prunesearch-latency/1"
+ENTRY_KINDS = (FIXED, *PART_KINDS)
+METHODS = ("measured", "derived")
+REQUIRED_META = ("device", "runtime", "runtime_version", "provider", "precision", "method", "date")
+STATS = ("mean", "p50", "p90", "p99", "runs")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The cost of one part at one shape. ``ms`` is what estimates add up."""
+
+    kind: str
+    shape: dict[str, Any]
+    ms: float
+    stats: dict[str, float] | None = None
+    note: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind, _shape_key(self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "shape": dict(self.shape), "ms": round(self.ms, 6)}
+        if self.stats is not None:
+            out["stats"] = rounded_stats(self.stats)
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def rounded_stats(stats: dict[str, float]) -> dict[str, float]:
+    """Timing statistics as stored: milliseconds to 6 decimals, run counts as integers."""
+    return {k: (int(v) if k == "runs" else round(float(v), 6)) for k, v in stats.items()}
+
+
+def _shape_key(shape: dict[str, Any]) -> str:
+    return ",".join(f"{k}={shape[k]}" for k in sorted(shape))
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """Priced latency of one model on one table. Times in milliseconds.
+
+    ``per_frame_ms`` is the steady per-frame work; ``template_ms`` the template branch, paid once
+    per template update; ``amortised_ms`` adds ``template_ms / template_update`` when the template
+    is updated every K frames. ``fps`` and ``speedup`` (teacher time / this time) use the
+    amortised figure, so both models are compared under the same template schedule.
+    """
+
+    name: str
+    per_frame_ms: float
+    template_ms: float
+    template_update: int | None
+    teacher_ms: float
+    parts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def amortised_ms(self) -> float:
+        return _amortised(self.per_frame_ms, self.template_ms, self.template_update)
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.amortised_ms
+
+    @property
+    def speedup(self) -> float:
+        return self.teacher_ms / self.amortised_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "per_frame_ms": self.per_frame_ms,
+            "template_ms": self.template_ms,
+            "template_update": self.template_update,
+            "amortised_ms": self.amortised_ms,
+            "fps": self.fps,
+            "speedup": self.speedup,
+            "parts": dict(self.parts),
+        }
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """A loaded lookup table. Build one with :func:`load_table` or the profiler / derivation."""
+
+    name: str
+    meta: dict[str, Any]
+    architecture: TrackerConfig
+    entries: tuple[Entry, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""
+    _index: dict[tuple[str, str], Entry] = field(init=False, repr=False, compare=False)
+    _own: dict[str, float] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the lookups are computed once here, so pricing a whole space is dictionary reads.
+        object.__setattr__(self, "_index", {e.key: e for e in self.entries})
+        object.__setattr__(self, "_own", self._costs(self.architecture))
+
+    @property
+    def teacher_depth(self) -> int:
+        return self.architecture.depth
+
+    def missing(self, cfg: TrackerConfig) -> list[str]:
+        """Entries ``cfg`` needs that this table lacks, described as ``kind(shape)``."""
+        return [
+            f"{kind}({_shape_key(shape)})"
+            for kind, shape in part_shapes(cfg).items()
+            if (kind, _shape_key(shape)) not in self._index
+        ]
+
+    def check_covers(self, cfg: TrackerConfig) -> None:
+        """Raise a one-line error naming the missing entries and how to measure them."""
+        missing = self.missing(cfg)
+        if missing:
+            raise PrunesearchError(
+                f"latency table {self.name!r} has no entries for this architecture "
+                f"(width {cfg.embed_dim}, {cfg.num_heads} heads, crops {cfg.template_size}/{cfg.search_size} px): "
+                f"missing {'; '.join(missing)}; measure them on the device with "
+                f"'prunesearch profile --name NAME' for this architecture (e.g. --preset), never extrapolate"
+            )
+
+    def _costs(self, cfg: TrackerConfig) -> dict[str, float]:
+        self.check_covers(cfg)
+        return {kind: self._index[(kind, _shape_key(shape))].ms for kind, shape in part_shapes(cfg).items()}
+
+    def costs(self, cfg: TrackerConfig | None = None) -> dict[str, float]:
+        """Milliseconds per entry kind for ``cfg`` (default: the table's own architecture)."""
+        return dict(self._own if cfg is None else self._costs(cfg))
+
+    def estimate(
+        self,
+        depth: int,
+        ai_layers: int,
+        template_update: int | None = None,
+        cfg: TrackerConfig | None = None,
+    ) -> LatencyEstimate:
+        """Price student ``B{depth}-{ai_layers}``; the template branch amortised over ``template_update`` frames."""
+        if depth < 1 or not 1 <= ai_layers <= depth:
+            raise PrunesearchError(f"no student B{depth}-{ai_layers}: need depth >= 1 and 1 <= interaction layers <= depth")
+        _check_update(template_update)
+        c = self._own if cfg is None else self._costs(cfg)
+        parts = {
+            FIXED: c[FIXED],
+            "search_embed": c["search_embed"],
+            "search_block": (depth - ai_layers) * c["search_block"],
+            "interaction_block": ai_layers * c["interaction_block"],
+            "head": c["head"],
+        }
+        template = c[FIXED] + c["template_embed"] + depth * c["template_block"]
+        teacher = self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
+        return LatencyEstimate(f"B{depth}-{ai_layers}", sum(parts.values()), template, template_update, teacher.amortised_ms, parts)
+
+    def estimate_teacher(self, template_update: int | None = None, cfg: TrackerConfig | None = None) -> LatencyEstimate:
+        """Price the joint teacher (``cfg.depth`` joint blocks; default: the table's architecture)."""
+        _check_update(template_update)
+        c = self._own if cfg is None else self._costs(cfg)
+        return self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
+
+    @staticmethod
+    def _teacher(c: dict[str, float], template_update: int | None, depth: int) -> LatencyEstimate:
+        parts = {
+            FIXED: c[FIXED],
+            "search_embed": c["search_embed"],
+            "joint_block": depth * c["joint_block"],
+            "head": c["head"],
+        }
+        per_frame = sum(parts.values())
+        template = c[FIXED] + c["template_embed"]
+        teacher_ms = _amortised(per_frame, template, template_update)
+        return LatencyEstimate("teacher", per_frame, template, template_update, teacher_ms, parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "meta": dict(self.meta),
+            "architecture": self.architecture.to_dict(),
+            "entries": [e.to_dict() for e in self.entries],
+            "provenance": self.provenance,
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, width=100)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the table as YAML (atomically); the written file's hash identifies it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_yaml())
+        tmp.replace(path)
+        return path
+
+
+def _amortised(per_frame_ms: float, template_ms: float, template_update: int | None) -> float:
+    return per_frame_ms + (template_ms / template_update if template_update else 0.0)
+
+
+def _check_update(template_update: int | None) -> None:
+    if template_update is not None and template_update < 1:
+        raise PrunesearchError(f"--template-update must be at least 1 frame, got {template_update}")
+
+
+def build_table(
+    name: str,
+    meta: dict[str, Any],
+    architecture: TrackerConfig,
+    entries: list[Entry],
+    provenance: dict[str, Any],
+) -> LatencyTable:
+    """A table made in memory (by the profiler or the derivation), read back exactly as its file will be."""
+    text = LatencyTable(name, meta, architecture, tuple(entries), provenance).to_yaml()
+    return parse_table(yaml.load(text, Loader=_Loader), hashlib.sha256(text.encode()).hexdigest(), None)
+
+
+def read_table(path: str | Path) -> LatencyTable:
+    """Load and check one table file; any problem is a one-line error naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = yaml.load(raw, Loader=_Loader)
+    except OSError as err:
+        raise PrunesearchError(f"cannot read latency table {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise PrunesearchError(f"latency table {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse_table(data, hashlib.sha256(raw).hexdigest(), path)
+
+
+def parse_table(data: Any, sha256: str, path: Path | None) -> LatencyTable:
+    where = str(path) if path else "latency table"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PrunesearchError(f"{where} is not a prunesearch latency table (expected 'format: {FORMAT}')")
+    meta = data.get("meta")
+    if not isinstance(meta, dict):
+        raise PrunesearchError(f"{where}: missing the 'meta' mapping")
+    lacking = [k for k in REQUIRED_META if k not in meta]
+    if lacking:
+        raise PrunesearchError(f"{where}: meta lacks {', '.join(lacking)}")
+    if meta["method"] not in METHODS:
+        raise PrunesearchError(f"{where}: meta.method must be one of {', '.join(METHODS)}, got {meta['method']!r}")
+    if not isinstance(data.get("architecture"), dict):
+        raise PrunesearchError(f"{where}: missing the 'architecture' mapping")
+    arch = TrackerConfig.from_dict(data["architecture"])
+    entries = []
+    for i, raw in enumerate(data.get("entries") or []):
+        if not isinstance(raw, dict) or raw.get("kind") not in ENTRY_KINDS or not isinstance(raw.get("shape"), dict):
+            raise PrunesearchError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
+        ms = raw.get("ms")
+        if not isinstance(ms, (int, float)) or ms < 0:
+            raise PrunesearchError(f"{where}: entry {i} ({raw['kind']}) needs a non-negative 'ms', got {ms!r}")
+        entries.append(Entry(raw["kind"], raw["shape"], float(ms), raw.get("stats"), raw.get("note")))
+    name = str(data.get("name") or (path.stem if path else "table"))
+    return LatencyTable(name, meta, arch, tuple(entries), data.get("provenance") or {}, path, sha256)

@@ -1,0 +1,178 @@
+"""End-to-end check of a measured table: whole per-frame graphs against the table's estimates.
+
+A sample of students (and the teacher) is exported as complete per-frame graphs, timed on this
+machine exactly as the profiler times parts (same runtime settings, interleaved rounds, medians),
+and compared with what the table predicts. The report gives the share of models within 5% and
+10%, the mean absolute percentage error, and Kendall's tau between predicted and measured times
+(the search only needs the order right; the budget check needs the values right).
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.latency.parts import OUTPUTS, frame_inputs
+from prunesearch.latency.runtime import (
+    RuntimeSettings,
+    TimingPlan,
+    export_graph,
+    machine_fingerprint,
+    machine_info,
+    open_session,
+    time_graphs,
+)
+from prunesearch.latency.table import LatencyTable
+from prunesearch.models.phases import FramePhase
+from prunesearch.models.vit_tracker import StudentSpec, build_student, build_teacher
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    name: str
+    depth: int
+    ai_layers: int | None
+    estimate_ms: float
+    measured_ms: float
+    measured_p90_ms: float
+    runs: int
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the estimate: (estimate - measured) / measured."""
+        return (self.estimate_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    table: str
+    table_sha256: str
+    rows: list[ValidationRow]
+    settings: dict[str, Any]
+    plan: dict[str, Any]
+    machine: dict[str, Any]
+    seconds: float
+    summary: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = [{**asdict(r), "error": r.error} for r in self.rows]
+        return {**asdict(self), "rows": rows}
+
+
+def summarise(rows: list[ValidationRow]) -> dict[str, float]:
+    """Shares within 5% / 10%, mean absolute percentage error, Kendall tau (estimate vs measured)."""
+    from scipy.stats import kendalltau
+
+    errors = [abs(r.error) for r in rows]
+    tau = kendalltau([r.estimate_ms for r in rows], [r.measured_ms for r in rows]).statistic if len(rows) > 1 else float("nan")
+    return {
+        "models": len(rows),
+        "within_5pct": sum(e <= 0.05 for e in errors) / len(rows),
+        "within_10pct": sum(e <= 0.10 for e in errors) / len(rows),
+        "mape_pct": 100 * sum(errors) / len(rows),
+        "max_abs_error_pct": 100 * max(errors),
+        "kendall_tau": float(tau),
+    }
+
+
+def sample_candidates(max_depth: int, samples: int, seed: int) -> list[tuple[int, int]]:
+    """``samples`` students ``(N, M)`` drawn without replacement from depth 1..max_depth, M 1..N."""
+    space = [(n, m) for n in range(1, max_depth + 1) for m in range(1, n + 1)]
+    if samples < 1:
+        raise PrunesearchError(f"--samples must be at least 1, got {samples}")
+    return sorted(random.Random(seed).sample(space, min(samples, len(space))))
+
+
+def check_validatable(table: LatencyTable, allow_other_machine: bool) -> None:
+    """Only a table measured on this machine can be checked by timing graphs here."""
+    if table.meta.get("method") != "measured":
+        raise PrunesearchError(
+            f"table {table.name!r} was derived from published figures, not measured here; its check is "
+            f"the leave-one-out error recorded in the file (shown by 'prunesearch latency show --target {table.name}')"
+        )
+    theirs, ours = table.meta.get("machine_fingerprint"), machine_fingerprint()
+    if theirs != ours and not allow_other_machine:
+        raise PrunesearchError(
+            f"table {table.name!r} was measured on another machine (fingerprint {theirs}, this one {ours}); "
+            "validate it where it was measured, or pass --allow-other-machine to compare anyway"
+        )
+
+
+def validate(
+    table: LatencyTable,
+    samples: int = 12,
+    seed: int = 0,
+    rounds: int = 15,
+    allow_other_machine: bool = False,
+    progress: Progress | None = None,
+) -> ValidationReport:
+    """Time ``samples`` students and the teacher as whole per-frame graphs; compare with ``table``.
+
+    Runtime settings and clock are the table's own, so like is compared with like.
+    """
+    check_validatable(table, allow_other_machine)
+    settings = RuntimeSettings(table.meta["provider"], table.meta.get("threads"), table.meta["precision"])
+    settings.check()
+    plan = TimingPlan(rounds=rounds, clock=table.meta.get("clock", "wall"))
+    plan.check(settings)
+    tick = progress or (lambda stage, done, total: None)
+    cfg = table.architecture
+    models: list[tuple[str, int, int | None]] = [
+        (f"B{n}-{m}", n, m) for n, m in sample_candidates(table.teacher_depth, samples, seed)
+    ]
+    models.append(("teacher", table.teacher_depth, None))
+    start = time.perf_counter()
+    graphs = {}
+    with tempfile.TemporaryDirectory(prefix="prunesearch-validate-") as tmp:
+        for i, (name, depth, ai) in enumerate(models):
+            model = build_teacher(cfg) if ai is None else build_student(cfg, StudentSpec(depth, ai))
+            path, feeds = export_graph(
+                FramePhase(model), frame_inputs(cfg), Path(tmp) / f"{name}.onnx", ["z_feat", "x"], OUTPUTS, settings
+            )
+            graphs[name] = (open_session(path, settings), feeds)
+            tick("export", i + 1, len(models))
+        timings = time_graphs(graphs, plan, lambda r: tick("time", r, plan.rounds))
+    rows = []
+    for name, depth, ai in models:
+        est = table.estimate_teacher() if ai is None else table.estimate(depth, ai)
+        stats = timings[name].stats()
+        rows.append(ValidationRow(name, depth, ai, est.per_frame_ms, stats["p50"], stats["p90"], int(stats["runs"])))
+    return ValidationReport(
+        table=table.name,
+        table_sha256=table.sha256,
+        rows=rows,
+        settings=settings.describe(),
+        plan=asdict(plan),
+        machine=machine_info(),
+        seconds=time.perf_counter() - start,
+        summary=summarise(rows),
+    )
+
+
+def log_to_mlflow(report: ValidationReport, experiment: str = "prunesearch-latency-validation") -> str:
+    """Record the report as one MLflow run (tracking URI from MLFLOW_TRACKING_URI or MLflow's default)."""
+    import json
+
+    import mlflow
+
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"validate-{report.table}") as run:
+        mlflow.log_params(
+            {
+                "table": report.table,
+                "table_sha256": report.table_sha256,
+                "models": len(report.rows),
+                **{f"runtime.{k}": v for k, v in report.settings.items()},
+            }
+        )
+        mlflow.log_metrics({k: float(v) for k, v in report.summary.items()})
+        mlflow.log_dict(json.loads(json.dumps(report.to_dict(), default=str)), "latency_validation.json")
+        return run.info.run_id

@@ -1,0 +1,147 @@
+"""Profiling and validating on this machine: small graphs, very few runs.
+
+Timings themselves are not asserted (the machine may be busy); the tests check that a measured
+table is complete, self-consistent and honest about how it was made, and that validation compares
+the right numbers.
+"""
+
+import json
+from dataclasses import replace
+
+import mlflow
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from prunesearch.cli.main import main
+from prunesearch.errors import PrunesearchError
+from prunesearch.latency import load_table
+from prunesearch.latency.parts import BLOCK_KINDS, part_graph, part_shapes
+from prunesearch.latency.profiler import ProfileRequest, profile
+from prunesearch.latency.runtime import RuntimeSettings, TimingPlan, export_graph, machine_fingerprint, open_session
+from prunesearch.latency.validate import ValidationRow, check_validatable, sample_candidates, summarise
+from prunesearch.models import get_preset
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    """The small preset with a 3-block teacher: every graph exports quickly."""
+    return replace(get_preset("small"), depth=3)
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, tiny_cfg):
+    request = ProfileRequest("tiny-cpu", tiny_cfg, RuntimeSettings(threads=1), TimingPlan(rounds=2), chain=2)
+    return profile(request).save(tmp_path_factory.mktemp("profile") / "tiny-cpu.yaml")
+
+
+def test_profile_command_writes_the_table(tmp_path, small_cfg):
+    path = tmp_path / "latency_models" / "small-cpu.yaml"
+    assert main(["profile", "--name", "small-cpu", "--preset", "small", "--rounds", "1", "--chain", "1",
+                 "--threads", "1", "--clock", "cpu", "--out", str(path)]) == 0
+    table = load_table(path)
+    assert table.name == "small-cpu" and table.architecture == small_cfg
+    assert table.meta["clock"] == "cpu" and table.provenance["chain"] == 1 and table.provenance["preset"] == "small"
+
+
+def test_profile_writes_a_complete_measured_table(measured, tiny_cfg):
+    table = load_table(measured)
+    assert table.name == "tiny-cpu"
+    assert table.architecture == tiny_cfg
+    assert table.meta["method"] == "measured"
+    assert table.meta["provider"] == "CPUExecutionProvider" and table.meta["threads"] == 1
+    assert table.meta["runtime_version"] == ort.__version__
+    assert table.meta["machine_fingerprint"] == machine_fingerprint()
+    assert [e.kind for e in table.entries] == list(part_shapes(tiny_cfg))
+    for entry in table.entries:
+        assert set(entry.stats) == {"mean", "p50", "p90", "p99", "runs"}
+        assert entry.ms == entry.stats["p50"] >= 0
+        assert entry.stats["runs"] >= 2
+    graphs = table.provenance["graphs"]
+    overhead = graphs["fixed"]["p50"]
+    for kind in BLOCK_KINDS:  # a chain of 2 blocks, less one run's overhead, per block
+        assert table.costs()[kind] == pytest.approx(max(graphs[kind]["p50"] - overhead, 0) / 2, abs=1e-5)
+    assert table.provenance["chain"] == 2
+    table.estimate(3, 1)
+
+
+def test_existing_table_needs_force(measured):
+    with pytest.raises(PrunesearchError, match="--force"):
+        main_raising(["profile", "--name", "x", "--preset", "small", "--out", str(measured)])
+
+
+def main_raising(argv):
+    """Run a command's function directly, so its PrunesearchError reaches the test."""
+    from prunesearch.cli.main import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+def test_validate_compares_whole_graphs_with_the_table(measured, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    capsys.readouterr()
+    code = main(["latency", "validate", "--target", str(measured), "--samples", "1", "--rounds", "2", "--json", "--mlflow"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [r["name"] for r in report["rows"]]
+    assert len(names) == 2 and names[-1] == "teacher"
+    table = load_table(measured)
+    for row in report["rows"]:
+        expected = table.estimate_teacher() if row["ai_layers"] is None else table.estimate(row["depth"], row["ai_layers"])
+        assert row["estimate_ms"] == pytest.approx(expected.per_frame_ms)
+        assert row["error"] == pytest.approx((row["estimate_ms"] - row["measured_ms"]) / row["measured_ms"])
+    assert report["settings"]["threads"] == 1
+    run = mlflow.get_run(report["mlflow_run_id"])
+    assert run.data.params["table"] == "tiny-cpu"
+    assert run.data.metrics["within_10pct"] == pytest.approx(report["summary"]["within_10pct"])
+
+
+def test_summary_statistics():
+    rows = [ValidationRow(f"m{i}", i + 1, 1, est, meas, meas, 1) for i, (est, meas) in
+            enumerate([(1.0, 1.0), (2.09, 2.0), (3.0, 3.2), (5.0, 4.0)])]
+    s = summarise(rows)
+    assert s["within_5pct"] == pytest.approx(0.5)
+    assert s["within_10pct"] == pytest.approx(0.75)
+    assert s["mape_pct"] == pytest.approx(100 * (0 + 0.045 + 0.0625 + 0.25) / 4)
+    assert s["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_candidate_sample_is_reproducible_and_valid():
+    a = sample_candidates(12, 10, seed=3)
+    assert a == sample_candidates(12, 10, seed=3) and len(set(a)) == 10
+    assert all(1 <= m <= n <= 12 for n, m in a)
+    assert len(sample_candidates(3, 100, seed=0)) == 6
+
+
+def test_derived_and_foreign_tables_cannot_be_validated_here(measured, tmp_path):
+    with pytest.raises(PrunesearchError, match="derived from published figures"):
+        check_validatable(load_table("orin-nx"), allow_other_machine=False)
+    text = measured.read_text().replace(machine_fingerprint(), "0123456789abcdef")
+    other = tmp_path / "other.yaml"
+    other.write_text(text)
+    with pytest.raises(PrunesearchError, match="another machine"):
+        check_validatable(load_table(other), allow_other_machine=False)
+    check_validatable(load_table(other), allow_other_machine=True)
+
+
+def test_unavailable_provider_is_one_line_listing_the_available():
+    with pytest.raises(PrunesearchError) as err:
+        RuntimeSettings("TensorrtExecutionProvider").check()
+    msg = str(err.value)
+    assert "\n" not in msg and "CPUExecutionProvider" in msg and "TensorrtExecutionProvider" in msg
+
+
+def test_cpu_clock_needs_one_thread():
+    with pytest.raises(PrunesearchError, match="--threads 1"):
+        TimingPlan(clock="cpu").check(RuntimeSettings(threads=2))
+    TimingPlan(clock="cpu").check(RuntimeSettings(threads=1))
+
+
+def test_fp16_graphs_take_and_give_half_precision(small_cfg, tmp_path):
+    settings = RuntimeSettings(precision="fp16", threads=1)
+    module, args, inputs, outputs = part_graph(small_cfg, "search_block", repeat=1)
+    path, feeds = export_graph(module, args, tmp_path / "b.onnx", inputs, outputs, settings)
+    assert feeds["tokens"].dtype == np.float16
+    (out,) = open_session(path, settings).run(None, feeds)
+    assert out.dtype == np.float16 and out.shape == (1, small_cfg.search_tokens, small_cfg.embed_dim)

@@ -1,0 +1,166 @@
+"""Latency table format, estimates and lookup: pure arithmetic on hand-made tables."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.latency import known_targets, load_table
+from prunesearch.latency.parts import part_shapes
+from prunesearch.latency.table import Entry, build_table, read_table
+from prunesearch.models import get_preset
+
+SHIPPED = ("2080ti", "orin-nx", "orin-nx-torch", "xavier-nx", "xavier-nx-torch")
+COSTS = {
+    "fixed": 0.5,
+    "search_embed": 1.0,
+    "template_embed": 0.25,
+    "search_block": 10.0,
+    "interaction_block": 12.0,
+    "template_block": 3.0,
+    "joint_block": 15.0,
+    "head": 4.0,
+}
+META = {
+    "device": "test device",
+    "runtime": "onnxruntime",
+    "runtime_version": "0",
+    "provider": "CPUExecutionProvider",
+    "precision": "fp32",
+    "method": "measured",
+    "date": "2025-01-01",
+}
+
+
+def make_table(cfg, costs=COSTS, name="hand"):
+    entries = [Entry(kind, shape, costs[kind]) for kind, shape in part_shapes(cfg).items()]
+    return build_table(name, dict(META), cfg, entries, {})
+
+
+@pytest.fixture
+def table(small_cfg):
+    return make_table(small_cfg)
+
+
+def test_student_estimate_is_the_sum_of_its_parts(table):
+    est = table.estimate(6, 2)
+    assert est.name == "B6-2"
+    assert est.per_frame_ms == pytest.approx(0.5 + 1.0 + 4 * 10.0 + 2 * 12.0 + 4.0)
+    assert est.template_ms == pytest.approx(0.5 + 0.25 + 6 * 3.0)
+    assert est.fps == pytest.approx(1000 / est.per_frame_ms)
+    assert sum(est.parts.values()) == pytest.approx(est.per_frame_ms)
+
+
+def test_teacher_and_speedup(table, small_cfg):
+    teacher = table.estimate_teacher()
+    assert teacher.per_frame_ms == pytest.approx(0.5 + 1.0 + small_cfg.depth * 15.0 + 4.0)
+    assert teacher.template_ms == pytest.approx(0.5 + 0.25)
+    assert teacher.speedup == pytest.approx(1.0)
+    est = table.estimate(4, 2)
+    assert est.speedup == pytest.approx(teacher.per_frame_ms / est.per_frame_ms)
+
+
+def test_template_update_amortises_the_template_branch(table):
+    every_10 = table.estimate(6, 2, template_update=10)
+    plain = table.estimate(6, 2)
+    assert every_10.per_frame_ms == plain.per_frame_ms
+    assert every_10.amortised_ms == pytest.approx(plain.per_frame_ms + plain.template_ms / 10)
+    assert every_10.fps == pytest.approx(1000 / every_10.amortised_ms)
+    teacher = table.estimate_teacher(template_update=10)
+    assert every_10.speedup == pytest.approx(teacher.amortised_ms / every_10.amortised_ms)
+
+
+@pytest.mark.parametrize("depth, ai", [(0, 1), (4, 0), (4, 5)])
+def test_impossible_students_are_refused(table, depth, ai):
+    with pytest.raises(PrunesearchError, match="no student"):
+        table.estimate(depth, ai)
+
+
+def test_template_update_must_be_positive(table):
+    with pytest.raises(PrunesearchError, match="template-update"):
+        table.estimate(4, 2, template_update=0)
+
+
+def test_other_architecture_is_an_error_naming_missing_entries(table):
+    vitb = get_preset("vit-b")
+    assert table.missing(table.architecture) == []
+    with pytest.raises(PrunesearchError) as err:
+        table.check_covers(vitb)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "search_block(" in msg and "keys=256" in msg and "width=768" in msg
+    assert "prunesearch profile" in msg
+    with pytest.raises(PrunesearchError, match="missing"):
+        table.estimate(4, 2, cfg=vitb)
+
+
+def test_a_table_lacking_an_entry_of_its_own_architecture_is_refused(small_cfg):
+    entries = [Entry(k, s, COSTS[k]) for k, s in part_shapes(small_cfg).items() if k != "head"]
+    with pytest.raises(PrunesearchError, match=r"missing head\("):
+        build_table("partial", dict(META), small_cfg, entries, {})
+
+
+def test_save_and_read_round_trip(table, tmp_path):
+    path = table.save(tmp_path / "t.yaml")
+    again = read_table(path)
+    assert again.costs() == table.costs()
+    assert again.meta == table.meta
+    assert again.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == table.sha256
+    assert again.estimate(5, 3) == table.estimate(5, 3)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(format="other"), "not a prunesearch latency table"),
+        (lambda d: d["meta"].pop("device"), "meta lacks device"),
+        (lambda d: d["meta"].update(method="guessed"), "meta.method"),
+        (lambda d: d["entries"][1].update(ms=-1), "non-negative"),
+        (lambda d: d["entries"][1].update(kind="warp_block"), "needs a kind"),
+        (lambda d: d["architecture"].update(colour="red"), "unknown tracker config keys"),
+    ],
+)
+def test_malformed_tables_give_one_line_errors(table, tmp_path, mutate, message):
+    data = table.to_dict()
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(PrunesearchError, match=message):
+        read_table(path)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(PrunesearchError, match="does not exist"):
+        load_table(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entries: [unclosed\n")
+    with pytest.raises(PrunesearchError, match="not valid YAML"):
+        read_table(bad)
+
+
+def test_shipped_targets_are_known_and_load():
+    assert set(SHIPPED) <= set(known_targets())
+    for name in SHIPPED:
+        t = load_table(name)
+        assert t.meta["method"] == "derived"
+        t.check_covers(get_preset("vit-b"))
+
+
+def test_local_tables_are_found_and_take_precedence(table, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table.save(Path("latency_models") / "mine.yaml")
+    local = make_table(table.architecture, {**COSTS, "head": 99.0}, name="orin-nx")
+    local.save(Path("latency_models") / "orin-nx.yaml")
+    assert "mine" in known_targets() and set(SHIPPED) <= set(known_targets())
+    assert load_table("mine").costs() == table.costs()
+    assert load_table("orin-nx").costs()["head"] == 99.0
+    assert load_table(os.path.join("latency_models", "mine.yaml")).name == "hand"
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(PrunesearchError) as err:
+        load_table("jetson-nano")
+    assert "orin-nx" in str(err.value) and "prunesearch profile --name jetson-nano" in str(err.value)
