@@ -119,7 +119,9 @@ class RichDisplay:
             self.done, self.left = self.done + 1, max(self.left - 1, 0)
             self.progress.update(self.overall, description=self._describe())
             score = "" if ao is None else f", AO {100 * ao:.1f}"
-            self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')}{score} ({int(task.completed)} steps)")
+            said = f"{key}: {outcome.replace('_', ' ')}{score} ({int(task.completed)} steps)"
+            self.progress.console.print(f"  {said}")
+            self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
 
 def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
