@@ -2,6 +2,7 @@
 
     python benchmarks/search_default_time.py            # cold: built-in data generated afresh
     python benchmarks/search_default_time.py --warm     # reuse the built-in data cache
+    python benchmarks/search_default_time.py --experiment quickstart --out /tmp/q.md   # a quick check
 
 Runs ``prunesearch run --target orin-nx --budget 10ms`` (the default experiment, b4-b9) in a fresh
 working folder (new MLflow store, new study), times the whole command, reads the split its parent
@@ -23,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ["prunesearch", "run", "--target", "orin-nx", "--budget", "10ms"]
+DEFAULT_EXPERIMENT = "b4-b9"
 WORK = ("data", "teacher", "finetune", "evaluate", "checkpoint", "export")
 OVERHEAD = ("setup", "pricing", "study", "log_search", "log_candidate")
 
@@ -39,11 +41,11 @@ def machine() -> str:
     )
 
 
-def parent_metrics(folder: Path) -> tuple[dict[str, float], dict[str, str]]:
+def parent_metrics(folder: Path, experiment: str) -> tuple[dict[str, float], dict[str, str]]:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("b4-b9")
+    exp = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([exp.experiment_id], "tags.kind = 'search'")
     return run.data.metrics, run.data.tags
 
@@ -51,6 +53,7 @@ def parent_metrics(folder: Path) -> tuple[dict[str, float], dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", action="store_true", help="keep the built-in data cache (default: generate afresh)")
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="another experiment, for a quick check")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_default_time.md"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prunesearch-bench-") as tmp:
@@ -58,13 +61,14 @@ def main() -> None:
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}")
         if not args.warm:
             env["PRUNESEARCH_CACHE"] = str(folder / "cache")
-        command = [sys.executable, "-m", "prunesearch", *COMMAND[1:]]
+        shown = COMMAND + ([] if args.experiment == DEFAULT_EXPERIMENT else ["--experiment", args.experiment])
+        command = [sys.executable, "-m", "prunesearch", *shown[1:]]
         start = time.perf_counter()
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if done.returncode != 0:
             sys.exit(f"the command failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-        metrics, tags = parent_metrics(folder)
+        metrics, tags = parent_metrics(folder, args.experiment)
     seconds = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("seconds.")}
     work = sum(seconds.get(k, 0.0) for k in WORK)
     startup = wall - seconds["total"]
@@ -74,8 +78,9 @@ def main() -> None:
     lines = [
         "# Wall time of the default command",
         "",
-        f"Command: `{' '.join(COMMAND)}` in a fresh folder ({'warm' if args.warm else 'cold'} built-in data cache),",
-        f"measured by `python benchmarks/search_default_time.py{' --warm' if args.warm else ''}`.",
+        f"Command: `{' '.join(shown)}` in a fresh folder ({'warm' if args.warm else 'cold'} built-in data cache),",
+        f"measured by `python benchmarks/search_default_time.py{' --warm' if args.warm else ''}"
+        f"{'' if args.experiment == DEFAULT_EXPERIMENT else ' --experiment ' + args.experiment}`.",
         "",
         f"Machine: {machine()}.",
         f"Strategy: {tags.get('strategy')}; outcomes: {counts}; accuracy scale: {tags.get('accuracy_scale')}.",
