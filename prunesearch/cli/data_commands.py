@@ -1,0 +1,56 @@
+"""``prunesearch data synth`` and ``prunesearch teacher train``: built-in data and the shipped teacher."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="built-in synthetic tracking data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+    p = data_sub.add_parser("synth", help="write synthetic sequences as a GOT-10k split (OUT/SPLIT/...)")
+    p.add_argument("--out", required=True, help="output folder; the split is written to OUT/SPLIT")
+    p.add_argument("--sequences", type=int, required=True, help="number of sequences")
+    p.add_argument("--seed", type=int, default=0, help="base seed (train and val never share a sequence)")
+    p.add_argument("--split", default="train", choices=["train", "val"], help="split name")
+    p.set_defaults(func=cmd_synth)
+
+    teacher = sub.add_parser("teacher", help="the small teacher shipped with the package")
+    teacher_sub = teacher.add_subparsers(dest="teacher_command", metavar="COMMAND", required=True)
+    p = teacher_sub.add_parser(
+        "train", help="train the small preset's joint teacher from scratch on the built-in train split"
+    )
+    p.add_argument("--out", default=None, help="output checkpoint (default: the shipped teacher file)")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps of batch 16")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the pair sampler")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_teacher_train)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from prunesearch.data.synthetic import generate
+
+    root = generate(args.out, args.sequences, seed=args.seed, split=args.split)
+    print(f"wrote {args.sequences} sequences to {root}")
+    return 0
+
+
+def cmd_teacher_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from prunesearch.teacher import SHIPPED_TEACHER, train_teacher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or SHIPPED_TEACHER
+
+    def progress(step: int, m: dict[str, float]) -> None:
+        print(
+            f"step {step:5d}/{args.steps}  loss {m['loss']:.3f}  focal {m['focal']:.3f}  giou {m['giou']:.3f}  "
+            f"l1 {m['l1']:.4f}  iou {m['iou']:.3f}  lr {m['lr']:.2e}  {m['seconds']:.0f}s",
+            flush=True,
+        )
+
+    result = train_teacher(out, steps=args.steps, seed=args.seed, progress=progress)
+    print(f"saved {out} after {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.3f}")
+    return 0
