@@ -126,7 +126,7 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--target", "jetson-9000", "--budget", "10ms"], r"unknown latency target 'jetson-9000'; known targets: 2080ti, orin-nx"),
+        (["--target", "jetson-9000", "--budget", "10ms"], r"unknown latency target 'jetson-9000'; known targets: 2080ti, .*orin-nx"),
         (["--target", "orin-nx", "--budget", "ten"], r"cannot read the budget 'ten'"),
         (["--target", "orin-nx", "--budget", "5ms"], r"no candidate of tiny fits 5ms .*the fastest, B2-1/first, takes 7.53 ms per frame on orin-nx"),
         (["--target", "orin-nx", "--budget", "9ms", "--data", "nowhere"], r"data folder .*nowhere \(--data\) does not exist"),
