@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from prunesearch import __version__
-from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands
+from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands
 from prunesearch.errors import PrunesearchError
 
-COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands)
+COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,253 @@
+"""``prunesearch run``, ``prunesearch pareto`` and ``prunesearch ui``: the search and its review."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from prunesearch.search.controller import Plan
+    from prunesearch.search.results import CandidateResult
+
+DEFAULT_EXPERIMENT = "b4-b9"
+SCALE_NOTE = {
+    "small": "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
+    "full": "accuracy scale: full — AO from a teacher of the deployment architecture",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="search students for a device and latency budget; log every candidate to MLflow",
+        description="Price every candidate, fine-tune those that fit the budget (sampled or enumerated), "
+        "and print the Pareto front per target. Running the same command again resumes the search.",
+    )
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (experiments/NAME.yaml) or file")
+    p.add_argument("--target", action="append", required=True, metavar="T", help="device to price for; repeat for several")
+    p.add_argument("--budget", required=True, help="per-frame latency budget: 10ms, 0.01s or 100fps")
+    p.add_argument("--trials", type=int, help="candidates to fine-tune (default: the experiment's)")
+    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite optuna.db beside the MLflow store); "
+                   "a PostgreSQL URL lets several machines share one study")
+    p.add_argument("--seed", type=int, help="seed of the fine-tunes and the sampler (default: the experiment's)")
+    p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
+    p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
+    p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("pareto", help="the Pareto front of an experiment, read from the MLflow store")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name")
+    p.add_argument("--target", help="one target (default: every target the runs were priced on)")
+    p.add_argument("--budget", help="only candidates within this budget, e.g. 10ms")
+    p.add_argument("--study", help="only runs of this study (run tag 'study')")
+    p.add_argument("--allow-mixed", action="store_true", help="combine runs with different table, data or teacher fingerprints")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("--csv", action="store_true", help="print CSV")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG plot (one per target: FILE_target.png when several)")
+    p.set_defaults(func=cmd_pareto)
+
+    p = sub.add_parser("ui", help="the MLflow UI over the same store, on 127.0.0.1")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.set_defaults(func=cmd_ui)
+
+
+class RichDisplay:
+    """Trials done and left, each worker's current candidate and step, ETA.
+
+    Called from the main thread (worker 0) and from the thread relaying the other workers' events.
+    """
+
+    def __init__(self, console: "Console") -> None:
+        import threading
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.overall = None
+        self.lock = threading.Lock()
+        self.tasks: dict[int, int] = {}
+        self.left = self.done = self.steps = 0
+
+    def __enter__(self) -> "RichDisplay":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _describe(self) -> str:
+        return f"fine-tunes: {self.done} done, {self.left} left"
+
+    def begin(self, plan: "Plan", steps: int, workers: int, settled: int) -> None:
+        self.steps, self.left = steps, max(plan.target - settled, 0)
+        extra = f", {len(plan.retried)} interrupted re-queued" if plan.retried else ""
+        self.console.print(
+            f"strategy: [bold]{plan.strategy}[/]; {plan.feasible} candidates fit the budget; "
+            f"{settled} already done, {self.left} to fine-tune with {workers} worker(s){extra}"
+        )
+        total = max(self.left * steps, 1)
+        self.overall = self.progress.add_task(self._describe(), total=total, completed=0 if self.left else total)
+        self.progress.start()
+
+    def started(self, worker: int, key: str, steps: int) -> None:
+        with self.lock:
+            if worker not in self.tasks:
+                self.tasks[worker] = self.progress.add_task("", total=steps)
+            self.progress.reset(self.tasks[worker], total=steps, description=f"  worker {worker}: {key} steps")
+
+    def stepped(self, worker: int, done: int) -> None:
+        with self.lock:
+            task = self.progress.tasks[self.tasks[worker]]
+            self.progress.advance(self.overall, done - task.completed)
+            self.progress.update(self.tasks[worker], completed=done)
+
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
+        with self.lock:
+            task = self.progress.tasks[self.tasks[worker]]
+            self.progress.advance(self.overall, task.total - task.completed)
+            self.done, self.left = self.done + 1, max(self.left - 1, 0)
+            self.progress.update(self.overall, description=self._describe())
+            score = "" if ao is None else f", AO {100 * ao:.1f}"
+            said = f"{key}: {outcome.replace('_', ' ')}{score} ({int(task.completed)} steps)"
+            self.progress.console.print(f"  {said}")
+            self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
+
+
+def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
+    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+        caption=f"AO, SR, AUC in %; ms per frame and tmpl ms per template on {target}; GMACs per frame; M par: millions",
+        caption_justify="left",
+    )
+    for col in ("candidate", "AO", "SR50", "SR75", "AUC", "ms", "fps", "tmpl ms", "GMACs", "M par"):
+        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
+    for r in front:
+        row = r.row(target)
+        table.add_row(
+            r.key,
+            *(f"{100 * row[k]:.1f}" for k in ("ao", "sr50", "sr75", "auc")),
+            f"{row['frame_ms']:.2f}", f"{row['fps']:.1f}", f"{row['template_ms']:.2f}",
+            f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
+        )
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunesearch.search.runner import RunRequest, run_search
+
+    console = Console()
+    req = RunRequest(
+        targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
+        workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
+        workdir=args.workdir,
+    )
+    if args.workers is not None and args.workers < 1:
+        from prunesearch.errors import PrunesearchError
+
+        raise PrunesearchError(f"--workers must be at least 1, got {args.workers}")
+    with RichDisplay(console) as display:
+        report = run_search(req, display)
+    setup = report.setup
+    scale = setup.info.accuracy_scale
+    console.print(f"experiment {setup.experiment.name} ({setup.experiment.path}); teacher: {setup.info.teacher}; data: {setup.info.data}")
+    console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == "small" else SCALE_NOTE[scale])
+    for target, front in report.fronts.items():
+        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale)"
+        console.print(front_table(front, target, title))
+    if report.missing_models:
+        console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
+    s = report.seconds
+    work = sum(report.counts.get(f"seconds.{k}", 0.0) for k in ("finetune", "evaluate", "checkpoint"))
+    console.print(
+        f"strategy {report.plan.strategy}; {s['total']:.0f} s: pricing {s.get('pricing', 0):.1f} s, data {s.get('data', 0):.1f} s, "
+        f"fine-tune + evaluation {work:.0f} s, export {s.get('export', 0):.1f} s, logging "
+        f"{s.get('log_search', 0) + report.counts.get('seconds.log_candidate', 0):.1f} s"
+    )
+    console.print(f"MLflow: {report.tracking_uri} (experiment {setup.experiment.name}, run {report.parent_run}); "
+                  f"study {setup.info.study} in {report.storage}")
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.mlflow_log.reader import comparable, read_results
+    from prunesearch.mlflow_log.store import tracking_uri
+    from prunesearch.search.budget import parse_budget
+    from prunesearch.search.plot import pareto_plot
+    from prunesearch.search.results import front_for
+
+    budget_ms = parse_budget(args.budget).ms if args.budget else None
+    uri = tracking_uri()
+    stored = read_results(uri, args.experiment, args.study)
+    if not stored:
+        raise PrunesearchError(f"experiment {args.experiment!r} in {uri} has no fine-tuned candidates yet")
+    targets = sorted({t for s in stored for t in s.result.latency_ms})
+    if args.target:
+        if args.target not in targets:
+            raise PrunesearchError(f"no run of {args.experiment!r} was priced on {args.target!r}; priced on: {', '.join(targets)}")
+        targets = [args.target]
+    fronts, pools = {}, {}
+    for target in targets:
+        pools[target] = comparable(stored, target, args.allow_mixed)
+        fronts[target] = front_for(pools[target], target, budget_ms)
+    scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
+    if args.json:
+        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales),
+                          "fronts": {t: [r.row(t) for r in f] for t, f in fronts.items()}}, indent=2))
+    elif args.csv:
+        import csv
+
+        rows = [r.row(t) for t, f in fronts.items() for r in f]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["candidate"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        console = Console()
+        for target, front in fronts.items():
+            title = f"{args.experiment}: Pareto front on {target} ({len(pools[target])} fine-tuned; accuracy scale {', '.join(scales)})"
+            console.print(front_table(front, target, title))
+        for scale in scales:
+            console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
+    if args.plot:
+        plot = Path(args.plot)
+        for target in targets:
+            path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
+            pareto_plot(pools[target], target, path, budget_ms)
+            print(f"plot: {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from prunesearch.mlflow_log.store import tracking_uri
+
+    uri = tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port), "--backend-store-uri", uri]
+    print(f"MLflow UI: http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
+    server = subprocess.Popen(command)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(timeout=30)
+        return 0

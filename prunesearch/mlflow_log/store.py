@@ -1,0 +1,47 @@
+"""Where the MLflow store is, and the Optuna study storage that lives beside it by default."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prunesearch.errors import PrunesearchError
+
+
+def quiet() -> None:
+    """MLflow and its migrations log at INFO on first use; keep the terminal for the search."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else MLflow's default, ``sqlite:///mlflow.db`` in the working folder."""
+    import mlflow
+
+    quiet()
+    return mlflow.get_tracking_uri()
+
+
+def client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
+    from mlflow import MlflowClient
+
+    quiet()
+    return MlflowClient(tracking_uri=uri)
+
+
+def default_study_storage(uri: str) -> str:
+    """A SQLite file ``optuna.db`` beside a SQLite MLflow store, else in the working folder."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return f"sqlite:///{db.parent / 'optuna.db'}"
+    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+
+
+def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa: ANN001
+    """The MLflow experiment named after the prunesearch experiment; created on first use if asked."""
+    found = mlflow_client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            raise PrunesearchError(f"the MLflow experiment {name!r} is deleted; restore it or remove it for good")
+        return found.experiment_id
+    return mlflow_client.create_experiment(name, tags={"prunesearch": "search"}) if create else None

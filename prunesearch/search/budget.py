@@ -1,0 +1,38 @@
+"""Latency budgets as people write them: ``10ms``, ``0.01s``, ``100fps``.
+
+Every budget becomes milliseconds per frame, the unit latency tables price in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from prunesearch.errors import PrunesearchError
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|fps)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A per-frame latency budget; ``text`` keeps what the user wrote, for logs and study names."""
+
+    ms: float
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_budget(text: str) -> Budget:
+    """``"10ms"`` -> 10 ms, ``"0.01s"`` -> 10 ms, ``"100fps"`` -> 10 ms."""
+    match = _BUDGET.match(str(text))
+    if not match:
+        raise PrunesearchError(
+            f"cannot read the budget {text!r}; write a per-frame time or rate such as 10ms, 0.01s or 100fps"
+        )
+    value, unit = float(match.group(1)), match.group(2).lower()
+    if value <= 0:
+        raise PrunesearchError(f"the budget {text!r} must be greater than zero")
+    ms = {"ms": value, "s": value * 1000.0, "fps": 1000.0 / value}[unit]
+    return Budget(ms=ms, text=f"{match.group(1)}{unit}")

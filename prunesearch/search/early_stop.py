@@ -1,0 +1,60 @@
+"""Stopping weak candidates early: successive halving made Pareto-aware.
+
+Optuna's pruners (successive halving, Hyperband, median) rank trials on one intermediate value and
+do not support multi-objective studies. Here the question is not "is this candidate's loss in the
+top third" but "could it still reach the front": a slow candidate with a middling loss is worth
+nothing, a fast one with the same loss may be on the front. So at each rung (steps ``S/r^k``,
+``r`` the reduction factor) a candidate is compared only with the candidates that reached the
+same rung and are no slower on the primary target; it goes on if its training loss (mean over the
+last ``window`` steps) is in the best ``1/r`` of that group (itself included), and stops otherwise.
+Every fine-tune uses the same seed, so at a given step all candidates have seen the same batches.
+Alone at a rung (no faster peer yet), a candidate always goes on.
+"""
+
+from __future__ import annotations
+
+import math
+
+from prunesearch.search.experiment import EarlyStop
+
+
+def rung_steps(settings: EarlyStop, steps: int) -> list[int]:
+    """Steps at which candidates are compared, ascending; rungs shorter than the window are dropped."""
+    found = {steps // settings.reduction**k for k in range(1, settings.rungs + 1)}
+    return sorted(s for s in found if settings.window <= s < steps)
+
+
+def should_stop(settings: EarlyStop, latency_ms: float, score: float, peers: list[tuple[float, float]]) -> bool:
+    """``peers`` are (latency, score) of other candidates at this rung; lower score is better."""
+    group = [s for lat, s in peers if lat <= latency_ms]
+    if not group:
+        return False
+    keep = math.ceil((len(group) + 1) / settings.reduction)
+    better = sum(1 for s in group if s < score)
+    return better >= keep
+
+
+class RungTracker:
+    """One fine-tune's logged losses, and which rungs it has reached.
+
+    The fine-tune reports every few steps (``log_every``), each loss already a mean over those
+    steps; a rung is reached at the first report at or after its step, and scored as the mean of
+    the reports covering the last ``window`` steps.
+    """
+
+    def __init__(self, settings: EarlyStop, steps: int) -> None:
+        self.window = settings.window
+        self.pending = rung_steps(settings, steps)
+        self.reports: list[tuple[int, float]] = []
+
+    def add(self, step: int, loss: float) -> list[int]:
+        """Record a report; returns the rungs it reaches (usually none, at most a few)."""
+        self.reports.append((step, float(loss)))
+        reached = [r for r in self.pending if r <= step]
+        self.pending = [r for r in self.pending if r > step]
+        return reached
+
+    def score(self) -> float:
+        last = self.reports[-1][0]
+        recent = [loss for step, loss in self.reports if step > last - self.window]
+        return sum(recent) / len(recent)

@@ -1,0 +1,373 @@
+"""``prunesearch run`` end to end: the one place where the search's parts are put together.
+
+The coordinating process reads the experiment, prices the space, loads teacher and data, opens
+(or resumes) the Optuna study, starts the MLflow parent run, then works on the study itself
+(``--workers 1``) or starts K worker processes that do the same setup and share the study. When
+the workers are done it computes the front per target over the whole study, exports the front
+members (checkpoint + ONNX) into their MLflow runs, and closes the parent run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from prunesearch.data.sequence import Sequence
+from prunesearch.errors import PrunesearchError
+from prunesearch.mlflow_log.store import default_study_storage, tracking_uri
+from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
+from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
+from prunesearch.search.budget import Budget, parse_budget
+from prunesearch.search.candidate import CandidateTrainer, export_onnx
+from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
+from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
+from prunesearch.search.pricing import LatencyTablePricer, PriceBook
+from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
+from prunesearch.search.plot import ReferencePoint
+from prunesearch.search.results import CandidateResult
+from prunesearch.search.study import (
+    StudyState,
+    make_sampler,
+    open_storage,
+    open_study,
+    redact,
+    study_summary,
+    trained_results,
+)
+
+# Fields that make two trackers the same architecture for accuracy purposes.
+_ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "template_size", "search_size", "depth")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The command line of ``prunesearch run``; ``None`` means "as the experiment file says"."""
+
+    targets: tuple[str, ...]
+    budget: str
+    experiment: str = "b4-b9"
+    trials: int | None = None
+    workers: int | None = None
+    storage: str | None = None
+    seed: int | None = None
+    teacher: str | None = None
+    data: str | None = None
+    workdir: str | None = None
+
+
+class Display(Progress, Protocol):
+    """What the terminal shows while the workers run."""
+
+    def begin(self, plan: Plan, steps: int, workers: int, settled: int) -> None: ...
+
+
+@dataclass
+class Setup:
+    """Everything one process needs to work on the search (built again in each worker process)."""
+
+    experiment: Experiment
+    budget: Budget
+    book: PriceBook
+    teacher: JointTracker
+    train: list[Sequence]
+    val: list[Sequence]
+    finetune_config: Any
+    info: SearchInfo
+    workdir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def trainer(self) -> CandidateTrainer:
+        return CandidateTrainer(self.teacher, self.train, self.val, self.finetune_config, self.workdir)
+
+
+def same_architecture(a: TrackerConfig, b: TrackerConfig) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in _ARCH_FIELDS)
+
+
+def load_teacher(exp: Experiment) -> tuple[JointTracker, str]:
+    """The experiment's teacher and the sha256 of the file it came from."""
+    from prunesearch.checkpoints import load_checkpoint
+    from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
+
+    if exp.teacher_checkpoint is None:
+        return load_shipped_teacher(), file_sha256(SHIPPED_TEACHER)
+    model = load_checkpoint(exp.teacher_checkpoint)
+    if not isinstance(model, JointTracker):
+        raise PrunesearchError(
+            f"teacher checkpoint {exp.teacher_checkpoint} holds a {model.kind} model; the teacher must be a joint (OSTrack-style) tracker"
+        )
+    return model.eval(), file_sha256(exp.teacher_checkpoint)
+
+
+def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
+    """Training and validation sequences: the dataset's splits, or built-in sequences (made once, cached)."""
+    if spec.path is None:
+        from prunesearch.data.synthetic import builtin_sequences
+
+        return builtin_sequences("train", count=spec.train_sequences), builtin_sequences("val", count=spec.val_sequences)
+    from prunesearch.data import open_dataset
+
+    train = open_dataset(spec.path, split=spec.train_split)
+    val = open_dataset(spec.path, split=spec.val_split)
+    if not train or not val:
+        raise PrunesearchError(f"{spec.path} holds no sequences in split {spec.train_split!r} or {spec.val_split!r}")
+    return train[: spec.train_sequences], val[: spec.val_sequences]
+
+
+def prepare(req: RunRequest, workdir_root: Path | None = None) -> Setup:
+    """Read, check, price and load, cheapest checks first so bad input fails in a second."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = seconds.get(name, 0.0) + now - clock
+        clock = now
+
+    if not req.targets:
+        raise PrunesearchError("give at least one --target")
+    exp = load_experiment(req.experiment).with_overrides(req.teacher, req.data, req.seed, req.trials)
+    budget = parse_budget(req.budget)
+    finetune_config = exp.finetune_config()
+    lap("setup")
+    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch)
+    lap("pricing")
+    teacher, teacher_fp = load_teacher(exp)
+    lap("teacher")
+    book = PriceBook(exp.space.candidates(teacher.depth), pricer, budget, exp.arch)
+    book.require_feasible(exp.name)
+    lap("pricing")
+    train, val = load_data(exp.data)
+    data_fp = data_fingerprint(train, val)
+    lap("data")
+    identity = "|".join((exp.identity(), teacher_fp, data_fp, ",".join(book.targets), repr(budget.ms)))
+    study = f"{exp.name}/{'+'.join(book.targets)}/{budget.text}/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    info = SearchInfo(
+        experiment=exp.name,
+        study=study,
+        storage="",
+        targets=book.targets,
+        budget=budget,
+        architecture=exp.architecture,
+        teacher=exp.teacher_label,
+        teacher_fingerprint=teacher_fp,
+        data=exp.data.label,
+        data_fingerprint=data_fp,
+        seed=exp.seed,
+        accuracy_scale="full" if same_architecture(teacher.cfg, exp.arch) else "small",
+        finetune=dataclasses.asdict(finetune_config),
+        table_hashes=book.table_hashes,
+    )
+    root = Path(req.workdir) if req.workdir else (workdir_root or Path.cwd() / "runs")
+    workdir = root / study.replace("/", "-")
+    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, seconds)
+
+
+class QueueProgress:
+    """Progress events of a worker process, sent to the coordinator's display."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+
+    def started(self, worker: int, key: str, steps: int) -> None:
+        self.events.put(("started", worker, key, steps))
+
+    def stepped(self, worker: int, done: int) -> None:
+        self.events.put(("stepped", worker, done))
+
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
+        self.events.put(("finished", worker, key, outcome, ao))
+
+
+def _interrupt_on_term() -> None:
+    """``kill`` (SIGTERM) ends a trial the way Ctrl-C does, so it is marked and re-run on resume."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _controller(setup: Setup, storage: str, log: SearchLog, plan: Plan, progress: Progress, index: int) -> SearchController:
+    exp = setup.experiment
+    sampler = make_sampler(exp.search.sampler, seed=exp.seed * 100 + index, population=exp.search.trials // 2)
+    study = open_study(storage, setup.info.study, sampler)
+    return SearchController(
+        study, setup.book, exp.space, setup.teacher.depth, exp.search, plan, setup.trainer(), log, progress, index
+    )
+
+
+def _worker(req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan, index: int, threads: int, events: Any) -> None:
+    """Entry point of a worker process (spawned): same setup, same study, same parent run."""
+    _interrupt_on_term()
+    torch.set_num_threads(threads)
+    try:
+        setup = prepare(req)
+        log = SearchLog(uri, setup.info, setup.book, parent_id)
+        _controller(setup, storage, log, plan, QueueProgress(events), index).work()
+    except PrunesearchError as err:
+        events.put(("error", index, str(err)))
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def _relay(events: Any, display: Display, errors: list[str], stop: threading.Event) -> None:
+    """Hand the worker processes' progress events to the display, until told to stop and drained."""
+    while not (stop.is_set() and events.empty()):
+        try:
+            kind, index, *rest = events.get(timeout=0.2)
+        except queue_module.Empty:
+            continue
+        if kind == "error":
+            errors.append(f"worker {index}: {rest[0]}")
+        else:
+            getattr(display, kind)(index, *rest)
+
+
+def _run_workers(setup: Setup, req: RunRequest, uri: str, storage: str, log: SearchLog, plan: Plan, workers: int, display: Display) -> None:
+    """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    procs = [
+        ctx.Process(target=_worker, args=(req, uri, storage, log.parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
+        for i in range(1, workers)
+    ]
+    for p in procs:
+        p.start()
+    errors: list[str] = []
+    stop = threading.Event()
+    relay = threading.Thread(target=_relay, args=(events, display, errors, stop), daemon=True)
+    relay.start()
+    own_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _controller(setup, storage, log, plan, display, 0).work()
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker marks its trial interrupted and exits
+        for p in procs:
+            p.join(timeout=60)
+        raise
+    finally:
+        torch.set_num_threads(own_threads)
+        stop.set()
+        relay.join()
+    if errors:
+        raise PrunesearchError("; ".join(errors))
+    failed = [f"{p.name} exited with {p.exitcode}" for p in procs if p.exitcode]
+    if failed:
+        raise RuntimeError(", ".join(failed))
+
+
+@dataclass
+class RunReport:
+    """What ``prunesearch run`` prints at the end."""
+
+    setup: Setup
+    plan: Plan
+    storage: str
+    tracking_uri: str
+    parent_run: str
+    fronts: dict[str, list[CandidateResult]]
+    seconds: dict[str, float]
+    counts: dict[str, float]
+    missing_models: list[str]
+
+
+def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
+    """The experiment's published variants at the latency each target's table prices them."""
+    out: dict[str, list[ReferencePoint]] = {}
+    for target in setup.book.targets:
+        out[target] = [
+            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].per_frame_ms)
+            for r in setup.experiment.reference
+        ]
+    return out
+
+
+def _export_front(log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
+    """Checkpoint and ONNX graphs of every front member not yet holding them; returns those it cannot reach."""
+    missing = []
+    members = {r.key: r for front in fronts.values() for r in front}
+    for key, r in sorted(members.items()):
+        if log.has_model(r.run_id):
+            continue
+        checkpoint = trials.get(key)
+        if not checkpoint or not Path(checkpoint).is_file():
+            missing.append(key)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            log.log_model(r.run_id, [Path(checkpoint), *export_onnx(checkpoint, Path(tmp))])
+    return missing
+
+
+def run_search(req: RunRequest, display: Display) -> RunReport:
+    """Run (or resume) the search the request describes; returns the fronts and the time split."""
+    started_wall, started = time.perf_counter(), datetime.now()
+    _interrupt_on_term()
+    uri = tracking_uri()
+    storage = req.storage or default_study_storage(uri)
+    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any work
+    setup = prepare(req)
+    exp, seconds = setup.experiment, setup.seconds
+    clock = time.perf_counter()
+    setup.info = dataclasses.replace(setup.info, storage=redact(storage))
+    sampler = make_sampler(exp.search.sampler, exp.seed * 100, exp.search.trials // 2)
+    study = open_study(study_storage, setup.info.study, sampler)
+    plan = plan_search(study, setup.book, exp.search)
+    seconds["study"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    record = reproducibility_record(exp.seed, setup.book.table_hashes, setup.info.data_fingerprint, setup.info.teacher_fingerprint)
+    log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
+    seconds["log_search"] = time.perf_counter() - clock
+    workers = req.workers or exp.search.workers
+    display.begin(plan, setup.trainer().steps, workers, len(StudyState.read(study).settled))
+    clock = time.perf_counter()
+    try:
+        if workers == 1:
+            _controller(setup, storage, log, plan, display, 0).work()
+        else:
+            _run_workers(setup, req, uri, storage, log, plan, workers, display)
+    except KeyboardInterrupt:
+        log.stop("KILLED")
+        raise
+    except BaseException:
+        log.stop("FAILED")
+        raise
+    seconds["search"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    results = trained_results(study, setup.book, setup.info.accuracy_scale)
+    fronts = log.mark_front(results)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    checkpoints = {r.key: by_number[r.trial].user_attrs["result"]["checkpoint"] for r in results}
+    seconds["log_search"] += time.perf_counter() - clock
+    clock = time.perf_counter()
+    missing = _export_front(log, fronts, checkpoints)
+    seconds["export"] = time.perf_counter() - clock
+    counts = study_summary(study, since=started)
+    seconds["total"] = time.perf_counter() - started_wall  # as logged; the final logging is added below
+    clock = time.perf_counter()
+    metrics = {f"seconds.{k}": v for k, v in seconds.items()} | counts
+    log.finish(fronts, results, metrics, reference_points(setup))
+    seconds["log_search"] += time.perf_counter() - clock
+    seconds["total"] = time.perf_counter() - started_wall
+    return RunReport(setup, plan, redact(storage), uri, log.parent_id, fronts, seconds, counts, missing)

@@ -1,0 +1,157 @@
+"""What a search leaves in the MLflow store, reading it back, and ``prunesearch pareto`` over it."""
+
+import csv
+import io
+import json
+import shutil
+from types import SimpleNamespace
+
+import pytest
+from mlflow import MlflowClient
+
+from prunesearch.cli.main import main
+from prunesearch.errors import PrunesearchError
+from prunesearch.mlflow_log.reader import comparable, read_results
+from prunesearch.mlflow_log.store import default_study_storage
+from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
+from prunesearch.search.budget import parse_budget
+from prunesearch.search.controller import plan_search
+from prunesearch.search.study import redact, trained_results
+from prunesearch.search.results import front_for
+from search_support import ScriptedEvaluator, controller, make_book, settings
+
+EXPERIMENT = "unit-search"
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """An MLflow SQLite store with its tables made once (migrations take seconds)."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _store(empty_store, folder):
+    shutil.copy(empty_store, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def searched(empty_store, tmp_path_factory):
+    """One search (8 candidates, one diverging) logged to its own store, read by several tests."""
+    folder = tmp_path_factory.mktemp("searched")
+    uri = _store(empty_store, folder)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)  # MLflow puts artifacts in ./mlruns
+        log, results, fronts = _search(uri, folder, diverge={"B3-1/uniform"})
+    return SimpleNamespace(uri=uri, folder=folder, log=log, results=results, fronts=fronts)
+
+
+def _info(book, study="study-a", data="data-fp"):
+    return SearchInfo(
+        experiment=EXPERIMENT, study=study, storage="sqlite:///optuna.db", targets=book.targets,
+        budget=book.budget, architecture="vit-b", teacher="shipped small teacher", teacher_fingerprint="teacher-fp",
+        data="built-in", data_fingerprint=data, seed=0, accuracy_scale="small", finetune={"steps": 12},
+        table_hashes=book.table_hashes,
+    )
+
+
+def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverge=()):
+    book = make_book(budget)
+    log = SearchLog.start(uri, _info(book, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
+    search = settings(trials=8)
+    ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedEvaluator(diverge=set(diverge)), log)
+    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.work()
+    results = trained_results(ctl.study, book, "small")
+    fronts = log.mark_front(results)
+    log.finish(fronts, results, {"seconds.total": 1.0}, {})
+    return log, results, fronts
+
+
+def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path):
+    log, fronts = searched.log, searched.fronts
+    client = MlflowClient(searched.uri)
+    parent = client.get_run(log.parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["strategy"] == "enumerate" and parent.data.tags["accuracy_scale"] == "small"
+    assert parent.data.tags["latency_table.fast"] == "hash-fast" and parent.data.tags["data_fingerprint"] == "data-fp"
+    assert parent.data.params["budget"] == "6ms" and parent.data.params["targets"] == "fast,slow"
+    files = {a.path for a in client.list_artifacts(log.parent_id)} | {a.path for a in client.list_artifacts(log.parent_id, "front")}
+    assert {"reproducibility.json", "pricing.csv", "front/fast.csv", "front/fast.json", "front/pareto_fast.png", "front/pareto_slow.png"} <= files
+    pricing = list(csv.DictReader(io.StringIO(client.download_artifacts(log.parent_id, "pricing.csv", str(tmp_path)) and open(tmp_path / "pricing.csv").read())))
+    assert len(pricing) == 32 and {"frame_ms.fast", "fits.slow", "gmacs_per_frame", "params_m"} <= set(pricing[0])
+
+    children = client.search_runs([log.experiment_id], f"tags.mlflow.parentRunId = '{log.parent_id}'")
+    assert len(children) == 8
+    by_key = {r.data.tags["candidate"]: r for r in children}
+    failed = by_key.pop("B3-1/uniform")
+    assert failed.info.status == "FAILED" and failed.data.tags["outcome"] == "diverged" and "ao" not in failed.data.metrics
+    front_keys = {r.key for r in fronts["fast"]}
+    assert front_keys and fronts["slow"] == []
+    for key, run in by_key.items():
+        p, m, t = run.data.params, run.data.metrics, run.data.tags
+        assert {"depth", "ai_layers", "rule", "blocks", "targets", "budget", "teacher", "data", "seed", "finetune.steps"} <= set(p)
+        assert {"ao", "sr50", "sr75", "auc", "latency_ms.fast", "fps.slow", "template_ms.fast", "gmacs_per_frame", "params_m"} <= set(m)
+        assert t["feasible.fast"] == "true" and t["feasible.slow"] == "false" and t["accuracy_scale"] == "small"
+        assert t["pareto"] == t["pareto.fast"] == str(key in front_keys).lower()
+        assert len(client.get_metric_history(run.info.run_id, "finetune.loss")) == 12
+        assert "config.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    front_json = json.loads(open(client.download_artifacts(log.parent_id, "front/fast.json", str(tmp_path))).read())
+    assert [row["candidate"] for row in front_json["front"]] == [r.key for r in fronts["fast"]]
+
+
+def test_front_models_are_logged_once(searched, tmp_path):
+    log, member = searched.log, searched.fronts["fast"][0]
+    assert not log.has_model(member.run_id)
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    log.log_model(member.run_id, [model])
+    assert log.has_model(member.run_id)
+
+
+def test_reading_back_refuses_to_mix_fingerprints(empty_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = _store(empty_store, tmp_path)
+    _, results, _ = _search(uri, tmp_path)
+    stored = read_results(uri, EXPERIMENT)
+    assert sorted(s.result.key for s in stored) == sorted(r.key for r in results)
+    assert {r.key: r.ao for r in comparable(stored, "fast", False)} == {r.key: r.ao for r in results}
+    _search(uri, tmp_path, study="study-b", data="other-data", budget="4ms")
+    stored = read_results(uri, EXPERIMENT)
+    with pytest.raises(PrunesearchError, match=r"differ in data fingerprints.*--study \(study-a, study-b\)"):
+        comparable(stored, "fast", False)
+    assert len(comparable(read_results(uri, EXPERIMENT, study="study-b"), "fast", False)) == 2
+    assert len(comparable(stored, "fast", True)) == 8 + 2
+
+
+def test_pareto_command_prints_table_json_csv_and_plot(searched, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)
+    results = searched.results
+    expected = [r.key for r in front_for(results, "fast")]
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["accuracy_scale"] == "small" and [r["candidate"] for r in out["fronts"]["fast"]] == expected
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--csv", "--budget", "5.3ms"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["candidate"] for r in rows] == [r.key for r in front_for(results, "fast", 5.3)]
+    assert rows[0]["accuracy_scale"] == "small"
+    assert main(["pareto", "--experiment", EXPERIMENT, "--plot", str(tmp_path / "p.png")]) == 0
+    table = capsys.readouterr().out
+    assert "Pareto front on fast" in table and "accuracy scale: small" in table and expected[0] in table
+    assert (tmp_path / "p_fast.png").stat().st_size > 1000 and (tmp_path / "p_slow.png").is_file()
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "orin"]) == 2
+    assert "no run of 'unit-search' was priced on 'orin'; priced on: fast, slow" in capsys.readouterr().err
+    assert main(["pareto", "--experiment", "nothing-here"]) == 2
+    assert "holds no experiment 'nothing-here'" in capsys.readouterr().err
+
+
+def test_study_storage_sits_beside_the_store_and_passwords_are_hidden(tmp_path):
+    assert default_study_storage(f"sqlite:///{tmp_path}/mlflow.db") == f"sqlite:///{tmp_path}/optuna.db"
+    assert redact("postgresql://me:secret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    assert redact("sqlite:///optuna.db") == "sqlite:///optuna.db"
+
+
+def test_budget_text_is_kept_for_logs():
+    assert parse_budget("100fps").text == "100fps"

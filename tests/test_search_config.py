@@ -1,0 +1,118 @@
+"""Budgets, space files and experiment files: parsing, and one-line errors naming file, key and what is allowed."""
+
+import pytest
+
+from prunesearch.errors import PrunesearchError
+from prunesearch.search.budget import parse_budget
+from prunesearch.search.experiment import load_experiment
+from prunesearch.search.space import Candidate, load_space
+from prunesearch.search.yamlfile import known_configs
+
+
+@pytest.mark.parametrize("text", ["10ms", "0.01s", "100fps", " 10 MS ", "10.0ms"])
+def test_budget_forms_are_the_same_milliseconds(text):
+    assert parse_budget(text).ms == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("text", ["10", "fast", "0ms", "-5ms", "10 hz", ""])
+def test_unparsable_budget_is_one_clear_error(text):
+    with pytest.raises(PrunesearchError, match="10ms, 0.01s or 100fps|greater than zero"):
+        parse_budget(text)
+
+
+def test_shipped_files_are_listed_and_load():
+    assert {"b4-b9", "quickstart"} <= set(known_configs("experiments"))
+    assert "litetrack" in known_configs("spaces")
+    for name in ("b4-b9", "quickstart"):
+        exp = load_experiment(name)
+        assert exp.architecture == "vit-b" and exp.name == name
+
+
+def test_b4_b9_space_follows_the_paper():
+    exp = load_experiment("b4-b9")
+    cands = exp.space.candidates(12)
+    assert {c.depth for c in cands} == set(range(4, 10))
+    assert all(2 * c.ai_layers <= c.depth for c in cands)
+    assert {c.rule for c in cands} == {"first", "uniform", "influence"}
+    assert {Candidate(9, 3), Candidate(8, 3), Candidate(6, 3), Candidate(4, 2)} <= set(cands)
+    assert [c.key for c in exp.search.seeds] == ["B9-3/first", "B8-3/first", "B6-3/first", "B4-2/first"]
+    published = {r.label: (r.candidate.key, r.ao) for r in exp.reference}
+    assert published["LiteTrack-B4-2"] == ("B4-2/first", pytest.approx(0.652))
+    assert len(published) == 4
+
+
+def test_litetrack_space_reaches_the_teachers_depth():
+    space = load_space("litetrack")
+    assert max(c.depth for c in space.candidates(12)) == 12
+    assert max(c.depth for c in space.candidates(6)) == 6
+
+
+def test_candidate_names():
+    assert Candidate.parse("B4-2") == Candidate(4, 2, "first")
+    assert Candidate.parse("B6-3/uniform").key == "B6-3/uniform"
+    with pytest.raises(PrunesearchError, match="B4-2/first"):
+        Candidate.parse("4-2")
+
+
+def _write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("search: {trials: six}\n", r"exp.yaml: search.trials: expected a whole number >= 1, got 'six'"),
+        ("serch: {}\n", r"exp.yaml: serch: unknown key; allowed keys here: description, architecture"),
+        ("architecture: vit-l\n", r"exp.yaml: architecture: expected one of small, vit-b, got 'vit-l'"),
+        ("search: {sampler: cmaes}\n", r"search.sampler: expected one of tpe, nsga2, random"),
+        ("space: {file: litetrack, rules: [first, best]}\n", r"space.rules: expected a list drawn from first, uniform, influence"),
+        ("space: {file: litetrack, depth: {min: 0}}\n", r"space.depth.min: expected a whole number >= 1"),
+        ("space: {file: litetrack, depth: {max: deepest}}\n", r"space.depth.max: expected a whole number >= 1 or 'teacher'"),
+        ("space: {file: litetrack, constraints: ['depth > width']}\n", r"unknown name 'width'.*allowed: depth, ai_layers"),
+        ("space: {file: litetrack, constraints: ['__import__(\"os\")']}\n", r"uses Call; allowed"),
+        ("teacher: {checkpoint: nowhere.pt}\n", r"teacher checkpoint .*nowhere.pt \(.*exp.yaml: teacher.checkpoint\) does not exist"),
+        ("data: {path: no/such/dir}\n", r"data folder .*no/such/dir \(.*exp.yaml: data.path\) does not exist"),
+        ("search: {seeds: [B4]}\n", r"cannot read candidate 'B4'"),
+        ("reference: {B4: {depth: 4, ai_layers: 2, ao: 65}}\n", r"reference.B4.ao: unknown key; allowed keys here: depth, ai_layers, got10k_ao"),
+        ("search: [1, 2\n", r"exp.yaml: line \d+ is not valid YAML"),
+        ("- a list\n", r"expected a mapping of keys at the top level"),
+    ],
+)
+def test_experiment_errors_name_file_key_and_allowed(tmp_path, text, expected):
+    with pytest.raises(PrunesearchError, match=expected):
+        load_experiment(_write(tmp_path, text))
+
+
+def test_space_deeper_than_teacher_is_refused(tmp_path):
+    exp = load_experiment(_write(tmp_path, "space: {file: litetrack, depth: {min: 2, max: 14}}\n"))
+    with pytest.raises(PrunesearchError, match="depth.max 14 is deeper than the teacher's 12 blocks"):
+        exp.space.candidates(12)
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    with pytest.raises(PrunesearchError, match=r"unknown experiment 'b5'; known experiments: .*b4-b9.*quickstart"):
+        load_experiment("b5")
+
+
+def test_working_folder_copy_wins_over_the_shipped_one(tmp_path, monkeypatch):
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "b4-b9.yaml").write_text("search: {trials: 2}\n")
+    monkeypatch.chdir(tmp_path)
+    exp = load_experiment("b4-b9")
+    assert exp.path == tmp_path / "experiments" / "b4-b9.yaml"
+    assert exp.search.trials == 2
+
+
+def test_overrides_and_identity(tmp_path):
+    exp = load_experiment("b4-b9")
+    more = exp.with_overrides(trials=20)
+    assert more.search.trials == 20 and more.identity() == exp.identity()
+    assert exp.with_overrides(seed=3).identity() != exp.identity()
+    with pytest.raises(PrunesearchError, match=r"data folder .*missing \(--data\) does not exist"):
+        exp.with_overrides(data=str(tmp_path / "missing"))
+    with pytest.raises(PrunesearchError, match=r"checkpoint .*t.pt \(--teacher\) does not exist"):
+        exp.with_overrides(teacher=str(tmp_path / "t.pt"))
+    with pytest.raises(PrunesearchError, match="--trials must be at least 1"):
+        exp.with_overrides(trials=0)
