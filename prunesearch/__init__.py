@@ -1,11 +1,18 @@
 """prunesearch: hardware-aware layer-pruning search for transformer visual trackers.
 
-The public API is re-exported here; each name lives in the module that says what it is.
+The public API is re-exported here; each name lives in the module that says what it is. The search
+itself (Optuna, MLflow) is in :mod:`prunesearch.search` and is imported only when used.
 """
 
 __version__ = "0.1.0"
 
+from prunesearch.checkpoints import load_checkpoint, save_checkpoint
+from prunesearch.data import Sequence, builtin_sequences, open_dataset
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluation import EvalResult, evaluate, evaluate_baseline
+from prunesearch.export import OnnxTracker, export_tracker
+from prunesearch.flops import ModelCost, model_macs
+from prunesearch.latency import LatencyEstimate, LatencyTable, known_targets, load_table
 from prunesearch.models import (
     PRESETS,
     AsyncTracker,
@@ -17,19 +24,41 @@ from prunesearch.models import (
     get_preset,
 )
 from prunesearch.pruning import block_influence, choose_blocks, prune, student_from_teacher
+from prunesearch.teacher import load_shipped_teacher
+from prunesearch.training import FinetuneConfig, FinetuneResult, finetune
 
 __all__ = [
     "PRESETS",
     "AsyncTracker",
+    "EvalResult",
+    "FinetuneConfig",
+    "FinetuneResult",
     "JointTracker",
+    "LatencyEstimate",
+    "LatencyTable",
+    "ModelCost",
+    "OnnxTracker",
     "PrunesearchError",
+    "Sequence",
     "StudentSpec",
     "TrackerConfig",
     "block_influence",
     "build_student",
     "build_teacher",
+    "builtin_sequences",
     "choose_blocks",
+    "evaluate",
+    "evaluate_baseline",
+    "export_tracker",
+    "finetune",
     "get_preset",
+    "known_targets",
+    "load_checkpoint",
+    "load_shipped_teacher",
+    "load_table",
+    "model_macs",
+    "open_dataset",
     "prune",
+    "save_checkpoint",
     "student_from_teacher",
 ]
