@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from optuna.storages import RDBStorage
 
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
@@ -35,8 +36,8 @@ from prunesearch.search.candidate import CandidateTrainer, export_onnx
 from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
-from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
 from prunesearch.search.plot import ReferencePoint
+from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
 from prunesearch.search.results import CandidateResult
 from prunesearch.search.study import (
     StudyState,
@@ -127,7 +128,7 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
     return train[: spec.train_sequences], val[: spec.val_sequences]
 
 
-def prepare(req: RunRequest, workdir_root: Path | None = None) -> Setup:
+def prepare(req: RunRequest) -> Setup:
     """Read, check, price and load, cheapest checks first so bad input fails in a second."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -172,7 +173,7 @@ def prepare(req: RunRequest, workdir_root: Path | None = None) -> Setup:
         finetune=dataclasses.asdict(finetune_config),
         table_hashes=book.table_hashes,
     )
-    root = Path(req.workdir) if req.workdir else (workdir_root or Path.cwd() / "runs")
+    root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root / study.replace("/", "-")
     return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, seconds)
 
@@ -202,7 +203,9 @@ def _interrupt_on_term() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _controller(setup: Setup, storage: str, log: SearchLog, plan: Plan, progress: Progress, index: int) -> SearchController:
+def _controller(
+    setup: Setup, storage: str | RDBStorage, log: SearchLog, plan: Plan, progress: Progress, index: int
+) -> SearchController:
     exp = setup.experiment
     sampler = make_sampler(exp.search.sampler, seed=exp.seed * 100 + index, population=exp.search.trials // 2)
     study = open_study(storage, setup.info.study, sampler)
@@ -239,13 +242,15 @@ def _relay(events: Any, display: Display, errors: list[str], stop: threading.Eve
             getattr(display, kind)(index, *rest)
 
 
-def _run_workers(setup: Setup, req: RunRequest, uri: str, storage: str, log: SearchLog, plan: Plan, workers: int, display: Display) -> None:
+def _run_workers(
+    setup: Setup, req: RunRequest, uri: str, storage: RDBStorage, log: SearchLog, plan: Plan, workers: int, display: Display
+) -> None:
     """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [
-        ctx.Process(target=_worker, args=(req, uri, storage, log.parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
+        ctx.Process(target=_worker, args=(req, uri, storage.url, log.parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
         for i in range(1, workers)
     ]
     for p in procs:
@@ -340,13 +345,13 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
     seconds["log_search"] = time.perf_counter() - clock
     workers = req.workers or exp.search.workers
-    display.begin(plan, setup.trainer().steps, workers, len(StudyState.read(study).settled))
+    display.begin(plan, setup.finetune_config.steps, workers, len(StudyState.read(study).settled))
     clock = time.perf_counter()
     try:
         if workers == 1:
-            _controller(setup, storage, log, plan, display, 0).work()
+            _controller(setup, study_storage, log, plan, display, 0).work()
         else:
-            _run_workers(setup, req, uri, storage, log, plan, workers, display)
+            _run_workers(setup, req, uri, study_storage, log, plan, workers, display)
     except KeyboardInterrupt:
         log.stop("KILLED")
         raise
