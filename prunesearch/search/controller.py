@@ -21,6 +21,8 @@ of machines can work on it at once, and a killed run resumes from it):
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,7 +149,10 @@ class SearchController:
     def work(self) -> None:
         """Run trials until the study holds the planned number of settled or running candidates."""
         while not self.done():
-            self.study.optimize(self.objective, n_trials=1, catch=(CandidateDiverged,))
+            try:
+                self.study.optimize(self.objective, n_trials=1, catch=(CandidateDiverged,))
+            finally:
+                _hold_interrupts(False)
 
     def _suggest(self, trial: Trial) -> Candidate:
         """Fixed distributions over the space's bounding box, so every sampler sees one search space."""
@@ -241,6 +246,9 @@ class SearchController:
             return stop
 
         result = self.evaluator.run(cand, on_step)
+        # From here until Optuna has stored the trial, Ctrl-C or kill waits: a finished fine-tune is
+        # logged and settled whole, never half-recorded and then trained again on resume.
+        _hold_interrupts(True)
         outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]
         start = time.perf_counter()
         run_id = self.sink.record(FinishedTrial(trial.number, cand, outcome, result, worker_name()))
@@ -255,3 +263,9 @@ class SearchController:
         if outcome == "early_stopped":
             raise optuna.TrialPruned(f"{cand.key}: stopped at step {count}")
         return result.accuracy["ao"], latency
+
+
+def _hold_interrupts(hold: bool) -> None:
+    """Defer (``True``) or deliver (``False``) SIGINT and SIGTERM in this thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK if hold else signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
