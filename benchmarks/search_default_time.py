@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,14 +29,12 @@ OVERHEAD = ("setup", "pricing", "study", "log_search", "log_candidate")
 
 
 def machine() -> str:
-    import onnxruntime
-    import torch
+    from prunesearch.latency.runtime import machine_info
 
-    from prunesearch.search.record import cpu_model
-
+    m = machine_info()
     return (
-        f"{os.cpu_count()} logical CPUs ({cpu_model()}), {platform.platform()}, "
-        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}"
+        f"{m['cores']} logical CPUs ({m['cpu']}), {m['system']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"load average {m['loadavg_1m']} when it finished"
     )
 
 

@@ -128,13 +128,13 @@ def found_after(order: list[tuple[str, int, bool]], front: set[str]) -> tuple[in
 
 
 def machine() -> str:
-    import platform
+    from prunesearch.latency.runtime import machine_info
 
-    import torch
-
-    from prunesearch.search.record import cpu_model
-
-    return f"{os.cpu_count()} logical CPUs ({cpu_model()}), {platform.platform()}, torch {torch.__version__}"
+    m = machine_info()
+    return (
+        f"{m['cores']} logical CPUs ({m['cpu']}), {m['system']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+        f"load average {m['loadavg_1m']} when it finished"
+    )
 
 
 def main() -> None:

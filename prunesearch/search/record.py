@@ -8,7 +8,6 @@ fingerprints differ.
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import subprocess
 from importlib import metadata
@@ -65,24 +64,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_fingerprint() -> dict[str, object]:
     """The machine that fine-tuned and scored the candidates (not the one latency is priced for)."""
     import torch
 
+    from prunesearch.latency.runtime import machine_fingerprint, machine_info
+
     return {
-        "platform": platform.platform(),
-        "cpu": cpu_model(),
-        "logical_cpus": os.cpu_count(),
+        **machine_info(),
+        "fingerprint": machine_fingerprint(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
