@@ -1,8 +1,8 @@
 """Wall time of the README's main command, and how it splits between the parts of a search.
 
-    python benchmarks/search_default_time.py            # cold: built-in data generated afresh
-    python benchmarks/search_default_time.py --warm     # reuse the built-in data cache
-    python benchmarks/search_default_time.py --experiment quickstart --out /tmp/q.md   # a quick check
+    python -m benchmarks.search_default_time            # cold: built-in data generated afresh
+    python -m benchmarks.search_default_time --warm     # reuse the built-in data cache
+    python -m benchmarks.search_default_time --experiment quickstart --out /tmp/q.md   # a quick check
 
 Runs ``prunesearch run --target orin-nx --budget 10ms`` (the default experiment, b4-b9) in a fresh
 working folder (new MLflow store, new study), times the whole command, reads the split its parent
@@ -55,7 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="prunesearch-bench-") as tmp:
         folder = Path(tmp)
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}")
+        # The command runs this repository's code, whatever else is installed.
+        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", PYTHONPATH=path)
         if not args.warm:
             env["PRUNESEARCH_CACHE"] = str(folder / "cache")
         shown = COMMAND + ([] if args.experiment == DEFAULT_EXPERIMENT else ["--experiment", args.experiment])
@@ -76,7 +78,7 @@ def main() -> None:
         "# Wall time of the default command",
         "",
         f"Command: `{' '.join(shown)}` in a fresh folder ({'warm' if args.warm else 'cold'} built-in data cache),",
-        f"measured by `python benchmarks/search_default_time.py{' --warm' if args.warm else ''}"
+        f"measured by `python -m benchmarks.search_default_time{' --warm' if args.warm else ''}"
         f"{'' if args.experiment == DEFAULT_EXPERIMENT else ' --experiment ' + args.experiment}`.",
         "",
         f"Machine: {machine()}.",

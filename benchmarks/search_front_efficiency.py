@@ -1,6 +1,6 @@
 """How many fine-tunes the controller needs to find the whole front, against enumerating them all.
 
-    python benchmarks/search_front_efficiency.py [--teacher FILE] [--seeds 10]
+    python -m benchmarks.search_front_efficiency [--teacher FILE] [--seeds 10] [--record FILE | --replay FILE]
 
 1. Fine-tunes and scores every candidate of benchmarks/search_small_space.yaml with the real
    pipeline (``prunesearch run``, strategy enumerate, no early stopping) in a fresh folder: this
@@ -11,12 +11,14 @@
    the whole true front, and how many fine-tune steps had been spent by then. Replaying is
    faithful because every fine-tune uses the experiment's seed: training a candidate again gives
    the recorded result.
+``--record FILE`` keeps step 1's results in a JSON file; ``--replay FILE`` skips step 1 and uses them.
 Writes benchmarks/results/search_front_efficiency.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -83,8 +85,10 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
     if teacher:
         command += ["--teacher", teacher]
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # this repository's code
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, env=dict(os.environ, MLFLOW_TRACKING_URI=uri), capture_output=True, text=True)
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PYTHONPATH=path)
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"enumeration failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -142,18 +146,31 @@ def main() -> None:
     parser.add_argument("--teacher", help="teacher checkpoint (default: the shipped small teacher)")
     parser.add_argument("--seeds", type=int, default=10, help="sampler seeds per setting")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_front_efficiency.md"))
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument("--record", metavar="FILE", help="also write the enumeration's results to this JSON file")
+    keep.add_argument("--replay", metavar="FILE", help="take the enumeration's results from this JSON file")
     args = parser.parse_args()
 
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.experiment import load_experiment
     from prunesearch.search.pricing import LatencyTablePricer, PriceBook
-    from prunesearch.search.results import front_for
+    from prunesearch.search.results import CandidateResult, front_for
 
     exp = load_experiment(str(EXPERIMENT))
     book = PriceBook(exp.space.candidates(12), LatencyTablePricer((TARGET,), exp.arch), parse_budget(BUDGET), exp.arch)
     with tempfile.TemporaryDirectory(prefix="prunesearch-front-") as tmp:
         folder = Path(tmp)
-        recorded, results, steps, wall = enumerate_all(folder, args.teacher)
+        if args.replay:
+            saved = json.loads(Path(args.replay).read_text())
+            recorded = {k: Recorded(v["accuracy"], [tuple(r) for r in v["reports"]]) for k, v in saved["recorded"].items()}
+            results = [CandidateResult(**r) for r in saved["results"]]
+            steps, wall = saved["steps"], saved["wall"]
+        else:
+            recorded, results, steps, wall = enumerate_all(folder, args.teacher)
+        if args.record:
+            saved = {"steps": steps, "wall": wall, "results": [r.to_dict() for r in results]}
+            saved["recorded"] = {k: {"accuracy": v.accuracy, "reports": v.reports} for k, v in recorded.items()}
+            Path(args.record).write_text(json.dumps(saved, indent=1))
         front = {r.key for r in front_for(results, TARGET)}
         n = len(recorded)
         enum_order = [(c.key, steps, True) for c in sorted(book.feasible(), key=lambda c: (book.prices[c.key][TARGET].per_frame_ms, c))]
@@ -171,7 +188,7 @@ def main() -> None:
     lines = [
         "# Fine-tunes needed to find the whole front",
         "",
-        f"Command: `python benchmarks/search_front_efficiency.py --seeds {args.seeds}"
+        f"Command: `python -m benchmarks.search_front_efficiency --seeds {args.seeds}"
         f"{' --teacher ' + args.teacher if args.teacher else ''}`; machine: {machine()}.",
         "",
         f"Space: {EXPERIMENT.relative_to(ROOT)} ({n} candidates, all within {BUDGET} on {TARGET}), "
