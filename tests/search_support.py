@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import FinishedTrial, Outcome, SearchController
+from prunesearch.search.controller import FinishedTrial, Outcome, SearchController, SilentProgress
 from prunesearch.search.study import make_sampler, open_study
 from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
@@ -94,17 +94,6 @@ class ListSink:
         return f"run-{done.number}"
 
 
-class NullProgress:
-    def started(self, worker: int, key: str, steps: int) -> None:
-        pass
-
-    def stepped(self, worker: int, done: int) -> None:
-        pass
-
-    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
-        pass
-
-
 def settings(**kw: object) -> SearchSettings:
     base = dict(trials=4, strategy="auto", sampler="tpe", seeds=(Candidate(4, 2),), early_stop=None)
     base.update(kw)
@@ -114,7 +103,7 @@ def settings(**kw: object) -> SearchSettings:
 def controller(storage: str, book: PriceBook, search: SearchSettings, plan, evaluator, sink=None, worker: int = 0):  # noqa: ANN001
     study = open_study(storage, "test", make_sampler(search.sampler, worker, 2))
     return SearchController(
-        study, book, make_space(), TEACHER_DEPTH, search, plan, evaluator, sink or ListSink(), NullProgress(), worker
+        study, book, make_space(), TEACHER_DEPTH, search, plan, evaluator, sink or ListSink(), SilentProgress(), worker
     )
 
 

@@ -83,6 +83,19 @@ class Progress(Protocol):
     def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None: ...
 
 
+class SilentProgress:
+    """A :class:`Progress` that shows nothing, for callers that drive the controller themselves."""
+
+    def started(self, worker: int, key: str, steps: int) -> None:
+        pass
+
+    def stepped(self, worker: int, done: int) -> None:
+        pass
+
+    def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
+        pass
+
+
 class CandidateDiverged(Exception):
     """Raised inside a trial so Optuna marks it failed; the search catches it and goes on."""
 
