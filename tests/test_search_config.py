@@ -4,7 +4,7 @@ import pytest
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.experiment import load_experiment
+from prunesearch.search.experiment import EarlyStop, load_experiment
 from prunesearch.search.space import Candidate, load_space
 from prunesearch.search.yamlfile import known_configs
 
@@ -83,6 +83,14 @@ def _write(tmp_path, text, name="exp.yaml"):
 def test_experiment_errors_name_file_key_and_allowed(tmp_path, text, expected):
     with pytest.raises(PrunesearchError, match=expected):
         load_experiment(_write(tmp_path, text))
+
+
+def test_early_stop_keys_default_to_the_dataclass(tmp_path):
+    exp = load_experiment(_write(tmp_path, "search: {early_stop: {margin: 0.1}}\n"))
+    assert exp.search.early_stop == EarlyStop(margin=0.1)
+    assert load_experiment(_write(tmp_path, "search: {early_stop: false}\n")).search.early_stop is None
+    with pytest.raises(PrunesearchError, match=r"search.early_stop.margin: expected a number >= 0"):
+        load_experiment(_write(tmp_path, "search: {early_stop: {margin: -1}}\n"))
 
 
 def test_space_deeper_than_teacher_is_refused(tmp_path):

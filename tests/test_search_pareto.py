@@ -51,6 +51,11 @@ def test_stop_only_when_faster_peers_do_better():
     assert should_stop(rule, 5.0, 0.25, peers)
 
 
+def test_a_peer_within_the_margin_does_not_count_as_better():
+    assert not should_stop(EarlyStop(margin=0.1), 5.0, 0.42, [(4.0, 0.4)])
+    assert should_stop(EarlyStop(margin=0.0), 5.0, 0.42, [(4.0, 0.4)])
+
+
 def test_rungs_are_reached_at_the_first_report_past_them_and_scored_over_the_window():
     tracker = RungTracker(EarlyStop(reduction=3, rungs=2, window=20), 120)
     assert tracker.pending == [40]

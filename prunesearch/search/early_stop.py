@@ -7,6 +7,9 @@ nothing, a fast one with the same loss may be on the front. So at each rung (ste
 ``r`` the reduction factor) a candidate is compared only with the candidates that reached the
 same rung and are no slower on the primary target; it goes on if its training loss (mean over the
 last ``window`` steps) is in the best ``1/r`` of that group (itself included), and stops otherwise.
+A peer counts as better only when its loss is lower by more than ``margin`` (a fraction): early
+losses of different depths are close and noisy, and a stopped front member is lost for good
+(benchmarks/results/search_front_efficiency.md measures what each setting finds and saves).
 Every fine-tune uses the same seed, so at a given step all candidates have seen the same batches.
 Alone at a rung (no faster peer yet), a candidate always goes on.
 """
@@ -30,7 +33,7 @@ def should_stop(settings: EarlyStop, latency_ms: float, score: float, peers: lis
     if not group:
         return False
     keep = math.ceil((len(group) + 1) / settings.reduction)
-    better = sum(1 for s in group if s < score)
+    better = sum(1 for s in group if s < score * (1 - settings.margin))
     return better >= keep
 
 

@@ -43,11 +43,16 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EarlyStop:
-    """Pareto successive halving (see :mod:`prunesearch.search.early_stop`)."""
+    """Pareto successive halving (see :mod:`prunesearch.search.early_stop`).
+
+    ``margin``: a no-slower peer counts as better only if its loss is lower by more than this
+    fraction; one noisy comparison at an early rung should not stop a future front member.
+    """
 
     reduction: int = 3
     rungs: int = 2
     window: int = 10
+    margin: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -184,11 +189,12 @@ def _parse_search(section: Section) -> SearchSettings:
     if section.data.get("early_stop") is False:
         early = None
     elif section.has("early_stop"):
-        es = section.section("early_stop").only(("reduction", "rungs", "window"))
+        es = section.section("early_stop").only(("reduction", "rungs", "window", "margin"))
         early = EarlyStop(
-            reduction=es.integer("reduction", 3, minimum=2),
-            rungs=es.integer("rungs", 2, minimum=1),
-            window=es.integer("window", 10, minimum=1),
+            reduction=es.integer("reduction", early.reduction, minimum=2),
+            rungs=es.integer("rungs", early.rungs, minimum=1),
+            window=es.integer("window", early.window, minimum=1),
+            margin=es.number("margin", early.margin, minimum=0.0),
         )
     return SearchSettings(
         trials=section.integer("trials", 6, minimum=1),
