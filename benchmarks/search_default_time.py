@@ -62,6 +62,7 @@ def main() -> None:
             env["PRUNESEARCH_CACHE"] = str(folder / "cache")
         shown = COMMAND + ([] if args.experiment == DEFAULT_EXPERIMENT else ["--experiment", args.experiment])
         command = [sys.executable, "-m", "prunesearch", *shown[1:]]
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -85,14 +86,14 @@ def main() -> None:
         f"Strategy: {tags.get('strategy')}; outcomes: {counts}; accuracy scale: {tags.get('accuracy_scale')}.",
         "",
         f"**Wall time: {wall:.0f} s** (limit 600 s). Tool overhead (pricing, study, logging, start-up): "
-        f"{overhead:.1f} s = {100 * overhead / wall:.1f} %.",
+        f"{overhead:.1f} s = {100 * overhead / wall:.1f} %, of which {startup:.1f} s is Python start-up and imports.",
         "",
         "| part | seconds | share |",
         "| --- | ---: | ---: |",
         *(f"| {name} | {value:.1f} | {100 * value / wall:.1f} % |" for name, value in rows),
-        "",
-        "Measured on a machine shared with other jobs; re-run on a quiet one for reference figures.",
     ]
+    if load_before > 0.5:
+        lines += ["", f"Load average {load_before:.2f} before the run: another job shared the machine; re-run on a quiet one."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
