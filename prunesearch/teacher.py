@@ -35,9 +35,10 @@ def load_shipped_teacher() -> JointTracker:
 
 
 TEACHER_PRESET = "small"
+TEACHER_STEPS = 12000
 
 
-def teacher_recipe(steps: int = 4000, seed: int = 0) -> FinetuneConfig:
+def teacher_recipe(steps: int = TEACHER_STEPS, seed: int = 0) -> FinetuneConfig:
     """How the shipped teacher is trained from scratch: every weight at the full learning rate.
 
     Small batches (more updates per sample) and a narrower centre jitter than OSTrack's 3 (the
@@ -60,7 +61,7 @@ def teacher_recipe(steps: int = 4000, seed: int = 0) -> FinetuneConfig:
 
 def train_teacher(
     out: str | Path = SHIPPED_TEACHER,
-    steps: int = 4000,
+    steps: int = TEACHER_STEPS,
     seed: int = 0,
     sequences: list[Sequence] | None = None,
     save_every: int = 300,

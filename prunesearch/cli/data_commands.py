@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train the small preset's joint teacher from scratch on the built-in train split"
     )
     p.add_argument("--out", default=None, help="output checkpoint (default: the shipped teacher file)")
-    p.add_argument("--steps", type=int, default=4000, help="optimiser steps of batch 16")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps of batch 16 (default: the recipe's 12000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the pair sampler")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_teacher_train)
@@ -38,19 +38,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     import torch
 
-    from prunesearch.teacher import SHIPPED_TEACHER, train_teacher
+    from prunesearch.teacher import SHIPPED_TEACHER, TEACHER_STEPS, train_teacher
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or SHIPPED_TEACHER
+    steps = args.steps or TEACHER_STEPS
 
     def progress(step: int, m: dict[str, float]) -> None:
         print(
-            f"step {step:5d}/{args.steps}  loss {m['loss']:.3f}  focal {m['focal']:.3f}  giou {m['giou']:.3f}  "
+            f"step {step:5d}/{steps}  loss {m['loss']:.3f}  focal {m['focal']:.3f}  giou {m['giou']:.3f}  "
             f"l1 {m['l1']:.4f}  iou {m['iou']:.3f}  lr {m['lr']:.2e}  {m['seconds']:.0f}s",
             flush=True,
         )
 
-    result = train_teacher(out, steps=args.steps, seed=args.seed, progress=progress)
+    result = train_teacher(out, steps=steps, seed=args.seed, progress=progress)
     print(f"saved {out} after {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.3f}")
     return 0
