@@ -185,6 +185,7 @@ def _existing(path: Path, where: str, what: str) -> Path:
 def _parse_search(section: Section) -> SearchSettings:
     section.only(("trials", "strategy", "sampler", "seeds", "early_stop", "workers"))
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
+    default = SearchSettings()
     early: EarlyStop | None = EarlyStop()
     if section.data.get("early_stop") is False:
         early = None
@@ -197,24 +198,25 @@ def _parse_search(section: Section) -> SearchSettings:
             margin=es.number("margin", early.margin, minimum=0.0),
         )
     return SearchSettings(
-        trials=section.integer("trials", 6, minimum=1),
-        strategy=section.text("strategy", "auto", STRATEGIES),
-        sampler=section.text("sampler", "tpe", SAMPLERS),
+        trials=section.integer("trials", default.trials, minimum=1),
+        strategy=section.text("strategy", default.strategy, STRATEGIES),
+        sampler=section.text("sampler", default.sampler, SAMPLERS),
         seeds=seeds,
         early_stop=early,
-        workers=section.integer("workers", 1, minimum=1),
+        workers=section.integer("workers", default.workers, minimum=1),
     )
 
 
 def _parse_data(section: Section, base: Path) -> DataSpec:
     section.only(("path", "train_split", "val_split", "train_sequences", "val_sequences"))
     path = section.optional_text("path")
+    default = DataSpec()
     return DataSpec(
         path=_existing(base / path, section.where("path"), "data folder") if path else None,
-        train_split=section.text("train_split", "train"),
-        val_split=section.text("val_split", "val"),
+        train_split=section.text("train_split", default.train_split),
+        val_split=section.text("val_split", default.val_split),
         train_sequences=section.integer("train_sequences", minimum=1) if section.has("train_sequences") else None,
-        val_sequences=section.integer("val_sequences", 4, minimum=1),
+        val_sequences=section.integer("val_sequences", default.val_sequences, minimum=1),
     )
 
 
