@@ -43,7 +43,7 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or SHIPPED_TEACHER
-    steps = args.steps or TEACHER_STEPS
+    steps = TEACHER_STEPS if args.steps is None else args.steps
 
     def progress(step: int, m: dict[str, float]) -> None:
         print(
