@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,22 +22,13 @@ import torch
 
 from prunesearch.checkpoints import load_checkpoint
 from prunesearch.data.synthetic import builtin_sequences
+from prunesearch.latency.runtime import machine_info
 from prunesearch.models.vit_tracker import StudentSpec
 from prunesearch.pruning import prune
 from prunesearch.teacher import SHIPPED_TEACHER
 from prunesearch.training import FinetuneConfig, finetune
 
 RESULTS = Path(__file__).parent / "results" / "finetune_time.md"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -73,7 +63,7 @@ def main() -> None:
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}, {args.threads} torch threads; "
+        f"Machine: {os.cpu_count()} CPUs ({machine_info()['cpu']}), torch {torch.__version__}, {args.threads} torch threads; "
         f"budget {cfg.steps} steps x batch {cfg.batch_size}, distillation from the teacher on.",
         "",
         "| student | steps | wall s | ms/step | loss first log | loss last log | batch IoU last log |",

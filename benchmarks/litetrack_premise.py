@@ -222,7 +222,8 @@ def main() -> None:
     brief = int(finetune.steps)
     tau_pairs = tuple(args.tau_students)
     out = Path(args.out)
-    store = out.with_name(f"{out.stem}-{file_sha256(args.teacher)[:12]}-{brief}.json")
+    teacher_hash = file_sha256(args.teacher)[:12]
+    store = out.with_name(f"{out.stem}-{teacher_hash}-{brief}.json")
     jobs = plan(brief, tau_pairs)
     if args.report_only:
         done = json.loads(store.read_text())
@@ -235,7 +236,7 @@ def main() -> None:
         f"Command: `{' '.join(['python -m benchmarks.litetrack_premise', *sys.argv[1:]])}`; "
         f"raw results: `{store.name}` beside this file.",
         "",
-        f"Teacher: `{Path(args.teacher).name}` (sha256 {file_sha256(args.teacher)[:12]}), small preset. Budget: experiment "
+        f"Teacher: `{Path(args.teacher).name}` (sha256 {teacher_hash}), small preset. Budget: experiment "
         f"`{experiment.name}`'s fine-tune ({brief} steps x batch {finetune.batch_size}, distillation "
         f"from the teacher). Data: built-in train split; AO on the full built-in val split. One seed per job: "
         f"differences of a few thousandths are noise. Machine: {m['cores']} CPUs ({m['cpu']}), torch {m['torch']}.",

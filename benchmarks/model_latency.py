@@ -32,6 +32,7 @@ from onnx import TensorProto, helper
 
 from prunesearch.export import export_frame_graph, ort_session
 from prunesearch.flops import analytic_macs, part_macs
+from prunesearch.latency.runtime import machine_info
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.models.phases import example_crops
 from prunesearch.pruning import student_from_teacher
@@ -127,12 +128,8 @@ def macs_by_node_kind(model) -> dict[str, int]:
 
 
 def machine() -> dict[str, str]:
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")),
-        platform.processor(),
-    )
     return {
-        "cpu": cpu,
+        "cpu": machine_info()["cpu"],
         "nproc": str(os.cpu_count()),
         "python": platform.python_version(),
         "torch": torch.__version__,

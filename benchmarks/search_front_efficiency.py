@@ -140,16 +140,6 @@ def found_after(order: list[tuple[str, int, bool]], front: set[str]) -> tuple[in
     return None, spent
 
 
-def machine() -> str:
-    from prunesearch.latency.runtime import machine_info
-
-    m = machine_info()
-    return (
-        f"{m['cores']} logical CPUs ({m['cpu']}), {m['system']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
-        f"load average {m['loadavg_1m']} when it finished"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher", help="teacher checkpoint (default: the shipped small teacher)")
@@ -160,6 +150,7 @@ def main() -> None:
     keep.add_argument("--replay", metavar="FILE", help="take the enumeration's results from this JSON file")
     args = parser.parse_args()
 
+    from benchmarks.search_default_time import machine
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.experiment import load_experiment
     from prunesearch.search.pricing import LatencyTablePricer, PriceBook

@@ -30,6 +30,7 @@ import torch
 from prunesearch.data.processing import box_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.evaluation import NeuralTracker, OpenCVTracker, backend_for, run_sequence
+from prunesearch.latency.runtime import machine_info
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.pruning import student_from_teacher
 
@@ -82,10 +83,7 @@ def models(presets: list[str]):
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    cpu = machine_info()["cpu"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"{os.cpu_count()} logical CPUs ({cpu}); load average {load:.2f} at start; torch {torch.__version__} "
