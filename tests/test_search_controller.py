@@ -158,3 +158,22 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
     assert len(workers) == 2
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert {c.key for c in book.feasible()} >= set(settled)
+
+
+def test_storage_opens_when_another_process_created_the_schema_at_the_same_moment(tmp_path, monkeypatch):
+    import sqlalchemy
+
+    from prunesearch.search import study as study_module
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(url)
+        if len(calls) == 1:
+            real(url, **kw)  # the other process wins the race ...
+            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(url, **kw)
+
+    monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", racing)
+    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert len(calls) == 2 and isinstance(storage, real) and storage.get_all_studies() == []

@@ -75,20 +75,29 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _rdb_storage(url: str, sqlite: bool) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {},
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+        )
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study storage; heartbeats let any worker fail and re-enqueue a lost machine's trial."""
     sqlite = url.startswith("sqlite")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {},
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-            )
+        try:
+            storage = _rdb_storage(url, sqlite)
+        except sqlalchemy.exc.IntegrityError:
+            # Another process created the schema at the same moment (workers or machines starting
+            # on a new storage); it exists now, so a second connection finds it.
+            storage = _rdb_storage(url, sqlite)
     except ImportError:
         raise PrunesearchError(
             f"the study storage {redact(url)} needs a database driver that is not installed "
