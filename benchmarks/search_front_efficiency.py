@@ -86,7 +86,7 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
     """Run the real search over the whole space; read every candidate and its loss reports back from MLflow."""
     from mlflow import MlflowClient
 
-    from prunesearch.mlflow_log.reader import comparable, read_results
+    from prunesearch.search.stored import comparable, read_results
 
     command = [sys.executable, "-m", "prunesearch", "run", "--experiment", str(EXPERIMENT), "--target", TARGET, "--budget", BUDGET]
     if teacher:

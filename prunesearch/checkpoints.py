@@ -23,8 +23,10 @@ unexpected or mis-shaped key is named in one error, except the few keys listed i
 
 from __future__ import annotations
 
+import errno
 import math
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -92,9 +94,27 @@ def save_checkpoint(model: TrackerBase, path: str | Path, half: bool = False, **
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as err:
+        tmp.unlink(missing_ok=True)
+        raise PrunesearchError(_write_failure(path, err)) from None
     return path
+
+
+def _write_failure(path: Path, err: BaseException) -> str:
+    """One line for a checkpoint that could not be written; torch's own error does not say "no space"."""
+    full = getattr(err, "errno", None) == errno.ENOSPC or "space" in str(err).lower()
+    if not full and isinstance(err, RuntimeError):
+        try:
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+        except OSError:
+            pass
+    if full:
+        return f"no space left in {path.parent} (writing {path.name}); free some space and run the same command again to resume"
+    reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"cannot write {path}: {reason}"
 
 
 def read_file(path: str | Path) -> dict:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import FinishedTrial, Outcome, SearchController, SilentProgress
-from prunesearch.search.study import make_sampler, open_study
+from prunesearch.search.controller import Outcome, SearchController, SilentProgress
+from prunesearch.search.study import Liveness, TrialRecord, make_sampler, open_study
 from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
 from prunesearch.search.space import Candidate, SearchSpace, parse_space
@@ -57,6 +57,7 @@ class ScriptedEvaluator:
 
     steps: int = 12
     diverge: set[str] = field(default_factory=set)
+    raises: set[str] = field(default_factory=set)
     interrupt: tuple[str, int] | None = None
     step_seconds: float = 0.0
     loss_of: dict[str, float] = field(default_factory=dict)
@@ -69,6 +70,8 @@ class ScriptedEvaluator:
             if self.interrupt == (cand.key, step):
                 raise KeyboardInterrupt
             loss = self.loss_of.get(cand.key, 1.0 / cand.depth)
+            if cand.key in self.raises and step == 2:
+                raise ValueError(f"cannot build {cand.key}\nsecond line")
             if cand.key in self.diverge and step == 3:
                 return Outcome("diverged", losses=losses, seconds={"finetune": 0.01})
             losses.append({"loss": loss})
@@ -85,13 +88,36 @@ class ScriptedEvaluator:
         )
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.done: list[FinishedTrial] = []
+@dataclass
+class Ended:
+    run_id: str
+    key: str
+    outcome: str | None  # the settled record's outcome, None when the fine-tune did not finish
+    status: str
+    message: str
 
-    def record(self, done: FinishedTrial) -> str:
-        self.done.append(done)
-        return f"run-{done.number}"
+
+class ListSink:
+    """A :class:`~prunesearch.search.controller.TrialSink` keeping what it was told, in memory."""
+
+    def __init__(self) -> None:
+        self.begun: list[str] = []
+        self.done: list[Ended] = []
+        self.steps: dict[str, list[int]] = {}
+
+    def begin(self, number: int, cand: Candidate, worker: str) -> str:
+        self.begun.append(cand.key)
+        self.steps[f"run-{number}"] = []
+        return f"run-{number}"
+
+    def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        self.steps[run_id].append(step)
+
+    def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
+        self.done.append(Ended(run_id, cand.key, record.outcome if record else None, status, message))
+
+    def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
+        pass
 
 
 def settings(**kw: object) -> SearchSettings:

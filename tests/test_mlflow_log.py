@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
-from prunesearch.mlflow_log.reader import comparable, read_results
+from prunesearch.search.stored import comparable, read_results
 from prunesearch.mlflow_log.store import default_study_storage
 from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.search.budget import parse_budget

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.sqlite_lock import creation_lock, sqlite_path
 
 
 def quiet() -> None:
@@ -23,10 +24,20 @@ def tracking_uri() -> str:
 
 
 def client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
+    """A client whose store exists: a new SQLite store is migrated under a lock, by one process at a time."""
     from mlflow import MlflowClient
 
     quiet()
-    return MlflowClient(tracking_uri=uri)
+    mlflow_client = MlflowClient(tracking_uri=uri)
+    if sqlite_path(uri) is not None:
+        with creation_lock(uri):
+            mlflow_client.search_experiments(max_results=1)
+    return mlflow_client
+
+
+def is_remote(uri: str) -> bool:
+    """Whether several machines can share ``uri`` (a server or a database server, not a local file)."""
+    return uri.startswith("databricks") or ("://" in uri and not uri.startswith(("sqlite:", "file:")))
 
 
 def default_study_storage(uri: str) -> str:

@@ -63,6 +63,11 @@ class SearchSettings:
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
     workers: int = 1
+    # Sharing a study: a fine-tune that raises is retried this often; a worker silent for
+    # grace_s seconds (it beats every heartbeat_s) is lost and its candidate trained again.
+    retries: int = 2
+    heartbeat_s: float = 10.0
+    grace_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,7 @@ def _existing(path: Path, where: str, what: str) -> Path:
 
 
 def _parse_search(section: Section) -> SearchSettings:
-    section.only(("trials", "strategy", "sampler", "seeds", "early_stop", "workers"))
+    section.only(("trials", "strategy", "sampler", "seeds", "early_stop", "workers", "retries", "heartbeat_s", "grace_s"))
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
     default = SearchSettings()
     early: EarlyStop | None = EarlyStop()
@@ -204,6 +209,9 @@ def _parse_search(section: Section) -> SearchSettings:
         seeds=seeds,
         early_stop=early,
         workers=section.integer("workers", default.workers, minimum=1),
+        retries=section.integer("retries", default.retries, minimum=0),
+        heartbeat_s=section.number("heartbeat_s", default.heartbeat_s, minimum=0.1),
+        grace_s=section.number("grace_s", default.grace_s, minimum=0.5),
     )
 
 
