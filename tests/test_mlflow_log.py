@@ -13,10 +13,10 @@ from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
 from prunesearch.search.stored import comparable, read_results
 from prunesearch.mlflow_log.store import default_study_storage
-from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
 from prunesearch.search.study import redact, trained_results
+from prunesearch.search.tracking import SearchInfo, SearchLog
 from prunesearch.search.results import front_for
 from search_support import ScriptedEvaluator, controller, make_book, settings
 
@@ -65,7 +65,8 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     ctl.plan = plan_search(ctl.study, book, search)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
-    fronts = log.mark_front(results)
+    fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
+    log.mark_front(results, fronts)
     log.finish(fronts, results, {"seconds.total": 1.0}, {})
     return log, results, fronts
 

@@ -55,4 +55,14 @@ def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa
         if found.lifecycle_stage == "deleted":
             raise PrunesearchError(f"the MLflow experiment {name!r} is deleted; restore it or remove it for good")
         return found.experiment_id
-    return mlflow_client.create_experiment(name, tags={"prunesearch": "search"}) if create else None
+    if not create:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.create_experiment(name, tags={"prunesearch": "search"})
+    except MlflowException as err:
+        # Another process (machine) created it at the same moment.
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow_client.get_experiment_by_name(name).experiment_id

@@ -350,7 +350,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     except ImportError:
         raise PrunesearchError(
             f"the study storage {redact(url)} needs a database driver that is not installed "
-            "(PostgreSQL: pip install psycopg2-binary; MySQL: pip install pymysql)"
+            "(PostgreSQL: pip install 'psycopg[binary]'; MySQL: pip install pymysql)"
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
