@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
@@ -137,3 +138,33 @@ def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001
     """Entry point of a spawned worker process in the two-workers test."""
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
     controller(storage, make_book(), search, plan, ScriptedEvaluator(step_seconds=0.01), worker=worker).work()
+
+
+# The tiny real search of the end-to-end tests: four candidates fit 9 ms on orin-nx, four steps each.
+TINY_EXPERIMENT = """
+architecture: vit-b
+space: {file: litetrack, depth: {min: 2, max: 4}, rules: [first, uniform]}
+teacher: {checkpoint: teacher.pt}
+data: {path: data, train_sequences: 3, val_sequences: 2}
+finetune: {steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}
+search: {trials: 4, seeds: [B3-1], early_stop: false%s}
+seed: 0
+"""
+TINY_FITTING = {"B2-1/first", "B2-1/uniform", "B3-1/first", "B3-1/uniform"}
+
+
+def tiny_search_folder(root: Path, name: str, search_extra: str = "") -> Path:
+    """``root/name.yaml`` with a random small teacher and a generated GOT-10k folder beside it."""
+    import torch
+
+    from prunesearch.checkpoints import save_checkpoint
+    from prunesearch.data.synthetic import SynthParams, generate
+    from prunesearch.models import build_teacher
+
+    torch.manual_seed(0)
+    save_checkpoint(build_teacher(get_preset("small")), root / "teacher.pt")
+    params = SynthParams(min_frames=8, max_frames=10)
+    for split, count in (("train", 3), ("val", 2)):
+        generate(root / "data", count, seed=1, split=split, params=params)
+    (root / f"{name}.yaml").write_text(TINY_EXPERIMENT % search_extra)
+    return root / f"{name}.yaml"

@@ -17,40 +17,23 @@ from collections import Counter
 
 import optuna
 import pytest
-import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from prunesearch.checkpoints import save_checkpoint
-from prunesearch.data.synthetic import SynthParams, generate
-from prunesearch.models import build_teacher, get_preset
 from prunesearch.search.study import records
 from relay import Relay
+from search_support import TINY_FITTING, tiny_search_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
 GRACE_S = 4
-EXPERIMENT = f"""
-architecture: vit-b
-space: {{file: litetrack, depth: {{min: 2, max: 4}}, rules: [first, uniform]}}
-teacher: {{checkpoint: teacher.pt}}
-data: {{path: data, train_sequences: 3, val_sequences: 2}}
-finetune: {{steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}}
-search: {{trials: 4, seeds: [B3-1], early_stop: false, heartbeat_s: 0.5, grace_s: {GRACE_S}}}
-seed: 0
-"""
-FITTING = {"B2-1/first", "B2-1/uniform", "B3-1/first", "B3-1/uniform"}
+FITTING = TINY_FITTING
 
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """The experiment, its teacher and data, in one folder every machine reads."""
     root = tmp_path_factory.mktemp("shared")
-    torch.manual_seed(0)
-    save_checkpoint(build_teacher(get_preset("small")), root / "teacher.pt")
-    params = SynthParams(min_frames=8, max_frames=10)
-    for split, count in (("train", 3), ("val", 2)):
-        generate(root / "data", count, seed=1, split=split, params=params)
-    (root / "rehearsal.yaml").write_text(EXPERIMENT)
+    tiny_search_folder(root, "rehearsal", f", heartbeat_s: 0.5, grace_s: {GRACE_S}")
     return root
 
 

@@ -263,6 +263,7 @@ def _worker(
 ) -> None:
     """Entry point of a worker process (spawned): same setup, same study, same parent run."""
     _interrupt_on_term()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _die_with(parent)
     torch.set_num_threads(threads)
     try:
@@ -291,13 +292,13 @@ def _relay(events: Any, display: Display, errors: list[str], stop: threading.Eve
 
 
 def _run_workers(
-    setup: Setup, req: RunRequest, uri: str, study: optuna.Study, log: SearchLog, plan: Plan, workers: int, display: Display
+    setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, workers: int,
+    display: Display,
 ) -> None:
     """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
-    storage = study._storage.url  # type: ignore[attr-defined]
     procs = [
         ctx.Process(
             target=_worker,
@@ -306,8 +307,14 @@ def _run_workers(
         )
         for i in range(1, workers)
     ]
-    for p in procs:
-        p.start()
+    # A worker ignores Ctrl-C until it is ready (else one landing while it imports prints a
+    # traceback); the coordinator stops it with SIGTERM, which it handles from its first line.
+    own_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, own_sigint)
     errors: list[str] = []
     stop = threading.Event()
     relay = threading.Thread(target=_relay, args=(events, display, errors, stop), daemon=True)
@@ -422,7 +429,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
         log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
         times.lap("log_search")
         try:
-            return _search_and_report(setup, req, uri, study, log, plan, display, times, started)
+            return _search_and_report(setup, req, uri, storage, study, log, plan, display, times, started)
         except KeyboardInterrupt:
             log.stop("KILLED")
             raise
@@ -432,8 +439,8 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
 
 
 def _search_and_report(
-    setup: Setup, req: RunRequest, uri: str, study: optuna.Study, log: SearchLog, plan: Plan, display: Display,
-    times: RunTimes, started: datetime,
+    setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan,
+    display: Display, times: RunTimes, started: datetime,
 ) -> RunReport:
     """Everything after the parent run exists: any way out of here ends that run."""
     exp = setup.experiment
@@ -443,7 +450,7 @@ def _search_and_report(
     if workers == 1:
         _controller(setup, study, log, plan, display, 0).work()
     else:
-        _run_workers(setup, req, uri, study, log, plan, workers, display)
+        _run_workers(setup, req, uri, storage, study, log, plan, workers, display)
     times.lap("search")
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
     fronts = {t: front_for(results, t, setup.budget.ms) for t in setup.book.targets}
