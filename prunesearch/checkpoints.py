@@ -97,10 +97,12 @@ def save_checkpoint(model: TrackerBase, path: str | Path, half: bool = False, **
     try:
         torch.save(payload, tmp)
         tmp.replace(path)
+        return path
     except (OSError, RuntimeError) as err:
-        tmp.unlink(missing_ok=True)
-        raise PrunesearchError(_write_failure(path, err)) from None
-    return path
+        message = _write_failure(path, err)
+    # Outside the handler, so torch's failed writer (and its open file) is not kept by the context.
+    tmp.unlink(missing_ok=True)
+    raise PrunesearchError(message)
 
 
 def _write_failure(path: Path, err: BaseException) -> str:

@@ -17,6 +17,7 @@ from prunesearch.search.study import Liveness, TrialRecord, make_sampler, open_s
 from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
 from prunesearch.search.space import Candidate, SearchSpace, parse_space
+from prunesearch.search.tracking import SearchInfo
 from prunesearch.search.yamlfile import Section
 
 TEACHER_DEPTH = 12
@@ -119,6 +120,15 @@ class ListSink:
 
     def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
         pass
+
+
+def search_info(book: PriceBook, experiment: str, study: str = "study-a", data: str = "data-fp") -> SearchInfo:
+    return SearchInfo(
+        experiment=experiment, study=study, storage="sqlite:///optuna.db", targets=book.targets,
+        budget=book.budget, architecture="vit-b", teacher="shipped small teacher", teacher_fingerprint="teacher-fp",
+        data="built-in", data_fingerprint=data, seed=0, accuracy_scale="small", finetune={"steps": 12},
+        table_hashes=book.table_hashes,
+    )
 
 
 def settings(**kw: object) -> SearchSettings:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.sqlite_lock import creation_lock, sqlite_path
+from prunesearch.sqlite_lock import creation_lock
 
 
 def quiet() -> None:
-    """MLflow and its migrations log at INFO on first use; keep the terminal for the search."""
+    """MLflow and its migrations log at INFO on first use, and a tracking server's client prints
+    a link for every run it ends; keep the terminal for the search."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def tracking_uri() -> str:
@@ -28,11 +31,8 @@ def client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
     from mlflow import MlflowClient
 
     quiet()
-    mlflow_client = MlflowClient(tracking_uri=uri)
-    if sqlite_path(uri) is not None:
-        with creation_lock(uri):
-            mlflow_client.search_experiments(max_results=1)
-    return mlflow_client
+    with creation_lock(uri):  # the client migrates a SQLite store as it is made
+        return MlflowClient(tracking_uri=uri)
 
 
 def is_remote(uri: str) -> bool:
