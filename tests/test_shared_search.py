@@ -82,7 +82,7 @@ def full_disk(tmp_path):
                                                          capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here (not root)")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_temporary_file(full_disk):

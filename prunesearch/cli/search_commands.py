@@ -171,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for target, front in report.fronts.items():
         title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale)"
         console.print(front_table(front, target, title))
+    for key, message in sorted(report.given_up.items()):
+        console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
     t, c = report.times, report.counts

@@ -406,7 +406,8 @@ class SearchController:
             first = (str(err).strip().splitlines() or [""])[0]
             message = f"{type(err).__name__}: {first}" if first else type(err).__name__
             self._end_unsettled(writer, run_id, cand, "FAILED", FAILED, message)
-            self.progress.finished(self.worker, cand.key, f"failed ({message})", None)
+            final = "; given up (search.retries)" if cand.key in self.state().given_up else "; will be retried"
+            self.progress.finished(self.worker, cand.key, f"failed ({message}){final}", None)
             raise CandidateFailed(f"{cand.key}: {message}") from None
         outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]
         values = (result.accuracy["ao"], latency) if outcome == "trained" else ()

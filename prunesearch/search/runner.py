@@ -356,6 +356,7 @@ class RunReport:
     times: RunTimes
     counts: StudyCounts
     missing_models: list[str]
+    given_up: dict[str, str]  # candidate -> its last error, after search.retries retries
 
 
 def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
@@ -461,4 +462,5 @@ def _search_and_report(
     counts = StudyCounts.of(study, since=started)
     log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup))
     times.lap("log_search")
-    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing)
+    given_up = StudyState.read(study, exp.search.retries).given_up
+    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up)
