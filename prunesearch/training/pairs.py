@@ -204,7 +204,9 @@ def pair_batches(sampler: PairSampler, batches: int, batch_size: int, workers: i
         pin_memory=pin,
         worker_init_fn=_quiet_worker if workers else None,
         prefetch_factor=4 if workers else None,
-        persistent_workers=False,
+        # Spawned, not forked: a search process has MLflow and read-ahead threads, and a child forked
+        # while one of them holds a lock waits for it forever.
+        multiprocessing_context="spawn" if workers else None,
     )
     for template, search, boxes in loader:
         yield PairBatch(template, search, boxes)
