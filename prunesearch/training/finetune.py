@@ -28,7 +28,7 @@ from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_devic
 from prunesearch.errors import PrunesearchError
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import LossWeights, tracking_loss
-from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairSampler, pair_batches
+from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
 
 Callback = Callable[[int, dict[str, float]], bool]
 Status = Literal["ok", "diverged", "stopped"]
@@ -128,6 +128,49 @@ def lr_factor(step: int, cfg: FinetuneConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class TrainStep:
+    """One optimiser step on a batch, on ``device`` in ``precision``: what a fine-tune repeats,
+    and what benchmarks time without the data pipeline."""
+
+    def __init__(self, model: TrackerBase, teacher: TrackerBase | None, cfg: FinetuneConfig,
+                 device: torch.device, precision: str) -> None:
+        self.model, self.cfg, self.device, self.precision = model.to(device), cfg, device, precision
+        self.teacher = teacher.to(device).eval() if teacher is not None and cfg.distill_weight > 0 else None
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = grad_scaler(device, precision)
+
+    def __call__(self, step: int, batch: PairBatch) -> tuple[dict[str, float], str]:
+        """The step's loss parts, and why the run diverged ("" when it did not; no update then)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(step, self.cfg)
+        template, search, boxes = to_device(batch, self.device)
+        with autocast(self.device, self.precision):
+            out = self.model(template, search)
+            t_out = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_out = self.teacher(template, search)
+        # The losses in fp32: log(p) and IoUs lose too much in bf16.
+        out = TrackerOutput(*(t.float() for t in out))
+        t_out = None if t_out is None else TrackerOutput(*(t.float() for t in t_out))
+        loss, parts = tracking_loss(out, boxes, self.cfg.weights, t_out)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(parts["loss"]):
+            return parts, f"loss became {parts['loss']} at step {step + 1}"
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+            return parts, f"gradient norm became {grad_norm} at step {step + 1}"
+        self.scaler.step(self.optimizer)  # with fp16, an overflowing step is skipped and the scale lowered
+        self.scaler.update()
+        return parts, ""
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
 def finetune(
     model: TrackerBase,
     sequences: list[Sequence],
@@ -161,11 +204,7 @@ def finetune(
     sampler = PairSampler(
         sequences, model.cfg.template_size, model.cfg.search_size, cfg.max_gap, cfg.augment, cfg.seed, crop=crop, mode=mode
     )
-    model.to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = grad_scaler(device, precision)
-    if teacher is not None:
-        teacher.to(device).eval()
+    train_step = TrainStep(model, teacher, cfg, device, precision)
     model.train()
     batches = pair_batches(sampler, cfg.steps, cfg.batch_size, cfg.workers_for(device), pin=device.type == "cuda")
     start = time.perf_counter()
@@ -176,36 +215,15 @@ def finetune(
     done = 0
     try:
         for step, batch in enumerate(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
-            template, search, boxes = to_device(batch, device)
-            with autocast(device, precision):
-                out = model(template, search)
-                t_out = None
-                if teacher is not None and cfg.distill_weight > 0:
-                    with torch.no_grad():
-                        t_out = teacher(template, search)
-            # The losses in fp32: log(p) and IoUs lose too much in bf16.
-            out = TrackerOutput(*(t.float() for t in out))
-            t_out = None if t_out is None else TrackerOutput(*(t.float() for t in t_out))
-            loss, parts = tracking_loss(out, boxes, cfg.weights, t_out)
-            optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(parts["loss"]):
-                status, message = "diverged", f"loss became {parts['loss']} at step {step + 1}"
+            parts, diverged = train_step(step, batch)
+            if diverged:
+                status, message = "diverged", diverged
                 break
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if not math.isfinite(grad_norm) and not scaler.is_enabled():
-                status, message = "diverged", f"gradient norm became {grad_norm} at step {step + 1}"
-                break
-            scaler.step(optimizer)  # with fp16, an overflowing step is skipped and the scale lowered
-            scaler.update()
             window.append(parts)
             done += 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 metrics = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                metrics.update(step=float(done), lr=optimizer.param_groups[0]["lr"],
+                metrics.update(step=float(done), lr=train_step.lr,
                                seconds=time.perf_counter() - start)
                 window = []
                 logged.append(metrics)
