@@ -80,6 +80,12 @@ class SequenceStats:
             auc=table(lambda s: s.auc),
         )
 
+    @classmethod
+    def from_results(cls, results: Sequence) -> SequenceStats:
+        """One seed's per-sequence results (``SequenceResult``); sequences without ground truth are left out."""
+        scored = [r for r in results if r.scores is not None]
+        return cls.from_scores([r.name for r in scored], [[r.scores for r in scored]])
+
     @property
     def seeds(self) -> int:
         return self.iou_sum.shape[0]
