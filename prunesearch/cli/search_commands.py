@@ -207,6 +207,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.search.results import front_for
 
     budget_ms = parse_budget(args.budget).ms if args.budget else None
+    plot = Path(args.plot) if args.plot else None
+    if plot is not None and not plot.parent.is_dir():
+        raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
     uri = tracking_uri()
     stored = read_results(uri, args.experiment, args.study)
     if not stored:
@@ -238,11 +241,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             console.print(front_table(front, target, title))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
-    if args.plot:
-        plot = Path(args.plot)
+    if plot is not None:
+        # The budget the runs were searched under, unless --budget asks about another.
+        searched = {r.budget_ms for pool in pools.values() for r in pool}
+        line_ms = budget_ms if budget_ms is not None else (searched.pop() if len(searched) == 1 else None)
         for target in targets:
             path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
-            pareto_plot(pools[target], target, path, budget_ms)
+            pareto_plot(pools[target], target, path, line_ms)
             print(f"plot: {path}", file=sys.stderr)
     return 0
 
