@@ -14,7 +14,8 @@ from pathlib import Path
 
 from prunesearch.latency import load_table
 from prunesearch.latency.profiler import ProfileRequest, profile
-from prunesearch.latency.runtime import RuntimeSettings, TimingPlan
+from prunesearch.latency.backends import RuntimeSettings
+from prunesearch.latency.runtime import TimingPlan
 from prunesearch.latency.validate import validate
 from prunesearch.models.vit_tracker import get_preset
 
