@@ -41,7 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_validate)
 
-    p = lsub.add_parser("derive", help="fit tables for published devices to published end-to-end fps")
+    p = lsub.add_parser("derive", help="fit a table to whole-model figures: the published devices', or your own (--measured)")
+    p.add_argument("--measured", default=None, metavar="FILE",
+                   help="YAML of whole-model per-frame figures you measured on a device (device, runtime, precision, "
+                   "statistic, unit, models: {B4-2: 8.1, teacher: 12.0}); needs --name")
+    p.add_argument("--name", default=None, help="with --measured: the new target's name (writes OUT_DIR/NAME.yaml)")
     p.add_argument("--published", default=None,
                    help="published figures (e.g. shared/reference/published.yaml); default: those recorded in the shipped tables")
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
@@ -151,10 +155,14 @@ def _print_provenance(table: Any) -> None:
                       f"({table.meta.get('threads')} threads, clock {table.meta.get('clock', 'wall')}); sha256 {table.sha256[:12]}")
         return
     console.print(f"derived from {prov['source']['file']} column {prov['source']['column']}; tie: {prov['tie']}")
-    rows = [{"variant": r["name"], "role": r["role"], "published ms": f"{r['published_ms']:.2f}",
-             "fitted ms": f"{r['fitted_ms']:.2f}", "residual %": f"{r['residual_pct']:+.1f}",
-             "leave-one-out %": f"{r['loo_error_pct']:+.1f}"} for r in prov["variants"]]
-    _print_table("fit to published figures", rows)
+    _print_table(f"fit to {prov['source']['figures']}", _fit_rows(prov["variants"]))
+
+
+def _fit_rows(variants: list[dict[str, Any]], target: str | None = None) -> list[dict[str, str]]:
+    """Each fitted figure: given, fitted, and predicted without it (leave-one-out)."""
+    return [{**({"target": target} if target else {}), "variant": r["name"], "role": r["role"],
+             "figure ms": f"{r['published_ms']:.2f}", "fitted ms": f"{r['fitted_ms']:.2f}",
+             "residual %": f"{r['residual_pct']:+.1f}", "leave-one-out %": f"{r['loo_error_pct']:+.1f}"} for r in variants]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -283,30 +291,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
+    from prunesearch.errors import PrunesearchError
     from prunesearch.latency import load_table
-    from prunesearch.latency.derive import TARGETS, derive, read_published, recorded_figures
+    from prunesearch.latency.derive import TARGETS, derive, derive_measured, read_measured, read_published, recorded_figures
     from prunesearch.latency.registry import SHIPPED_DIR
     from prunesearch.latency.table import read_table
 
-    if args.published:
-        published = read_published(args.published)
-    else:
-        published = recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
+    if args.measured:
+        if not args.name or args.published or args.target:
+            raise PrunesearchError("--measured FILE needs --name NAME and takes no --published or --target")
+        tables = [derive_measured(read_measured(args.measured), args.name, tie)]
+    else:
+        if args.name:
+            raise PrunesearchError("--name names a table derived from --measured FILE; published targets keep their names")
+        published = read_published(args.published) if args.published else recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
+        tables = [derive(published, target, tie) for target in args.target or list(TARGETS)]
     report = {}
-    for target in args.target or list(TARGETS):
-        table = derive(published, target, tie)
-        path = table.save(Path(args.out_dir) / f"{target}.yaml")
-        report[target] = {"path": str(path), **table.provenance["fit"],
-                          "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
-                          "variants": table.provenance["variants"]}
+    for table in tables:
+        path = table.save(Path(args.out_dir) / f"{table.name}.yaml")
+        report[table.name] = {"path": str(path), "tie": table.provenance["tie"], **table.provenance["fit"],
+                              "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
+                              "variants": table.provenance["variants"]}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    rows = [{"target": t, "variant": r["name"], "published ms": f"{r['published_ms']:.2f}", "fitted ms": f"{r['fitted_ms']:.2f}",
-             "residual %": f"{r['residual_pct']:+.1f}", "leave-one-out %": f"{r['loo_error_pct']:+.1f}"}
-            for t, rep in report.items() for r in rep["variants"]]
-    _print_table("derived tables: fit and leave-one-out errors", rows)
+    _print_table("derived tables: fit and leave-one-out errors", [row for t, rep in report.items() for row in _fit_rows(rep["variants"], t)])
     for t, rep in report.items():
+        print(f"{t}: tie: {rep['tie']}")
         print(f"wrote {rep['path']}")
     return 0
