@@ -58,3 +58,19 @@ def test_calibrated_table_prices_the_corrected_sum_and_round_trips(small_cfg, tm
     again = read_table(table.save(tmp_path / "cal.yaml"))
     assert again.calibration.block_scale == pytest.approx(1.1)
     assert again.estimate(6, 2) == est
+
+
+def test_show_and_the_search_pricer_warn_about_a_calibration_that_does_not_hold(small_cfg, tmp_path, capsys, monkeypatch):
+    from prunesearch.cli.main import main
+    from prunesearch.search.pricing import LatencyTablePricer
+
+    entries = [Entry(k, s, COSTS[k]) for k, s in part_shapes(small_cfg).items()]
+    cal = fit_calibration(synthetic([0.3, -0.25, 0.2, -0.3, 0.25, -0.2]))
+    monkeypatch.chdir(tmp_path)
+    build_table("eager", dict(META), small_cfg, entries, {}, cal).save(tmp_path / "latency_models" / "eager.yaml")
+    capsys.readouterr()
+    assert main(["latency", "show", "--target", "eager"]) == 0
+    out, err = capsys.readouterr()
+    assert "calibration:" in out and "leave-one-out" in out
+    assert "warning: latency table 'eager' predicts only" in err and "CUDA graphs" in err
+    assert LatencyTablePricer(("eager",), small_cfg).warnings() == [cal.warning("eager")]

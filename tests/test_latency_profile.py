@@ -21,7 +21,7 @@ from prunesearch.latency.parts import BLOCK_KINDS, part_graph, part_shapes
 from prunesearch.latency.backends import RuntimeSettings, TorchSettings, backend_from_meta
 from prunesearch.latency.profiler import ProfileRequest, calibration_models, profile
 from prunesearch.latency.runtime import HostTimer, TimingPlan, machine_fingerprint, time_graphs
-from prunesearch.latency.validate import ValidationRow, check_validatable, sample_candidates, summarise
+from prunesearch.latency.validate import ValidationRow, check_validatable, fingerprint_mismatch, sample_candidates, summarise
 from prunesearch.models import get_preset
 
 
@@ -125,6 +125,9 @@ def test_derived_and_foreign_tables_cannot_be_validated_here(measured, tmp_path)
     with pytest.raises(PrunesearchError, match="another machine"):
         check_validatable(load_table(other), allow_other_machine=False)
     check_validatable(load_table(other), allow_other_machine=True)
+    assert fingerprint_mismatch(load_table(measured)) is None
+    line = fingerprint_mismatch(load_table(other))
+    assert "fingerprint 0123456789abcdef" in line and "GPU none" in line and "\n" not in line
 
 
 def test_unavailable_provider_is_one_line_listing_the_available():
