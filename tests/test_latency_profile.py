@@ -148,7 +148,9 @@ def test_cpu_clock_needs_one_thread():
 def test_fp16_graphs_take_and_give_half_precision(small_cfg, tmp_path):
     settings = RuntimeSettings(precision="fp16", threads=1)
     module, args, inputs, outputs = part_graph(small_cfg, "search_block", repeat=1)
-    (out,) = settings.prepare(module, args, (inputs, outputs), tmp_path / "b.onnx")()
+    run = settings.prepare(module, args, (inputs, outputs), tmp_path / "b.onnx")
+    run()
+    (out,) = run.outputs()  # bound through IOBinding, as on a GPU
     assert out.dtype == np.float16 and out.shape == (1, small_cfg.search_tokens, small_cfg.embed_dim)
 
 
@@ -231,3 +233,25 @@ def test_torch_table_validates_through_the_same_backend(torch_measured, capsys):
     assert set(report["raw_summary"]) == set(report["summary"])
     for row in report["rows"]:
         assert row["raw_error"] == pytest.approx((row["raw_estimate_ms"] - row["measured_ms"]) / row["measured_ms"])
+
+
+def test_gpu_facts_are_read_from_nvidia_smi_and_nvpmodel(tmp_path, monkeypatch):
+    """Stand-in tools on PATH print what the real ones print on an Orin NX; the parsers take them apart."""
+    from prunesearch.latency.runtime import jetson_power_mode, nvidia_smi_facts
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tools = {
+        "nvidia-smi": "echo 'Orin (nvgpu), 540.4.0, 918 MHz, 3199 MHz, 306 MHz, [N/A], Enabled'",
+        "nvpmodel": "printf 'NV Power Mode: MAXN\\n0\\n'",
+    }
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    facts = nvidia_smi_facts()
+    assert facts["name"] == "Orin (nvgpu)" and facts["driver_version"] == "540.4.0"
+    assert facts["clocks_max_sm"] == "918 MHz" and facts["power_limit"] == "[N/A]" and facts["persistence_mode"] == "Enabled"
+    assert jetson_power_mode() == "NV Power Mode: MAXN 0"
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert nvidia_smi_facts() == {} and jetson_power_mode() is None

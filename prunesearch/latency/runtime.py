@@ -135,13 +135,25 @@ def gpu_info() -> dict[str, Any] | None:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             pass
-    smi = _query(["nvidia-smi", "-i", "0", f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader"])
-    if smi:
-        info.update({k.replace(".", "_"): v.strip() for k, v in zip(GPU_QUERY, smi.splitlines()[0].split(","))})
-    power = _query(["nvpmodel", "-q"])
+    info.update(nvidia_smi_facts())
+    power = jetson_power_mode()
     if power:
-        info["nvpmodel"] = " ".join(power.split())
+        info["nvpmodel"] = power
     return info
+
+
+def nvidia_smi_facts() -> dict[str, str]:
+    """The first GPU's name, driver, clocks, power limit and persistence mode from ``nvidia-smi`` ({} without it)."""
+    smi = _query(["nvidia-smi", "-i", "0", f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader"])
+    if not smi:
+        return {}
+    return {k.replace(".", "_"): v.strip() for k, v in zip(GPU_QUERY, smi.splitlines()[0].split(","))}
+
+
+def jetson_power_mode() -> str | None:
+    """A Jetson's power mode (``nvpmodel -q``) on one line; None elsewhere."""
+    power = _query(["nvpmodel", "-q"])
+    return " ".join(power.split()) if power else None
 
 
 def machine_fingerprint() -> str:
