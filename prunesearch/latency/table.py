@@ -114,6 +114,7 @@ class LatencyEstimate:
         return {
             "name": self.name,
             "per_frame_ms": self.per_frame_ms,
+            "raw_ms": self.raw_ms,
             "template_ms": self.template_ms,
             "template_update": self.template_update,
             "amortised_ms": self.amortised_ms,
