@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
@@ -100,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def out_dir(tracker_name: str) -> Path | None:
         return None if args.out is None else args.out / _folder_name(tracker_name)
 
-    progress = _progress(args.json)
+    progress = _progress(len(sequences))
     results = [evaluate(model, sequences, out_dir(name), name=name, progress=progress)]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
@@ -135,14 +136,23 @@ def _intervals(result, resamples: int, level: float) -> dict:
     return bootstrap_intervals(SequenceStats.from_results(result.sequences), resamples, level)
 
 
-def _progress(quiet: bool):
-    """A per-sequence status line on stderr (none with --json)."""
+def _progress(total: int):
+    """A per-sequence status on stderr, so a long evaluation is never silent: an updating line on a
+    terminal, one line per sequence elsewhere (stdout keeps only the table or the JSON)."""
     from rich.console import Console
 
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        return None
-    return lambda seq_name: console.print(f"[dim]tracking {seq_name}[/dim]", end="\r")
+    done = 0
+
+    def show(seq_name: str) -> None:
+        nonlocal done
+        done = done % total + 1
+        if console.is_terminal:
+            console.print(f"[dim]tracking {done}/{total} {seq_name}[/dim]", end="\r")
+        else:
+            print(f"tracking {done}/{total} {seq_name}", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _print_table(
