@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
+    p.add_argument("--template-update", type=int, metavar="K",
+                   help="the tracker re-encodes its template every K frames: price the template branch amortised over "
+                   "K frames into the latency objective and the budget (default: paid once per sequence, not priced)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("pareto", help="the Pareto front of an experiment, read from the MLflow store")
@@ -161,13 +164,14 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from prunesearch.search.pricing import template_policy
     from prunesearch.search.runner import RunRequest, run_search
 
     console = Console()
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
         workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
-        workdir=args.workdir,
+        workdir=args.workdir, template_update=args.template_update,
     )
     if args.workers is not None and args.workers < 1:
         from prunesearch.errors import PrunesearchError
@@ -179,8 +183,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     scale = setup.info.accuracy_scale
     console.print(f"experiment {setup.experiment.name} ({setup.experiment.path}); teacher: {setup.info.teacher}; data: {setup.info.data}")
     console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == "small" else SCALE_NOTE[scale])
+    console.print(f"latency: {template_policy(setup.book.template_update)}")
+    for line in setup.book.pricer.warnings():
+        console.print(line, style="bold yellow", markup=False)
     for target, front in report.fronts.items():
-        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale)"
+        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
         console.print(front_table(front, target, title))
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
