@@ -69,6 +69,7 @@ class RunRequest:
     teacher: str | None = None
     data: str | None = None
     workdir: str | None = None
+    template_update: int | None = None
     device: str | None = None  # --device: the fine-tunes' and evaluations' device
     gpus: tuple[int, ...] = ()  # --gpus: the GPUs the workers take one each
     template_factor: float | None = None  # --template-factor / --search-factor over the teacher's
@@ -139,6 +140,13 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
     return train[: spec.train_sequences], val[: spec.val_sequences]
 
 
+def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
+    """What makes two runs the same study: a re-profiled or re-derived table, or another template
+    schedule, prices differently, so it starts a new study instead of silently resuming the old one."""
+    tables = ",".join(f"{t}={book.table_hashes[t]}" for t in book.targets)
+    return "|".join((experiment, teacher_fp, data_fp, tables, repr(budget.ms), f"template_update={book.template_update}"))
+
+
 def prepare(req: RunRequest, index: int = 0) -> Setup:
     """Read, check, price and load, cheapest checks first so bad input fails in a second.
 
@@ -163,7 +171,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     eval_device = worker_device(req.device or exp.evaluation_device or device, req.gpus, index)
     resolve_precision(finetune_config.precision, resolve_device(device), "finetune.precision")
     lap("setup")
-    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch)
+    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
     lap("pricing")
     teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
     crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
@@ -174,7 +182,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     train, val = load_data(exp.data)
     data_fp = data_fingerprint(train, val)
     lap("data")
-    identity = "|".join((exp.identity(), teacher_fp, data_fp, ",".join(book.targets), repr(budget.ms)))
+    identity = study_identity(exp.identity(), teacher_fp, data_fp, book, budget)
     if crop != CropGeometry():
         identity += f"|crop {crop.template_factor} {crop.search_factor}"
     study = f"{exp.name}/{'+'.join(book.targets)}/{budget.text}/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
@@ -193,6 +201,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
         accuracy_scale="full" if same_architecture(teacher.cfg, exp.arch) else "small",
         finetune=dataclasses.asdict(finetune_config) | {"crop": crop.to_dict()},
         table_hashes=book.table_hashes,
+        template_update=book.template_update,
     )
     root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root / study.replace("/", "-")
@@ -324,7 +333,7 @@ def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
     out: dict[str, list[ReferencePoint]] = {}
     for target in setup.book.targets:
         out[target] = [
-            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].per_frame_ms)
+            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].priced_ms)
             for r in setup.experiment.reference
         ]
     return out
