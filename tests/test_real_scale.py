@@ -175,3 +175,17 @@ def test_rehearsal_of_a_real_scale_search_on_cpu(tmp_path):
     assert crop == OSTRACK_384_CROP and student.cfg.embed_dim == 768 and student.cfg.search_size == 128
     config = json.loads(next((tmp_path / "mlruns").rglob("config.json")).read_text()) if (tmp_path / "mlruns").exists() else None
     assert config is None or config["finetune"]["precision"] == "bf16"
+
+
+def test_workers_take_one_gpu_each(monkeypatch):
+    # The assignment rule alone, on a machine that claims three GPUs (no kernel runs).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "GPU")
+    assert [worker_device("auto", (), i) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0"]
+    assert [worker_device("cuda", (2, 0), i) for i in range(3)] == ["cuda:2", "cuda:0", "cuda:2"]
+    assert worker_device("cuda:1", (), 2) == "cuda:1" and worker_device("cpu", (0, 1), 1) == "cpu"
+    with pytest.raises(PrunesearchError, match=r"--gpus 'cuda:5' does not exist on this machine; available: cpu, cuda:0 \(GPU\)"):
+        from prunesearch.devices import parse_gpus
+
+        parse_gpus("0,5")
