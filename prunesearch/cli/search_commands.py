@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
+    add_device_args(p)
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take, one each in turn, e.g. 0,1 (default: every GPU)")
+    add_crop_args(p)
     p.add_argument("--template-update", type=int, metavar="K",
                    help="the tracker re-encodes its template every K frames: price the template branch amortised over "
                    "K frames into the latency objective and the budget (default: paid once per sequence, not priced)")
@@ -161,17 +164,33 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
     return table
 
 
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: the experiment's, else auto: "
+                   "CUDA when available)")
+
+
+def add_crop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template-factor", type=float, metavar="F", help="template crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 2)")
+    p.add_argument("--search-factor", type=float, metavar="F", help="search crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 4; OSTrack-384 uses 5)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.devices import parse_gpus
     from prunesearch.search.pricing import template_policy
     from prunesearch.search.runner import RunRequest, run_search
 
     console = Console()
+    CropGeometry().override(args.template_factor, args.search_factor)  # a bad factor fails here
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
         workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
-        workdir=args.workdir, template_update=args.template_update,
+        workdir=args.workdir, template_update=args.template_update, device=args.device, gpus=parse_gpus(args.gpus),
+        template_factor=args.template_factor, search_factor=args.search_factor,
     )
     if args.workers is not None and args.workers < 1:
         from prunesearch.errors import PrunesearchError
