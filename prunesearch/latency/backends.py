@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.export import export_module
+from prunesearch.export import export_module, onnxruntime
 from prunesearch.latency.runtime import CudaEventTimer, GraphRun, HostTimer, Timer
 
 RUNTIMES = ("onnxruntime", "torch")
@@ -74,7 +74,7 @@ class RuntimeSettings:
         return self.provider != "CPUExecutionProvider"
 
     def check(self, clock: str) -> None:
-        import onnxruntime as ort
+        ort = onnxruntime()
 
         available = ort.get_available_providers()
         if self.provider not in available:
@@ -94,7 +94,7 @@ class RuntimeSettings:
             )
 
     def describe(self) -> dict[str, Any]:
-        import onnxruntime as ort
+        ort = onnxruntime()
 
         out = {
             "runtime": "onnxruntime",
@@ -114,7 +114,7 @@ class RuntimeSettings:
         if self.precision == "fp16":
             module, args = module.half(), tuple(a.half() for a in args)
         session = self.open(export_module(module, args, path, inputs, outputs))
-        import onnxruntime as ort
+        ort = onnxruntime()
 
         # Inputs and outputs bound where the provider computes (the CPU path runs the same code),
         # so on a GPU a part pays no host<->device copy the whole graph would not.
@@ -127,7 +127,7 @@ class RuntimeSettings:
         return BoundRun(session, binding)
 
     def open(self, path: Path):  # -> onnxruntime.InferenceSession
-        import onnxruntime as ort
+        ort = onnxruntime()
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_threads

@@ -79,7 +79,10 @@ class CudaEventTimer:
 
 def machine_info() -> dict[str, Any]:
     """What a timing figure depends on: CPU, cores, library versions, and the load when measured."""
-    import onnxruntime as ort
+    try:
+        from onnxruntime import __version__ as ort_version
+    except ModuleNotFoundError:
+        ort_version = "not installed"
 
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -96,7 +99,7 @@ def machine_info() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "torch": str(torch.__version__),
-        "onnxruntime": ort.__version__,
+        "onnxruntime": ort_version,
         "loadavg_1m": round(load[0], 2),
         **({"gpu": gpu} if (gpu := gpu_info()) else {}),
     }
