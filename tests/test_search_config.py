@@ -124,3 +124,17 @@ def test_overrides_and_identity(tmp_path):
         exp.with_overrides(teacher=str(tmp_path / "t.pt"))
     with pytest.raises(PrunesearchError, match="--trials must be at least 1"):
         exp.with_overrides(trials=0)
+
+
+def test_device_settings_are_checked_and_leave_the_study_identity_alone(tmp_path):
+    with pytest.raises(PrunesearchError, match=r"evaluation.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        load_experiment(_write(tmp_path, "evaluation: {device: gpu}\n"))
+    with pytest.raises(PrunesearchError, match=r"finetune.precision 'fp8'"):
+        load_experiment(_write(tmp_path, "finetune: {precision: fp8}\n")).finetune_config()
+    with pytest.raises(PrunesearchError, match=r"finetune.loader_workers must be a whole number >= 0"):
+        load_experiment(_write(tmp_path, "finetune: {loader_workers: -1}\n")).finetune_config()
+    cpu = load_experiment(_write(tmp_path, "finetune: {device: cpu, loader_workers: 0}\nevaluation: {device: cpu}\n"))
+    gpu = load_experiment(_write(tmp_path, "finetune: {device: 'cuda:1', loader_workers: 8}\n"))
+    assert cpu.evaluation_device == "cpu" and cpu.finetune_config().device == "cpu"
+    assert cpu.identity() == gpu.identity()
+    assert load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n")).identity() != cpu.identity()

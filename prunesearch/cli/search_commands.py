@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
+    add_device_args(p)
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take, one each in turn, e.g. 0,1 (default: every GPU)")
+    add_crop_args(p)
+    p.add_argument("--template-update", type=int, metavar="K",
+                   help="the tracker re-encodes its template every K frames: price the template branch amortised over "
+                   "K frames into the latency objective and the budget (default: paid once per sequence, not priced)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("pareto", help="the Pareto front of an experiment, read from the MLflow store")
@@ -54,8 +60,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", help="write a PNG plot (one per target: FILE_target.png when several)")
     p.set_defaults(func=cmd_pareto)
 
-    p = sub.add_parser("ui", help="the MLflow UI over the same store, on 127.0.0.1")
-    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p = sub.add_parser(
+        "ui",
+        help="the MLflow UI over the same store, on 127.0.0.1",
+        description="Serve the MLflow UI over the search's store (MLFLOW_TRACKING_URI, else ./mlflow.db) and "
+        "print the URL of the experiment's runs table in model-training mode. The server stops with this "
+        "command (Ctrl-C or SIGTERM).",
+    )
+    p.add_argument("--experiment", help="experiment whose runs to open (default: the most recent search in the store)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
+    p.add_argument("--workers", type=int, default=1, help="MLflow web workers (default 1)")
+    p.add_argument("--browser", action=argparse.BooleanOptionalAction, default=None,
+                   help="open the URL in a browser (default: when a graphical display is available)")
     p.set_defaults(func=cmd_ui)
 
 
@@ -147,16 +164,33 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
     return table
 
 
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: the experiment's, else auto: "
+                   "CUDA when available)")
+
+
+def add_crop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template-factor", type=float, metavar="F", help="template crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 2)")
+    p.add_argument("--search-factor", type=float, metavar="F", help="search crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 4; OSTrack-384 uses 5)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.devices import parse_gpus
+    from prunesearch.search.pricing import template_policy
     from prunesearch.search.runner import RunRequest, run_search
 
     console = Console()
+    CropGeometry().override(args.template_factor, args.search_factor)  # a bad factor fails here
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
         workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
-        workdir=args.workdir,
+        workdir=args.workdir, template_update=args.template_update, device=args.device, gpus=parse_gpus(args.gpus),
+        template_factor=args.template_factor, search_factor=args.search_factor,
     )
     if args.workers is not None and args.workers < 1:
         from prunesearch.errors import PrunesearchError
@@ -168,8 +202,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     scale = setup.info.accuracy_scale
     console.print(f"experiment {setup.experiment.name} ({setup.experiment.path}); teacher: {setup.info.teacher}; data: {setup.info.data}")
     console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == "small" else SCALE_NOTE[scale])
+    console.print(f"latency: {template_policy(setup.book.template_update)}")
+    for line in setup.book.pricer.warnings():
+        console.print(line, style="bold yellow", markup=False)
     for target, front in report.fronts.items():
-        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale)"
+        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
         console.print(front_table(front, target, title))
     for key, message in sorted(report.given_up.items()):
         console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
@@ -198,6 +235,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.search.results import front_for
 
     budget_ms = parse_budget(args.budget).ms if args.budget else None
+    plot = Path(args.plot) if args.plot else None
+    if plot is not None and not plot.parent.is_dir():
+        raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
     uri = tracking_uri()
     stored = read_results(uri, args.experiment, args.study)
     if not stored:
@@ -229,27 +269,48 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             console.print(front_table(front, target, title))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
-    if args.plot:
-        plot = Path(args.plot)
+    if plot is not None:
+        # The budget the runs were searched under, unless --budget asks about another.
+        searched = {r.budget_ms for pool in pools.values() for r in pool}
+        line_ms = budget_ms if budget_ms is not None else (searched.pop() if len(searched) == 1 else None)
         for target in targets:
             path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
-            pareto_plot(pools[target], target, path, budget_ms)
+            pareto_plot(pools[target], target, path, line_ms)
             print(f"plot: {path}", file=sys.stderr)
     return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
+    import signal
+    import time
 
-    from prunesearch.mlflow_log.store import tracking_uri
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.mlflow_log.store import client, review_experiment, tracking_uri
+    from prunesearch.mlflow_log.ui_server import runs_url, serve
 
     uri = tracking_uri()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port), "--backend-store-uri", uri]
-    print(f"MLflow UI: http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    server = subprocess.Popen(command)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=30)
-        return 0
+    if uri.startswith(("http://", "https://")):
+        raise PrunesearchError(f"MLFLOW_TRACKING_URI is a tracking server ({uri}): open it in a browser instead of 'prunesearch ui'")
+    experiment_id = review_experiment(client(uri), args.experiment)
+
+    def stop(signum, frame):  # noqa: ANN001, ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    with serve(uri, args.host, args.port, args.workers) as server:
+        server.wait_ready()
+        shown = server.base_url.replace("//0.0.0.0:", "//127.0.0.1:")
+        url = runs_url(shown, experiment_id)
+        print(f"MLflow UI: {url}\n(store {uri}; Ctrl-C stops the server)", flush=True)
+        graphical = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform == "darwin"
+        if args.browser or (args.browser is None and graphical):
+            import webbrowser
+
+            webbrowser.open(url)
+        try:
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        raise PrunesearchError(f"the MLflow server stopped with code {server.process.returncode}: {server.last_line()}")

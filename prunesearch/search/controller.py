@@ -167,7 +167,7 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
     state = StudyState.read(study, settings.retries)
     fit_seeds = [c for c in settings.seeds if c.key in {f.key for f in feasible}]
     order = fit_seeds + sorted(
-        (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].per_frame_ms, c)
+        (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].priced_ms, c)
     ) if enumerate_all else fit_seeds
     seeded = []
     for cand in order:
@@ -357,7 +357,7 @@ class SearchController:
         return self._train(trial, writer, cand)
 
     def _train(self, trial: Trial, writer: TrialWriter, cand: Candidate) -> tuple[float, float]:
-        latency = self.book.prices[cand.key][self.book.primary].per_frame_ms
+        latency = self.book.prices[cand.key][self.book.primary].priced_ms
         start = time.perf_counter()
         run_id = self.sink.begin(trial.number, cand, str(this_worker()))
         writer.run(run_id)
@@ -382,7 +382,7 @@ class SearchController:
                 score = rungs.score()
                 writer.rung(rung, score)
                 peers = [
-                    (self.book.prices[r.candidate][self.book.primary].per_frame_ms, r.rungs[rung])
+                    (self.book.prices[r.candidate][self.book.primary].priced_ms, r.rungs[rung])
                     for r in records(self.study)
                     if r.number != trial.number and rung in r.rungs
                 ]

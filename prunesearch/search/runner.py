@@ -28,7 +28,9 @@ from typing import Any, Protocol
 import optuna
 import torch
 
+from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
+from prunesearch.devices import resolve_device, resolve_precision, worker_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import default_study_storage, is_remote, tracking_uri
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
@@ -71,6 +73,11 @@ class RunRequest:
     teacher: str | None = None
     data: str | None = None
     workdir: str | None = None
+    template_update: int | None = None
+    device: str | None = None  # --device: the fine-tunes' and evaluations' device
+    gpus: tuple[int, ...] = ()  # --gpus: the GPUs the workers take one each
+    template_factor: float | None = None  # --template-factor / --search-factor over the teacher's
+    search_factor: float | None = None
 
 
 @dataclass
@@ -120,28 +127,33 @@ class Setup:
     info: SearchInfo
     workdir: Path
     times: RunTimes
+    crop: CropGeometry = field(default_factory=CropGeometry)
+    eval_device: str | None = None
 
     def trainer(self) -> CandidateTrainer:
-        return CandidateTrainer(self.teacher, self.train, self.val, self.finetune_config, self.workdir)
+        return CandidateTrainer(
+            self.teacher, self.train, self.val, self.finetune_config, self.workdir, self.crop, self.eval_device,
+            real_data=self.experiment.data.path is not None,
+        )
 
 
 def same_architecture(a: TrackerConfig, b: TrackerConfig) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in _ARCH_FIELDS)
 
 
-def load_teacher(exp: Experiment) -> tuple[JointTracker, str]:
-    """The experiment's teacher and the sha256 of the file it came from."""
-    from prunesearch.checkpoints import load_checkpoint
+def load_teacher(exp: Experiment, device: str = "cpu") -> tuple[JointTracker, str, CropGeometry | None]:
+    """The experiment's teacher on ``device``, the sha256 of its file, and the crop geometry it records."""
+    from prunesearch.checkpoints import load_tracker
     from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
 
     if exp.teacher_checkpoint is None:
-        return load_shipped_teacher(), file_sha256(SHIPPED_TEACHER)
-    model = load_checkpoint(exp.teacher_checkpoint)
+        return load_shipped_teacher().to(device), file_sha256(SHIPPED_TEACHER), None
+    model, crop = load_tracker(exp.teacher_checkpoint, device=device)
     if not isinstance(model, JointTracker):
         raise PrunesearchError(
             f"teacher checkpoint {exp.teacher_checkpoint} holds a {model.kind} model; the teacher must be a joint (OSTrack-style) tracker"
         )
-    return model.eval(), file_sha256(exp.teacher_checkpoint)
+    return model.eval(), file_sha256(exp.teacher_checkpoint), crop
 
 
 def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
@@ -159,18 +171,33 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
     return train[: spec.train_sequences], val[: spec.val_sequences]
 
 
-def prepare(req: RunRequest, storage: str, times: RunTimes | None = None) -> Setup:
-    """Read, check, price and load, cheapest checks first so bad input fails in a second."""
+def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
+    """What makes two runs the same study: a re-profiled or re-derived table, or another template
+    schedule, prices differently, so it starts a new study instead of silently resuming the old one."""
+    tables = ",".join(f"{t}={book.table_hashes[t]}" for t in book.targets)
+    return "|".join((experiment, teacher_fp, data_fp, tables, repr(budget.ms), f"template_update={book.template_update}"))
+
+
+def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | None = None) -> Setup:
+    """Read, check, price and load, cheapest checks first so bad input fails in a second.
+
+    ``index`` is the worker this setup is for: with several GPUs, each worker takes its own.
+    """
     times = times or RunTimes()
     if not req.targets:
         raise PrunesearchError("give at least one --target")
     exp = load_experiment(req.experiment).with_overrides(req.teacher, req.data, req.seed, req.trials)
     budget = parse_budget(req.budget)
     finetune_config = exp.finetune_config()
+    device = worker_device(req.device or finetune_config.device, req.gpus, index)
+    finetune_config = dataclasses.replace(finetune_config, device=device)
+    eval_device = worker_device(req.device or exp.evaluation_device or device, req.gpus, index)
+    resolve_precision(finetune_config.precision, resolve_device(device), "finetune.precision")
     times.lap("setup")
-    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch)
+    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
     times.lap("pricing")
-    teacher, teacher_fp = load_teacher(exp)
+    teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
+    crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
     times.lap("teacher")
     book = PriceBook(exp.space.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
@@ -178,7 +205,9 @@ def prepare(req: RunRequest, storage: str, times: RunTimes | None = None) -> Set
     train, val = load_data(exp.data)
     data_fp = data_fingerprint(train, val)
     times.lap("data")
-    identity = "|".join((exp.identity(), teacher_fp, data_fp, ",".join(book.targets), repr(budget.ms)))
+    identity = study_identity(exp.identity(), teacher_fp, data_fp, book, budget)
+    if crop != CropGeometry():
+        identity += f"|crop {crop.template_factor} {crop.search_factor}"
     study = f"{exp.name}/{'+'.join(book.targets)}/{budget.text}/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
     info = SearchInfo(
         experiment=exp.name,
@@ -193,12 +222,13 @@ def prepare(req: RunRequest, storage: str, times: RunTimes | None = None) -> Set
         data_fingerprint=data_fp,
         seed=exp.seed,
         accuracy_scale="full" if same_architecture(teacher.cfg, exp.arch) else "small",
-        finetune=dataclasses.asdict(finetune_config),
+        finetune=dataclasses.asdict(finetune_config) | {"crop": crop.to_dict()},
         table_hashes=book.table_hashes,
+        template_update=book.template_update,
     )
     root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root / study.replace("/", "-")
-    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, times)
+    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, times, crop, eval_device)
 
 
 class QueueProgress:
@@ -267,7 +297,7 @@ def _worker(
     _die_with(parent)
     torch.set_num_threads(threads)
     try:
-        setup = prepare(req, storage)
+        setup = prepare(req, storage, index)
         study = open_study(storage, setup.info.study, _sampler(setup.experiment, index))
         log = SearchLog(uri, setup.info, setup.book, parent_id)
         _controller(setup, study, log, plan, QueueProgress(events), index).work()
@@ -364,7 +394,7 @@ def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
     out: dict[str, list[ReferencePoint]] = {}
     for target in setup.book.targets:
         out[target] = [
-            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].per_frame_ms)
+            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].priced_ms)
             for r in setup.experiment.reference
         ]
     return out
@@ -420,7 +450,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     uri = tracking_uri()
     storage = study_storage(uri, req.storage)
     study_storage_ = open_storage(storage)  # a bad URL or a missing driver fails before any work
-    setup = prepare(req, storage, times)
+    setup = prepare(req, storage, times=times)
     exp = setup.experiment
     study = open_study(study_storage_, setup.info.study, _sampler(exp, 0))
     with heartbeat(study, exp.search.heartbeat_s):

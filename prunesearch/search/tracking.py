@@ -51,6 +51,7 @@ class SearchInfo:
     accuracy_scale: str
     finetune: dict[str, object]
     table_hashes: dict[str, str]
+    template_update: int | None = None
 
     def common_params(self) -> dict[str, object]:
         return {
@@ -61,6 +62,7 @@ class SearchInfo:
             "teacher": self.teacher,
             "data": self.data,
             "seed": self.seed,
+            "template_update": self.template_update or "once per sequence",
             **_flat("finetune", self.finetune),
         }
 
@@ -102,6 +104,7 @@ def pricing_rows(book: PriceBook) -> list[dict[str, object]]:
         row: dict[str, object] = {"candidate": cand.key, **cand.params}
         for target, price in book.prices[cand.key].items():
             row[f"frame_ms.{target}"] = round(price.per_frame_ms, 4)
+            row[f"priced_ms.{target}"] = round(price.priced_ms, 4)
             row[f"template_ms.{target}"] = round(price.template_ms, 4)
             row[f"fits.{target}"] = book.fits(cand, target)
         row.update({k: round(v, 4) for k, v in asdict(book.costs[cand.key]).items()})
@@ -152,7 +155,7 @@ class SearchLog:
         run_id = self.writer.create_run(self.experiment_id, f"{cand.name} {cand.rule}", tags, parent_id=self.parent_id)
         metrics: dict[str, float] = {}
         for target, price in self.book.prices[cand.key].items():
-            metrics[f"latency_ms.{target}"] = price.per_frame_ms
+            metrics[f"latency_ms.{target}"] = price.priced_ms
             metrics[f"fps.{target}"] = price.fps
             metrics[f"template_ms.{target}"] = price.template_ms
         metrics.update(asdict(self.book.costs[cand.key]))
