@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prunesearch.search.plot import SCALE_NOTE
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -16,10 +18,6 @@ if TYPE_CHECKING:
     from prunesearch.search.results import CandidateResult
 
 DEFAULT_EXPERIMENT = "b4-b9"
-SCALE_NOTE = {
-    "small": "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
-    "full": "accuracy scale: full — AO from a teacher of the deployment architecture",
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
