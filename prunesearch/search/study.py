@@ -379,7 +379,9 @@ def open_study(
         storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
     )
     if study.metric_names is None:
-        study.set_metric_names(["ao", f"latency_ms.{primary}"])
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["ao", f"latency_ms.{primary}"])
     return study
 
 

@@ -291,7 +291,7 @@ def describe(info: SearchInfo, strategy: str) -> str:
         f"**Search** `{info.experiment}` on {', '.join(f'`{t}`' for t in info.targets)}, budget **{info.budget.text}** "
         f"per frame, strategy **{strategy}**; teacher {info.teacher}, data {info.data}, seed {info.seed}.",
         "",
-        f"**Accuracy scale: {info.accuracy_scale}.** {SCALE_NOTE.get(info.accuracy_scale, '')}",
+        f"**{SCALE_NOTE.get(info.accuracy_scale, 'accuracy scale: ' + info.accuracy_scale)}.**",
         "",
         f"Checkpoints: `{info.workdir}` on the machine that trained each candidate (the `checkpoint` tag of "
         "its run); front members are also logged as MLflow models (*Logged models*, and the registry). "
