@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
-from prunesearch.search.stored import comparable, read_results
+from prunesearch.search.stored import comparable, read_results, stopped_early
 from prunesearch.mlflow_log.store import default_study_storage
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
@@ -141,6 +141,7 @@ def test_an_early_stopped_candidate_says_why_in_its_run(empty_store, tmp_path, m
     assert run.data.tags["status"] == "early-stopped" and run.data.tags["reason"] == reason
     assert run.info.run_name == "B4-2 uniform [early-stopped]" and reason in run.data.tags["mlflow.note.content"]
     assert [m.step for m in MlflowClient(uri).get_metric_history(run_id, "early_stop.rung_loss")] == [6]
+    assert stopped_early(uri, EXPERIMENT) == ["B4-2/uniform"]
 
 
 def test_reading_back_refuses_to_mix_fingerprints(empty_store, tmp_path, monkeypatch):
@@ -165,6 +166,10 @@ def test_pareto_command_prints_table_json_csv_and_plot(searched, tmp_path, capsy
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["accuracy_scale"] == "small" and [r["candidate"] for r in out["fronts"]["fast"]] == expected
+    assert {"checkpoint", "model_uri", "run_id"} <= set(out["fronts"]["fast"][0]) and out["fronts"]["fast"][0]["pareto"]
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json", "--all"]) == 0
+    listed = json.loads(capsys.readouterr().out)["candidates"]["fast"]
+    assert len(listed) == 7 and {r["candidate"] for r in listed if r["pareto"]} == set(expected)
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--csv", "--budget", "5.3ms"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["candidate"] for r in rows] == [r.key for r in front_for(results, "fast", 5.3)]

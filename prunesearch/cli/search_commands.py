@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", help="only candidates within this budget, e.g. 10ms")
     p.add_argument("--study", help="only runs of this study (run tag 'study')")
     p.add_argument("--allow-mixed", action="store_true", help="combine runs with different table, data or teacher fingerprints")
+    p.add_argument("--all", action="store_true", help="list every fine-tuned candidate, dominated ones too (front members starred)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
@@ -139,8 +140,10 @@ class RichDisplay:
             self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
 
-def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
-    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow."""
+def front_table(front: list["CandidateResult"], target: str, title: str, marked: set[str] | None = None) -> "Table":
+    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow.
+
+    ``marked``: the keys to star (the front members, when the table lists every candidate)."""
     from rich import box
     from rich.table import Table
 
@@ -154,7 +157,7 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
     for r in front:
         row = r.row(target)
         table.add_row(
-            r.key,
+            f"{r.key} *" if marked and r.key in marked else r.key,
             *(f"{100 * row[k]:.1f}" for k in ("ao", "sr50", "sr75", "auc")),
             f"{row['frame_ms']:.2f}", f"{row['fps']:.1f}", f"{row['template_ms']:.2f}",
             f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
@@ -226,7 +229,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.search.stored import comparable, read_results
+    from prunesearch.search.stored import comparable, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
@@ -250,21 +253,34 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         pools[target] = comparable(stored, target, args.allow_mixed)
         fronts[target] = front_for(pools[target], target, budget_ms)
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
+    where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
+    on_front = {t: {r.key for r in f} for t, f in fronts.items()}
+    # --all: every fine-tuned candidate, fastest first, each saying whether it is on the front.
+    shown = {t: sorted(pools[t], key=lambda r: r.latency_ms[t]) if args.all else f for t, f in fronts.items()}
+
+    def rows(target: str) -> list[dict[str, object]]:
+        return [{**r.row(target), "pareto": r.key in on_front[target], **where[r.run_id]} for r in shown[target]]
+
     if args.json:
         print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales),
-                          "fronts": {t: [r.row(t) for r in f] for t, f in fronts.items()}}, indent=2))
+                          "candidates" if args.all else "fronts": {t: rows(t) for t in shown}}, indent=2))
     elif args.csv:
         import csv
 
-        rows = [r.row(t) for t, f in fronts.items() for r in f]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["candidate"])
+        flat = [row for t in shown for row in rows(t)]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(flat[0]) if flat else ["candidate"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
     else:
         console = Console()
-        for target, front in fronts.items():
-            title = f"{args.experiment}: Pareto front on {target} ({len(pools[target])} fine-tuned; accuracy scale {', '.join(scales)})"
-            console.print(front_table(front, target, title))
+        stopped = stopped_early(uri, args.experiment, args.study)
+        for target, front in shown.items():
+            count = f"{len(pools[target]) + len(stopped)} fine-tuned"
+            if stopped:
+                count += f", {len(stopped)} of them stopped early"
+            what = "every fine-tuned candidate (* on the front)" if args.all else "Pareto front"
+            title = f"{args.experiment}: {what} on {target} ({count}; accuracy scale {', '.join(scales)})"
+            console.print(front_table(front, target, title, on_front[target] if args.all else None))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
     if plot is not None:

@@ -20,6 +20,8 @@ class StoredResult:
     fingerprints: dict[str, str]  # data, teacher, and the latency table of each target
     study: str
     start_time: int
+    checkpoint: str = ""  # the fine-tuned weights, on the machine that trained it
+    model_uri: str = ""  # the logged MLflow model, for front members
 
 
 def _from_run(run) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
@@ -43,18 +45,28 @@ def _from_run(run) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
     )
     prints = {"data": t.get("data_fingerprint", ""), "teacher": t.get("teacher_fingerprint", "")}
     prints.update({f"latency_table.{x}": t.get(f"latency_table.{x}", "") for x in targets})
-    return StoredResult(result, prints, t.get("study", ""), run.info.start_time)
+    return StoredResult(result, prints, t.get("study", ""), run.info.start_time, t.get("checkpoint", ""), t.get("model_uri", ""))
 
 
 def read_results(uri: str, experiment: str, study: str | None = None) -> list[StoredResult]:
     """Every trained candidate of an MLflow experiment (optionally one study), oldest first."""
+    runs = _candidate_runs(uri, experiment, "trained", study)
+    return sorted((_from_run(r) for r in runs), key=lambda s: s.start_time)
+
+
+def stopped_early(uri: str, experiment: str, study: str | None = None) -> list[str]:
+    """The candidates fine-tuned and stopped early (no accuracy: never on a front), by key."""
+    return sorted({r.data.tags["candidate"] for r in _candidate_runs(uri, experiment, "early_stopped", study)})
+
+
+def _candidate_runs(uri: str, experiment: str, outcome: str, study: str | None) -> list:
     mlflow_client = client(uri)
     exp_id = experiment_id(mlflow_client, experiment, create=False)
     if exp_id is None:
         raise PrunesearchError(
             f"the MLflow store {uri} holds no experiment {experiment!r}; run `prunesearch run --experiment {experiment}` first"
         )
-    query = "tags.kind = 'candidate' AND tags.outcome = 'trained'"
+    query = f"tags.kind = 'candidate' AND tags.outcome = '{outcome}'"
     if study:
         query += f" AND tags.study = '{study}'"
     runs, token = [], None
@@ -63,8 +75,7 @@ def read_results(uri: str, experiment: str, study: str | None = None) -> list[St
         runs.extend(page)
         token = page.token
         if not token:
-            break
-    return sorted((_from_run(r) for r in runs), key=lambda s: s.start_time)
+            return runs
 
 
 def comparable(stored: list[StoredResult], target: str, allow_mixed: bool) -> list[CandidateResult]:
