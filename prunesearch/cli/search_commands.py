@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prunesearch.cli import args as argtypes
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -32,11 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (experiments/NAME.yaml) or file")
     p.add_argument("--target", action="append", required=True, metavar="T", help="device to price for; repeat for several")
     p.add_argument("--budget", required=True, help="per-frame latency budget: 10ms, 0.01s or 100fps")
-    p.add_argument("--trials", type=int, help="candidates to fine-tune (default: the experiment's)")
-    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite optuna.db beside the MLflow store); "
+    p.add_argument("--trials", type=argtypes.count, help="candidates to fine-tune (default: the experiment's)")
+    p.add_argument("--workers", type=argtypes.count, help="worker processes on this machine sharing the study "
+                   "(at most one per CPU unless --force)")
+    p.add_argument("--force", action="store_true", help="allow more --workers than this machine has CPUs")
+    p.add_argument("--storage", type=argtypes.nonempty, help="Optuna storage URL (default: sqlite optuna.db beside the MLflow store); "
                    "a PostgreSQL URL lets several machines share one study")
-    p.add_argument("--seed", type=int, help="seed of the fine-tunes and the sampler (default: the experiment's)")
+    p.add_argument("--seed", type=argtypes.seed, help="seed of the fine-tunes and the sampler (default: the experiment's)")
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
@@ -51,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG plot (one per target: FILE_target.png when several)")
+    p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser("ui", help="the MLflow UI over the same store, on 127.0.0.1")
@@ -147,6 +151,23 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
     return table
 
 
+def _workers(args: argparse.Namespace) -> int:
+    """``--workers``, else the experiment's; more than one per CPU only with ``--force`` (each loads the data)."""
+    import os
+
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.search.experiment import load_experiment
+
+    workers, where = args.workers, "--workers"
+    if workers is None:
+        exp = load_experiment(args.experiment)
+        workers, where = exp.search.workers, f"{exp.path}: search.workers"
+    cpus = os.cpu_count() or 1
+    if workers > cpus and not args.force:
+        raise PrunesearchError(f"{where}: {workers} worker processes on {cpus} CPUs; use at most {cpus}, or pass --force")
+    return workers
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -155,13 +176,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console()
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
-        workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
+        workers=_workers(args), storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
         workdir=args.workdir,
     )
-    if args.workers is not None and args.workers < 1:
-        from prunesearch.errors import PrunesearchError
-
-        raise PrunesearchError(f"--workers must be at least 1, got {args.workers}")
     with RichDisplay(console) as display:
         report = run_search(req, display)
     setup = report.setup
@@ -196,6 +213,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.search.results import front_for
 
     budget_ms = parse_budget(args.budget).ms if args.budget else None
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        raise PrunesearchError(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
     uri = tracking_uri()
     stored = read_results(uri, args.experiment, args.study)
     if not stored:

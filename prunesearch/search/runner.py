@@ -121,11 +121,11 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
         return builtin_sequences("train", count=spec.train_sequences), builtin_sequences("val", count=spec.val_sequences)
     from prunesearch.data import open_dataset
 
-    train = open_dataset(spec.path, split=spec.train_split)
-    val = open_dataset(spec.path, split=spec.val_split)
+    train = open_dataset(spec.path, spec.train_split, spec.train_sequences, spec.bad_frames)
+    val = open_dataset(spec.path, spec.val_split, spec.val_sequences, spec.bad_frames)
     if not train or not val:
         raise PrunesearchError(f"{spec.path} holds no sequences in split {spec.train_split!r} or {spec.val_split!r}")
-    return train[: spec.train_sequences], val[: spec.val_sequences]
+    return train, val
 
 
 def prepare(req: RunRequest) -> Setup:
@@ -149,7 +149,7 @@ def prepare(req: RunRequest) -> Setup:
     lap("pricing")
     teacher, teacher_fp = load_teacher(exp)
     lap("teacher")
-    book = PriceBook(exp.space.candidates(teacher.depth), pricer, budget, exp.arch)
+    book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
     lap("pricing")
     train, val = load_data(exp.data)

@@ -21,19 +21,20 @@ import torch
 from prunesearch.data.processing import box_window, crop_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
+from prunesearch.fields import checked
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Crop geometry and photometric augmentation of training pairs."""
 
-    template_factor: float = 2.0
-    search_factor: float = 4.0
-    center_jitter: float = 3.0
-    scale_jitter: float = 0.25
-    brightness: float = 0.2  # per-channel gain drawn from [1 - b, 1 + b]
-    grayscale_prob: float = 0.05
-    flip_prob: float = 0.5
+    template_factor: float = checked(2.0, above=0, maximum=16)
+    search_factor: float = checked(4.0, above=0, maximum=16)
+    center_jitter: float = checked(3.0, minimum=0, maximum=16)
+    scale_jitter: float = checked(0.25, minimum=0, maximum=4)
+    brightness: float = checked(0.2, minimum=0, maximum=1)  # per-channel gain drawn from [1 - b, 1 + b]
+    grayscale_prob: float = checked(0.05, minimum=0, maximum=1)
+    flip_prob: float = checked(0.5, minimum=0, maximum=1)
 
 
 class PairBatch(NamedTuple):
