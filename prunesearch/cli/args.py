@@ -8,16 +8,17 @@ from collections.abc import Callable
 from prunesearch.fields import INT_MAX, SEED_MAX, Rule
 
 
-def whole(minimum: int = 0, maximum: int = INT_MAX) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number from ``minimum`` to ``maximum``."""
+def whole(minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``minimum`` to ``maximum`` (a C int if None)."""
     rule = Rule(minimum, maximum)
+    top = INT_MAX if maximum is None else maximum
 
     def read(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or not rule.allows(value):
+        if value is None or not rule.allows(value) or value > top:
             raise argparse.ArgumentTypeError(f"expected a whole number{rule.describe()}, got {text[:40]!r}")
         return value
 

@@ -88,7 +88,8 @@ class RichDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.overall is not None:  # a search that never began (bad input) prints nothing
+            self.progress.stop()
 
     def _describe(self) -> str:
         return f"fine-tunes: {self.done} done, {self.left} left"

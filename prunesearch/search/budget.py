@@ -46,6 +46,6 @@ def parse_budget(text: str) -> Budget:
     ms = {"ms": value, "s": value * 1000.0, "fps": 1000.0 / value}[unit]
     if not (math.isfinite(ms) and MIN_MS <= ms <= MAX_MS):
         raise PrunesearchError(
-            f"the budget {clip(text)!r} is {ms:g} ms per frame; give one from {MIN_MS:g} ms to {MAX_MS:g} ms (one hour)"
+            f"the budget {clip(text)!r} is {ms:g} ms per frame; give one from {MIN_MS:g} ms to {MAX_MS:.0f} ms (one hour)"
         )
     return Budget(ms=ms, text=f"{match.group(1)}{unit}")

@@ -331,8 +331,8 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     _interrupt_on_term()
     uri = tracking_uri()
     storage = req.storage or default_study_storage(uri)
-    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any work
-    setup = prepare(req)
+    setup = prepare(req)  # every input is checked before the storage (a new SQLite file) is created
+    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
     exp, seconds = setup.experiment, setup.seconds
     clock = time.perf_counter()
     setup.info = dataclasses.replace(setup.info, storage=redact(storage))

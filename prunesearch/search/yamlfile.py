@@ -40,11 +40,11 @@ class _BoundedLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                raise _Refused(f"more than {MAX_ALIASES} aliases (*name)")
+                raise _Refused(f"more than {MAX_ALIASES} aliases (*name)", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
-            raise _Refused(f"nested more than {MAX_DEPTH} levels deep")
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
         try:
             return super().compose_node(parent, index)
         finally:
@@ -60,9 +60,9 @@ class _BoundedLoader(yaml.SafeLoader):
 class _Refused(yaml.YAMLError):
     """A file over one of the bounds above."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, mark: Any = None) -> None:
         super().__init__(problem)
-        self.problem = problem
+        self.problem, self.problem_mark = problem, mark
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
@@ -94,7 +94,8 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise PrunesearchError(f"{source}:{where} is not valid YAML ({clip(problem)})") from None
+        verdict = "refused, a settings file is small" if isinstance(err, _Refused) else "is not valid YAML"
+        raise PrunesearchError(f"{source}:{where} {verdict} ({clip(problem)})") from None
     except (ValueError, OverflowError) as err:  # e.g. an integer of more digits than Python converts
         raise PrunesearchError(f"{source}: is not valid YAML ({clip(str(err))})") from None
 
