@@ -96,8 +96,8 @@ def parse_yaml(text: str, source: str) -> Any:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         verdict = "refused, a settings file is small" if isinstance(err, _Refused) else "is not valid YAML"
         raise PrunesearchError(f"{source}:{where} {verdict} ({clip(problem)})") from None
-    except (ValueError, OverflowError) as err:  # e.g. an integer of more digits than Python converts
-        raise PrunesearchError(f"{source}: is not valid YAML ({clip(str(err))})") from None
+    except Exception as err:  # noqa: BLE001 - PyYAML's constructors fail on odd scalars ("!!int ''", 5000 digits)
+        raise PrunesearchError(f"{source}: is not valid YAML ({type(err).__name__}: {clip(str(err))})") from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
