@@ -63,7 +63,7 @@ def _write(tmp_path, text, name="exp.yaml"):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("search: {trials: six}\n", r"exp.yaml: search.trials: expected a whole number >= 1, got 'six'"),
+        ("search: {trials: six}\n", r"exp.yaml: search.trials: expected a whole number >= 1 \(default 6\), got 'six'"),
         ("serch: {}\n", r"exp.yaml: serch: unknown key; allowed keys here: description, architecture"),
         ("architecture: vit-l\n", r"exp.yaml: architecture: expected one of small, vit-b, got 'vit-l'"),
         ("search: {sampler: cmaes}\n", r"search.sampler: expected one of tpe, nsga2, random"),

@@ -159,16 +159,16 @@ class Section:
     def number(self, key: str, default: float | None = None, minimum: float | None = None, maximum: float | None = None) -> float:
         return self._real(key, self.data.get(key, default), Rule(minimum, maximum))
 
-    def _whole(self, key: str, value: Any, rule: Rule) -> int:
+    def _whole(self, key: str, value: Any, rule: Rule, note: str = "") -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not rule.allows(value):
-            raise self.fail(key, f"a whole number{rule.describe()}", value)
+            raise self.fail(key, f"a whole number{rule.describe()}{note}", value)
         if value > INT_MAX:
             raise self.fail(key, f"a whole number up to {INT_MAX}", value)
         return value
 
-    def _real(self, key: str, value: Any, rule: Rule) -> float:
+    def _real(self, key: str, value: Any, rule: Rule, note: str = "") -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not rule.allows(float(value)):
-            raise self.fail(key, f"a finite number{rule.describe()}", value)
+            raise self.fail(key, f"a finite number{rule.describe()}{note}", value)
         return float(value)
 
     def text(self, key: str, default: str | None = None, choices: Iterable[str] | None = None) -> str:
@@ -200,26 +200,28 @@ class Section:
         hints = typing.get_type_hints(cls)
         self.only(fields)
         values = {
-            key: self._field(key, value, hints[key], rule_of(fields[key]))
+            key: self._field(key, value, hints[key], fields[key])
             for key, value in self.data.items()
             if key not in skip
         }
         return cls(**values)
 
-    def _field(self, key: str, value: Any, hint: Any, rule: Rule) -> Any:
+    def _field(self, key: str, value: Any, hint: Any, f: dataclasses.Field) -> Any:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-            return None if value is None else self._field(key, value, args[0], rule)
+            return None if value is None else self._field(key, value, args[0], f)
         if dataclasses.is_dataclass(hint):
             return self.section(key).build(hint)
+        rule = rule_of(f)
+        note = f" (default {f.default!r})" if f.default not in (dataclasses.MISSING, None) else ""
         if hint is bool:
             if not isinstance(value, bool):
-                raise self.fail(key, "true or false", value)
+                raise self.fail(key, f"true or false{note}", value)
             return value
         if hint is int:
-            return self._whole(key, value, rule)
+            return self._whole(key, value, rule, note)
         if hint is float:
-            return self._real(key, value, rule)
+            return self._real(key, value, rule, note)
         choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else rule.choices
         if hint is str or choices:
             return self.text(key, choices=choices)
