@@ -1,4 +1,5 @@
 import json
+import re
 import sys
 
 import pytest
@@ -38,6 +39,9 @@ def test_eval_checkpoint_json_and_got10k_results(files, capsys, tmp_path):
     (result,) = report["results"]
     assert result["name"] == "B2-1" and result["sequences_scored"] == 2 and result["frames"] == 6
     assert 0 <= result["ao"] <= 1 and len(result["per_sequence"]) == 2
+    ci = result["ci"]["ao"]
+    assert ci["low"] <= result["ao"] <= ci["high"] and ci["level"] == 0.95 and ci["value"] == result["ao"]
+    assert set(result["ci"]) == {"ao", "sr50", "sr75", "auc"} and report["bootstrap"]["unit"] == "sequence"
     seq = "GOT-10k_Val_000001"
     assert (tmp_path / "B2-1" / seq / f"{seq}_001.txt").read_text().count("\n") == 3
     assert (tmp_path / "B2-1" / seq / f"{seq}_time.txt").is_file()
@@ -48,12 +52,14 @@ def test_eval_table_with_mil_baseline(files, capsys):
     assert main(["eval", "--checkpoint", str(files / "b2-1.pt"), "--data", str(files / "got"), "--baselines", "mil"]) == 0
     out = capsys.readouterr().out
     assert "B2-1" in out and "opencv-mil" in out and "AO" in out and "results written" not in out
+    assert "95% bootstrap interval over sequences" in out and re.search(r"\d+\.\d-\d+\.\d", out)
 
 
 def test_eval_test_split_is_tracked_not_scored(files, capsys):
     report = run_json(capsys, "--checkpoint", str(files / "b2-1.pt"), "--data", str(files / "got"), "--split", "test")
     (result,) = report["results"]
     assert result["sequences_scored"] == 0 and result["ao"] is None and result["frames"] == 3
+    assert result["ci"] == {}
 
 
 def test_eval_defaults_to_the_shipped_teacher(files, capsys, monkeypatch):
@@ -77,6 +83,8 @@ def test_eval_onnx_graphs(files, capsys):
         (["--data", "{root}"], "neither GOT-10k"),
         (["--data", "{root}/got", "--split", "train"], "split 'train' not found"),
         (["--data", "{root}/got", "--baselines", "nope"], "unknown baseline 'nope'"),
+        (["--data", "{root}/got", "--level", "95"], "--level must lie strictly between 0 and 1"),
+        (["--data", "{root}/got", "--resamples", "0"], "--resamples must be at least 1"),
         (["--checkpoint", "{root}/missing.pt", "--data", "{root}/got"], "does not exist"),
     ],
 )

@@ -75,7 +75,7 @@ def test_export_with_random_weights_says_so_and_checks(capsys, tmp_path):
     argv = ["export", "--preset", "small", "--depth", "2", "--ai-layers", "1", "--out", str(tmp_path), "--check"]
     code, out, _ = _run(capsys, *argv)
     assert code == 0
-    assert "weights are random" in out and "max abs diff" in out
+    assert "weights are random" in out and "max abs diff" in out and "check passed: every output within 0.0001" in out
     meta = {p.key: p.value for p in onnx.load(tmp_path / "frame.onnx").metadata_props}
     assert (meta["prunesearch.model"], meta["prunesearch.weights"]) == ("B2-1", "random")
     assert (tmp_path / "template.onnx").is_file()

@@ -145,6 +145,8 @@ def test_pareto_command_prints_table_json_csv_and_plot(searched, tmp_path, capsy
     assert "no run of 'unit-search' was priced on 'orin'; priced on: fast, slow" in capsys.readouterr().err
     assert main(["pareto", "--experiment", "nothing-here"]) == 2
     assert "holds no experiment 'nothing-here'" in capsys.readouterr().err
+    assert main(["pareto", "--experiment", EXPERIMENT, "--plot", str(tmp_path / "no" / "dir" / "p.png")]) == 2
+    assert "folder" in capsys.readouterr().err and not (tmp_path / "no").exists()
 
 
 def test_study_storage_sits_beside_the_store_and_passwords_are_hidden(tmp_path):

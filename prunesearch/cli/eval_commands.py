@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 from prunesearch.cli import args as argtypes
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="", metavar="NAMES", help="comma list of OpenCV baselines to run beside: mil, kcf, csrt")
     p.add_argument("--out", type=Path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
+                   help=f"bootstrap resamples of the sequences for the confidence intervals (default {DEFAULT_RESAMPLES})")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL, metavar="P",
+                   help=f"confidence level of the intervals (default {DEFAULT_LEVEL})")
     p.set_defaults(func=cmd_eval)
 
 
@@ -80,6 +86,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from prunesearch.evaluation import OpenCVTracker, evaluate, evaluate_tracker
     from prunesearch.evaluation.results import write_report
 
+    if args.resamples < 1:
+        raise PrunesearchError(f"--resamples must be at least 1, got {args.resamples}")
+    if not 0.0 < args.level < 1.0:
+        raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
     baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
     model, name, model_info = _load_model(args)
@@ -88,10 +98,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def out_dir(tracker_name: str) -> Path | None:
         return None if args.out is None else args.out / _folder_name(tracker_name)
 
-    progress = _progress(args.json)
+    progress = _progress(len(sequences))
     results = [evaluate(model, sequences, out_dir(name), name=name, progress=progress)]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
+    intervals = [_intervals(r, args.resamples, args.level) for r in results]
+    rows = [{**r.to_dict(), "ci": {m: iv.to_dict() for m, iv in ci.items()}} for r, ci in zip(results, intervals)]
     # Unknown (None) for ONNX graphs, which do not say which preset they were exported from.
     stand_in = None if args.onnx is not None else model_info["preset"] == "small"
     report = {
@@ -99,29 +111,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "sequences": len(sequences),
         "model": model_info,
         "small_stand_in": stand_in,
-        "results": [r.to_dict() for r in results],
+        "bootstrap": {"resamples": args.resamples, "level": args.level, "unit": "sequence"},
+        "results": rows,
     }
     if args.out is not None:
-        for r in results:
-            write_report(args.out / f"{_folder_name(r.name)}.json", {**report, "results": [r.to_dict()]})
+        for r, row in zip(results, rows):
+            write_report(args.out / f"{_folder_name(r.name)}.json", {**report, "results": [row]})
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    _print_table(results, source, len(sequences), stand_in, args.out)
+    _print_table(results, intervals, source, len(sequences), stand_in, args.out)
     return 0
 
 
-def _progress(quiet: bool):
-    """A per-sequence status line on stderr (none with --json)."""
+def _intervals(result, resamples: int, level: float) -> dict:
+    """Bootstrap intervals of AO/SR/AUC over the scored sequences (empty where none was scored)."""
+    from prunesearch.evaluation.uncertainty import SequenceStats, bootstrap_intervals
+
+    if result.scored == 0:
+        return {}
+    return bootstrap_intervals(SequenceStats.from_results(result.sequences), resamples, level)
+
+
+def _progress(total: int):
+    """A per-sequence status on stderr, so a long evaluation is never silent: an updating line on a
+    terminal, one line per sequence elsewhere (stdout keeps only the table or the JSON)."""
     from rich.console import Console
 
     console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        return None
-    return lambda seq_name: console.print(f"[dim]tracking {seq_name}[/dim]", end="\r")
+    done = 0
+
+    def show(seq_name: str) -> None:
+        nonlocal done
+        done = done % total + 1
+        if console.is_terminal:
+            console.print(f"[dim]tracking {done}/{total} {seq_name}[/dim]", end="\r")
+        else:
+            print(f"tracking {done}/{total} {seq_name}", file=sys.stderr, flush=True)
+
+    return show
 
 
-def _print_table(results: list, source: str, count: int, stand_in: bool | None, out: Path | None) -> None:
+def _print_table(
+    results: list, intervals: list[dict], source: str, count: int, stand_in: bool | None, out: Path | None
+) -> None:
     import math
 
     from rich.console import Console
@@ -133,10 +166,21 @@ def _print_table(results: list, source: str, count: int, stand_in: bool | None, 
             table.add_column(column, no_wrap=True, min_width=max((len(r.name) for r in results), default=7))
         else:
             table.add_column(column, justify="right")
-    for r in results:
-        cells = ["n/a" if math.isnan(v) else f"{100 * v:.1f}" for v in (r.ao, r.sr50, r.sr75, r.auc, r.precision, r.norm_precision)]
+    def cell(metric: str, value: float, ci: dict) -> str:
+        if math.isnan(value):
+            return "n/a"
+        iv = ci.get(metric)
+        span = f"\n{100 * iv.low:.1f}-{100 * iv.high:.1f}" if iv is not None and not math.isnan(iv.low) else ""
+        return f"{100 * value:.1f}{span}"
+
+    metrics = ("ao", "sr50", "sr75", "auc", "precision", "norm_precision")
+    for r, ci in zip(results, intervals):
+        cells = [cell(m, getattr(r, m), ci) for m in metrics]
         table.add_row(r.name, *cells, "n/a" if math.isnan(r.fps) else f"{r.fps:.1f}", str(r.frames))
+    level = next((iv.level for ci in intervals for iv in ci.values()), None)
     notes = ["accuracy in %; AO/SR per the GOT-10k toolkit, AUC/P/NP per the OTB/LaSOT protocol"]
+    if level is not None:
+        notes.append(f"under each figure its {100 * level:.0f}% bootstrap interval over sequences")
     if stand_in:
         notes.append("accuracy of the small CPU stand-in preset, not of the ViT-B deployment architecture")
     if results and results[0].scored == 0:
@@ -144,4 +188,8 @@ def _print_table(results: list, source: str, count: int, stand_in: bool | None, 
     if out is not None:
         notes.append(f"results written under {out}")
     table.caption = "; ".join(notes)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        # Piped or redirected: wide enough that the intervals under the figures are not folded.
+        console = Console(width=max(console.width, 110))
+    console.print(table)

@@ -170,5 +170,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("onnxruntime vs PyTorch, max abs diff: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
         worst = max(diffs, key=diffs.get)
         if diffs[worst] > ATOL:
-            raise PrunesearchError(f"exported {worst} differs from PyTorch by {diffs[worst]:.2e} (> {ATOL:g})")
+            raise PrunesearchError(f"check failed: exported {worst} differs from PyTorch by {diffs[worst]:.2e} (> {ATOL:g})")
+        print(f"check passed: every output within {ATOL:g} of PyTorch (worst {worst}, {diffs[worst]:.2e})")
     return 0

@@ -58,8 +58,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
     p.set_defaults(func=cmd_pareto)
 
-    p = sub.add_parser("ui", help="the MLflow UI over the same store, on 127.0.0.1")
-    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p = sub.add_parser(
+        "ui",
+        help="the MLflow UI over the same store, on 127.0.0.1",
+        description="Serve the MLflow UI over the search's store (MLFLOW_TRACKING_URI, else ./mlflow.db) and "
+        "print the URL of the experiment's runs table in model-training mode. The server stops with this "
+        "command (Ctrl-C or SIGTERM).",
+    )
+    p.add_argument("--experiment", help="experiment whose runs to open (default: the most recent search in the store)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
+    p.add_argument("--workers", type=int, default=1, help="MLflow web workers (default 1)")
+    p.add_argument("--browser", action=argparse.BooleanOptionalAction, default=None,
+                   help="open the URL in a browser (default: when a graphical display is available)")
     p.set_defaults(func=cmd_ui)
 
 
@@ -214,8 +225,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.search.results import front_for
 
     budget_ms = parse_budget(args.budget).ms if args.budget else None
-    if args.plot and not Path(args.plot).resolve().parent.is_dir():
-        raise PrunesearchError(f"--plot {args.plot}: the folder {Path(args.plot).parent} does not exist")
+    plot = Path(args.plot) if args.plot else None
+    if plot is not None and not plot.parent.is_dir():
+        raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
     uri = tracking_uri()
     stored = read_results(uri, args.experiment, args.study)
     if not stored:
@@ -247,27 +259,48 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             console.print(front_table(front, target, title))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
-    if args.plot:
-        plot = Path(args.plot)
+    if plot is not None:
+        # The budget the runs were searched under, unless --budget asks about another.
+        searched = {r.budget_ms for pool in pools.values() for r in pool}
+        line_ms = budget_ms if budget_ms is not None else (searched.pop() if len(searched) == 1 else None)
         for target in targets:
             path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
-            pareto_plot(pools[target], target, path, budget_ms)
+            pareto_plot(pools[target], target, path, line_ms)
             print(f"plot: {path}", file=sys.stderr)
     return 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
+    import signal
+    import time
 
-    from prunesearch.mlflow_log.store import tracking_uri
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.mlflow_log.store import client, review_experiment, tracking_uri
+    from prunesearch.mlflow_log.ui_server import runs_url, serve
 
     uri = tracking_uri()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port), "--backend-store-uri", uri]
-    print(f"MLflow UI: http://127.0.0.1:{args.port} (store {uri}); Ctrl-C stops it", flush=True)
-    server = subprocess.Popen(command)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=30)
-        return 0
+    if uri.startswith(("http://", "https://")):
+        raise PrunesearchError(f"MLFLOW_TRACKING_URI is a tracking server ({uri}): open it in a browser instead of 'prunesearch ui'")
+    experiment_id = review_experiment(client(uri), args.experiment)
+
+    def stop(signum, frame):  # noqa: ANN001, ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    with serve(uri, args.host, args.port, args.workers) as server:
+        server.wait_ready()
+        shown = server.base_url.replace("//0.0.0.0:", "//127.0.0.1:")
+        url = runs_url(shown, experiment_id)
+        print(f"MLflow UI: {url}\n(store {uri}; Ctrl-C stops the server)", flush=True)
+        graphical = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform == "darwin"
+        if args.browser or (args.browser is None and graphical):
+            import webbrowser
+
+            webbrowser.open(url)
+        try:
+            while server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        raise PrunesearchError(f"the MLflow server stopped with code {server.process.returncode}: {server.last_line()}")

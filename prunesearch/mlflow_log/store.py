@@ -37,6 +37,11 @@ def default_study_storage(uri: str) -> str:
     return f"sqlite:///{Path.cwd() / 'optuna.db'}"
 
 
+# MLflow 3 tells GenAI experiments from model-development ones by this tag; without it the UI
+# guesses, and opens a search's experiment on a Traces overview.
+EXPERIMENT_TAGS = {"prunesearch": "search", "mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa: ANN001
     """The MLflow experiment named after the prunesearch experiment; created on first use if asked."""
     found = mlflow_client.get_experiment_by_name(name)
@@ -44,4 +49,22 @@ def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa
         if found.lifecycle_stage == "deleted":
             raise PrunesearchError(f"the MLflow experiment {name!r} is deleted; restore it or remove it for good")
         return found.experiment_id
-    return mlflow_client.create_experiment(name, tags={"prunesearch": "search"}) if create else None
+    return mlflow_client.create_experiment(name, tags=EXPERIMENT_TAGS) if create else None
+
+
+def review_experiment(mlflow_client, name: str | None) -> str | None:  # noqa: ANN001
+    """The experiment ``prunesearch ui`` opens: ``name``, else the newest search in the store (None
+    when the store holds none). It is marked a model-development experiment, for stores written
+    before prunesearch set that tag."""
+    if name is not None:
+        exp_id = experiment_id(mlflow_client, name, create=False)
+        if exp_id is None:
+            raise PrunesearchError(f"the MLflow store has no experiment {name!r}")
+    else:
+        searches = mlflow_client.search_experiments(filter_string="tags.prunesearch = 'search'", order_by=["creation_time DESC"])
+        if not searches:
+            return None
+        exp_id = searches[0].experiment_id
+    for key, value in EXPERIMENT_TAGS.items():
+        mlflow_client.set_experiment_tag(exp_id, key, value)
+    return exp_id

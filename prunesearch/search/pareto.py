@@ -21,3 +21,27 @@ def pareto_front(items: Iterable[T], accuracy: Callable[[T], float], latency: Ca
         elif (accuracy(item), latency(item)) == (accuracy(front[-1]), latency(front[-1])):
             front.append(item)
     return front
+
+
+def tied_with_front(
+    items: Iterable[T],
+    front: list[T],
+    latency: Callable[[T], float],
+    significantly_better: Callable[[T, T], bool],
+) -> list[T]:
+    """Items off the front that no front member at the same or lower latency significantly beats.
+
+    The front itself is computed on point estimates; an item it leaves out only because its AO is
+    a little lower, by less than the noise of the measurement, is *tied*: the search cannot tell
+    it from the front member that dominates it. ``significantly_better(f, item)`` is the test
+    (a paired bootstrap of the AO difference, see prunesearch.evaluation.uncertainty).
+    """
+    members = {id(f) for f in front}
+    tied = []
+    for item in items:
+        if id(item) in members:
+            continue
+        rivals = [f for f in front if latency(f) <= latency(item)]
+        if not any(significantly_better(f, item) for f in rivals):
+            tied.append(item)
+    return tied

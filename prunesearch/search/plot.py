@@ -1,20 +1,54 @@
-"""Pareto plots: AO against per-frame latency on one target, front highlighted, paper points for reference."""
+"""The Pareto plot: AO against per-frame latency on one target, for ``run`` and ``pareto --plot`` alike.
+
+It is drawn so that it cannot mislead:
+
+* one accuracy scale per axis. Published figures (GOT-10k AO of the paper's ViT-B models) share
+  the search's axis only when the search's accuracy is on that scale too (``accuracy_scale:
+  full``); otherwise they get their own panel beside it, over the same latency axis, so a stand-in
+  AO on built-in data is never read against a paper's GOT-10k AO;
+* every point is labelled, the front drawn as a staircase, tied candidates (not significantly
+  below a front member, see ``prunesearch.search.pareto.tied_with_front``) drawn apart;
+* the budget line and the teacher's latency are drawn whenever they are known;
+* the latency axis is padded around the points, so candidates a few percent apart stay apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from prunesearch.search.results import CandidateResult, front_for
 
+FULL_SCALE = "full"
+
 
 @dataclass(frozen=True)
 class ReferencePoint:
-    """A published result drawn beside the search's own points (e.g. LiteTrack-B9-3)."""
+    """A published result drawn for reference (e.g. LiteTrack-B9-3 on GOT-10k at its table price)."""
 
     label: str
     ao: float  # fraction in [0, 1]
     latency_ms: float
+
+
+def _latency_limits(values: list[float]) -> tuple[float, float]:
+    low, high = min(values), max(values)
+    pad = max(0.08 * (high - low), 0.02 * high, 1e-3)
+    return max(0.0, low - pad), high + pad
+
+
+def _label_offsets(xy: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Label offsets (points) that step labels of near-coincident points apart vertically."""
+    if not xy:
+        return []
+    xs, ys = [p[0] for p in xy], [p[1] for p in xy]
+    near_x, near_y = 0.12 * (max(xs) - min(xs) or 1.0), 0.04 * (max(ys) - min(ys) or 1.0)
+    offsets: list[tuple[int, int]] = []
+    for i, (x, y) in enumerate(xy):
+        crowd = sum(abs(x - xy[j][0]) <= near_x and abs(y - xy[j][1]) <= near_y for j in range(i))
+        offsets.append((4, 4 - 9 * crowd))
+    return offsets
 
 
 def pareto_plot(
@@ -23,40 +57,81 @@ def pareto_plot(
     path: Path,
     budget_ms: float | None = None,
     reference: list[ReferencePoint] | None = None,
+    teacher_ms: float | None = None,
+    tied: Collection[str] = (),
 ) -> Path:
-    """Write a PNG; the title says the accuracy scale so a small-teacher AO is never read as ViT-B's."""
+    """Write the PNG for ``target`` (see :func:`pareto_figure`) into an existing folder."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(results, target, budget_ms, reference, teacher_ms, tied)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(
+    results: list[CandidateResult],
+    target: str,
+    budget_ms: float | None = None,
+    reference: list[ReferencePoint] | None = None,
+    teacher_ms: float | None = None,
+    tied: Collection[str] = (),
+):  # noqa: ANN201 - matplotlib.figure.Figure, imported lazily
+    """The figure for ``target``; ``tied`` holds the keys of tied candidates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     points = [r for r in results if target in r.latency_ms]
-    ax.scatter([r.latency_ms[target] for r in points], [100 * r.ao for r in points], s=18, c="0.6", label="fine-tuned")
-    front = front_for(points, target, budget_ms)
-    ax.plot(
-        [r.latency_ms[target] for r in front], [100 * r.ao for r in front], "o-", c="tab:blue", drawstyle="steps-post",
-        label="Pareto front"
-    )
-    for r in front:
-        ax.annotate(r.key, (r.latency_ms[target], 100 * r.ao), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if reference:
-        ax.scatter(
-            [p.latency_ms for p in reference], [100 * p.ao for p in reference], marker="*", s=80, c="tab:orange",
-            label="published (ViT-B, GOT-10k)",
-        )
-        for p in reference:
-            ax.annotate(p.label, (p.latency_ms, 100 * p.ao), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    if budget_ms is not None:
-        ax.axvline(budget_ms, ls="--", c="tab:red", lw=1, label=f"budget {budget_ms:g} ms")
     scales = sorted({r.accuracy_scale for r in points}) or ["?"]
-    ax.set_title(f"{target}: AO vs per-frame latency (accuracy scale: {', '.join(scales)})", fontsize=9)
-    ax.set_xlabel(f"per-frame latency on {target} (ms)")
-    ax.set_ylabel("AO (%)")
-    ax.grid(alpha=0.3)
+    reference = list(reference or [])
+    same_scale = scales == [FULL_SCALE]
+    own_panel = bool(reference) and not same_scale
+    fig, axes = plt.subplots(1, 2 if own_panel else 1, figsize=(11 if own_panel else 7.5, 4.8), dpi=120,
+                             sharex=True, squeeze=False)
+    ax = axes[0][0]
+
+    front = front_for(points, target, budget_ms)
+    on_front = {r.key for r in front}
+    for group, style in (
+        ([r for r in points if r.key not in on_front and r.key not in tied], {"c": "0.6", "label": "dominated"}),
+        ([r for r in points if r.key in tied and r.key not in on_front],
+         {"facecolors": "none", "edgecolors": "tab:blue", "label": "tied with the front"}),
+    ):
+        if group:
+            ax.scatter([r.latency_ms[target] for r in group], [100 * r.ao for r in group], s=22, **style)
+    ax.plot([r.latency_ms[target] for r in front], [100 * r.ao for r in front], "o-", c="tab:blue",
+            drawstyle="steps-post", label="Pareto front")
+    for r, offset in zip(points, _label_offsets([(r.latency_ms[target], 100 * r.ao) for r in points])):
+        ax.annotate(r.key, (r.latency_ms[target], 100 * r.ao), textcoords="offset points", xytext=offset,
+                    fontsize=6.5, color="tab:blue" if r.key in on_front else "0.35")
+
+    ref_ax = axes[0][1] if own_panel else ax
+    if reference:
+        ref_ax.scatter([p.latency_ms for p in reference], [100 * p.ao for p in reference], marker="*", s=80,
+                       c="tab:orange", label="published (ViT-B, GOT-10k AO)")
+        for p in reference:
+            ref_ax.annotate(p.label, (p.latency_ms, 100 * p.ao), textcoords="offset points", xytext=(4, -10), fontsize=7)
+
+    xs = [r.latency_ms[target] for r in points] + [p.latency_ms for p in reference]
+    for panel in axes[0]:
+        if budget_ms is not None:
+            panel.axvline(budget_ms, ls="--", c="tab:red", lw=1, label=f"budget {budget_ms:g} ms")
+        if teacher_ms is not None:
+            panel.axvline(teacher_ms, ls=":", c="0.2", lw=1, label=f"teacher {teacher_ms:.2f} ms")
+        panel.set_xlabel(f"per-frame latency on {target} (ms)")
+        panel.grid(alpha=0.3)
+    marks = [m for m in (budget_ms, teacher_ms) if m is not None]
+    if xs or marks:
+        ax.set_xlim(*_latency_limits(xs + marks))
+
+    ax.set_title(f"{target}: AO vs per-frame latency, accuracy scale {', '.join(scales)}", fontsize=9)
+    ax.set_ylabel("AO (%) " + ("(GOT-10k scale)" if same_scale else "(this search's data and teacher)"))
     ax.legend(fontsize=7)
+    if own_panel:
+        ref_ax.set_title("published results, their own AO scale (GOT-10k)", fontsize=9)
+        ref_ax.set_ylabel("GOT-10k AO (%)")
+        ref_ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
