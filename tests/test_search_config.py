@@ -124,3 +124,40 @@ def test_overrides_and_identity(tmp_path):
         exp.with_overrides(teacher=str(tmp_path / "t.pt"))
     with pytest.raises(PrunesearchError, match="--trials must be at least 1"):
         exp.with_overrides(trials=0)
+
+
+def test_a_setting_and_its_rule_are_one_line():
+    """Section.build reads types from the annotations and ranges from ``checked``; nested dataclasses too."""
+    import dataclasses
+
+    from prunesearch.fields import checked
+    from prunesearch.search.yamlfile import Section
+
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        share: float = checked(0.5, minimum=0, maximum=1)
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        device: str = checked("cpu", choices=("cpu", "cuda"))
+        loader_workers: int = checked(0, minimum=0, maximum=64)
+        scale: float | None = checked(None, above=0)
+        verbose: bool = False
+        inner: Inner = dataclasses.field(default_factory=Inner)
+
+    def build(data):
+        return Section(data, "f.yaml", "evaluation.").build(Settings)
+
+    assert build({"device": "cuda", "scale": 2, "inner": {"share": 1}}) == Settings("cuda", 0, 2.0, False, Inner(1.0))
+    for data, message in [
+        ({"device": "tpu"}, r"f.yaml: evaluation.device: expected one of cpu, cuda, got 'tpu'"),
+        ({"loader_workers": 65}, r"evaluation.loader_workers: expected a whole number from 0 to 64 \(default 0\), got 65"),
+        ({"scale": 0}, r"evaluation.scale: expected a finite number > 0, got 0"),
+        ({"scale": float("nan")}, r"evaluation.scale: expected a finite number > 0, got nan"),
+        ({"verbose": "yes"}, r"evaluation.verbose: expected true or false \(default False\), got 'yes'"),
+        ({"inner": {"share": -1}}, r"evaluation.inner.share: expected a finite number from 0 to 1 \(default 0.5\), got -1"),
+        ({"inner": 3}, r"evaluation.inner: expected a mapping of keys, got 3"),
+        ({"devise": "cpu"}, r"evaluation.devise: unknown key; allowed keys here: device, loader_workers"),
+    ]:
+        with pytest.raises(PrunesearchError, match=message):
+            build(data)
