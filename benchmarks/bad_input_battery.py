@@ -1,9 +1,10 @@
 """The bad-input battery as a user meets it: every row of tests/bad_inputs.py as a real `prunesearch`
 process, under a time and memory limit, counted by outcome.
 
-Outcomes: one-line (non-zero exit, one line on stderr, no traceback), traceback, silent (exit 0),
-hang (past the time limit or killed, e.g. by the memory limit), other (non-zero exit, several
-lines); and whether the case left a file behind in its working folder.
+Outcomes: one-line (non-zero exit, one line on stderr, no traceback), traceback, silent (exit 0,
+or still at work and printing progress at the time limit), hang (past the time limit with nothing
+printed, or killed, e.g. by the memory limit), other (non-zero exit, several lines); and whether
+the case left a file behind in its working folder.
 
     python -m benchmarks.bad_input_battery                          # this checkout
     python -m benchmarks.bad_input_battery --code /work/main --name before   # another checkout, for comparison
@@ -34,6 +35,10 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
 def run_case(case, folder: Path, code: Path, timeout: float) -> dict:
     argv = materialize(case, folder)
     env = dict(os.environ, PYTHONPATH=str(code), MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}",
@@ -44,11 +49,13 @@ def run_case(case, folder: Path, code: Path, timeout: float) -> dict:
         done = subprocess.run([sys.executable, "-m", "prunesearch", *argv], cwd=folder, env=env, capture_output=True,
                               text=True, errors="replace", timeout=timeout, preexec_fn=_limit_memory)
         rc, out, err = done.returncode, done.stdout, done.stderr
-    except subprocess.TimeoutExpired:
-        rc, out, err = None, "", ""
+    except subprocess.TimeoutExpired as timed_out:
+        rc, out, err = None, _text(timed_out.stdout), _text(timed_out.stderr)
     seconds = time.perf_counter() - started
     lines = err.strip().splitlines()
-    if rc is None or rc < 0:
+    if rc is None and out.strip():
+        outcome = "silent"  # accepted: the search was under way (printing progress) when the limit came
+    elif rc is None or rc < 0:
         outcome = "hang"
     elif "Traceback" in out + err:
         outcome = "traceback"
@@ -85,7 +92,8 @@ def main() -> None:
     lines = [
         f"# Bad-input battery ({args.name})",
         "",
-        f"`python -m benchmarks.bad_input_battery --code {args.code} --name {args.name} --timeout {args.timeout:g}" + "".join(f" --skip {c}" for c in args.skip) + "` "
+        "`python -m benchmarks.bad_input_battery" + ("" if args.code.resolve() == ROOT else f" --code {args.code}")
+        + f" --name {args.name} --timeout {args.timeout:g}" + "".join(f" --skip {c}" for c in args.skip) + "` "
         f"(each case a fresh `python -m prunesearch` process, {args.timeout:.0f} s and {MEMORY_LIMIT >> 30} GiB limits; "
         f"load average before: {load[0]:.2f}, {os.cpu_count()} CPUs)"
         + (f"; left out: {', '.join(args.skip)}." if args.skip else "."),
