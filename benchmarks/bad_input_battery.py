@@ -2,7 +2,7 @@
 process, under a time and memory limit, counted by outcome.
 
 Outcomes: one-line (non-zero exit, one line on stderr, no traceback), traceback, silent (exit 0,
-or still at work and printing progress at the time limit), hang (past the time limit with nothing
+or at the time limit still at work: printing progress or generating its data), hang (past the time limit with nothing
 printed, or killed, e.g. by the memory limit), other (non-zero exit, several lines); and whether
 the case left a file behind in its working folder.
 
@@ -53,8 +53,9 @@ def run_case(case, folder: Path, code: Path, timeout: float) -> dict:
         rc, out, err = None, _text(timed_out.stdout), _text(timed_out.stderr)
     seconds = time.perf_counter() - started
     lines = err.strip().splitlines()
-    if rc is None and out.strip():
-        outcome = "silent"  # accepted: the search was under way (printing progress) when the limit came
+    left = sorted(snapshot(folder) - before)
+    if rc is None and (out.strip() or any(p.startswith("cache") for p in left)):
+        outcome = "silent"  # accepted: at the limit the search was printing progress or generating its data
     elif rc is None or rc < 0:
         outcome = "hang"
     elif "Traceback" in out + err:
@@ -65,7 +66,6 @@ def run_case(case, folder: Path, code: Path, timeout: float) -> dict:
         outcome = "one-line"
     else:
         outcome = "other"
-    left = sorted(snapshot(folder) - before)
     return {"case": case.name, "outcome": outcome, "rc": rc, "seconds": seconds, "left": left,
             "line": (lines[-1] if lines else "")[:160], "line_chars": max((len(x) for x in lines), default=0)}
 
