@@ -85,6 +85,9 @@ CASES = (
                      "  &d [*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d]]\narchitecture: *e\n")),
     Case("laughs_wide", RUN, r"expands to more than 100000 values",
          _experiment("description: [&a [" + ",".join(["x"] * 900) + "], &b [" + ",".join(["*a"] * 60) + "], [*b, *b]]\n")),
+    Case("laughs_deep", RUN, r"nested, through aliases, more than 32 levels deep",
+         _experiment("description: [" + ", ".join(f"&a{i} " + "[" * 20 + (f"*a{i - 1}" if i else "x") + "]" * 20
+                                                 for i in range(40)) + "]\n")),
     Case("many_aliases", RUN, r"more than 64 aliases", _experiment("a: &a 1\nb: [" + ", ".join(["*a"] * 100) + "]\n")),
     Case("recursive_alias", RUN, r"alias refers to a node that contains it", _experiment("description: &a [*a]\n")),
     Case("huge_integer", RUN, r"exp.yaml: is not valid YAML", _experiment("seed: " + "9" * 5000 + "\n")),

@@ -53,7 +53,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def get_single_node(self) -> Any:
         node = super().get_single_node()
         if node is not None:
-            _expanded_size(node, {}, set())
+            _expanded(node, {}, set())
         return node
 
 
@@ -65,25 +65,34 @@ class _Refused(yaml.YAMLError):
         self.problem, self.problem_mark = problem, mark
 
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """Nodes under ``node`` with aliases expanded; refuses a recursive alias or more than MAX_NODES."""
+def _expanded(node: yaml.Node, seen: dict[int, tuple[int, int]], open_nodes: set[int], level: int = 1) -> tuple[int, int]:
+    """(values, depth) under ``node`` with aliases expanded, as a reader of the loaded data meets them.
+
+    Refuses a recursive alias, more than MAX_NODES values, or aliases stacking nesting past
+    MAX_DEPTH (which would overflow the recursion of whatever walks the data next).
+    """
     key = id(node)
-    if key in sizes:
-        return sizes[key]
     if key in open_nodes:
         raise _Refused("an alias refers to a node that contains it")
-    open_nodes.add(key)
-    children: list[Any] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
-    open_nodes.discard(key)
+    size, depth = seen.get(key, (0, 0))
+    if not size:
+        if level > MAX_DEPTH:
+            raise _Refused(f"nested, through aliases, more than {MAX_DEPTH} levels deep")
+        children: list[Any] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        open_nodes.add(key)
+        below = [_expanded(child, seen, open_nodes, level + 1) for child in children]
+        open_nodes.discard(key)
+        size, depth = 1 + sum(s for s, _ in below), 1 + max((d for _, d in below), default=0)
+        seen[key] = (size, depth)
     if size > MAX_NODES:
         raise _Refused(f"expands to more than {MAX_NODES} values (aliases of aliases?)")
-    sizes[key] = size
-    return size
+    if level - 1 + depth > MAX_DEPTH:
+        raise _Refused(f"nested, through aliases, more than {MAX_DEPTH} levels deep")
+    return size, depth
 
 
 def parse_yaml(text: str, source: str) -> Any:
