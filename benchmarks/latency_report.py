@@ -23,6 +23,8 @@ def machine_lines(timed: bool) -> list[str]:
         f"- python {info['python']}, torch {info['torch']}, onnxruntime {info['onnxruntime']}",
         f"- 1-minute load average: {LOAD_AT_START} at the start, {info['loadavg_1m']} when written",
     ]
+    if info.get("gpu"):
+        lines.insert(2, "- GPU: " + ", ".join(f"{k} {v}" for k, v in info["gpu"].items()))
     if not timed:
         return lines[:2]
     if LOAD_AT_START > 0.5 * (info["cores"] or 1):  # before this script's own work

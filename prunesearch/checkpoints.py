@@ -19,18 +19,30 @@ unexpected or mis-shaped key is named in one error, except the few keys listed i
   schedule matches :class:`~prunesearch.models.vit_tracker.AsyncTracker`: the first N-M blocks
   see search tokens only, the last M let search queries attend over [final template; search]
   while the template tokens stay as they are. M (``AI_LAYERS``) is not in the state dict.
+
+Crop geometry travels with the weights where the file records it: prunesearch files under
+``extra["crop"]``, OSTrack training files in their settings' ``search_area_factor``
+(:func:`crop_of`). Real OSTrack training files pickle that settings object, which
+``weights_only`` refuses; :func:`extract` reads them with a restricted unpickler that never runs
+the file's code and writes a weights-only copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import pickle
 import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 
+from prunesearch.data.processing import CropGeometry
 from prunesearch.errors import PrunesearchError
 from prunesearch.models.vit_tracker import (
     AsyncTracker,
@@ -75,10 +87,15 @@ LITETRACK_AI_LAYERS = {9: 3, 8: 3, 6: 3, 4: 2}
 HEAD_DIM = 64
 
 
-def save_checkpoint(model: TrackerBase, path: str | Path, half: bool = False, **extra: object) -> Path:
-    """Write ``model`` with the config that built it; ``half`` stores floating tensors as fp16."""
+def save_checkpoint(
+    model: TrackerBase, path: str | Path, half: bool = False, crop: CropGeometry | None = None, **extra: object
+) -> Path:
+    """Write ``model`` with the config that built it; ``half`` stores floating tensors as fp16;
+    ``crop`` records the geometry the model was trained with. Tensors are saved from the CPU."""
+    if crop is not None:
+        extra["crop"] = crop.to_dict()
     state = {
-        k: (v.half() if half and v.is_floating_point() else v).detach().clone()
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
     }
     payload = {
@@ -97,13 +114,14 @@ def save_checkpoint(model: TrackerBase, path: str | Path, half: bool = False, **
     return path
 
 
-def read_file(path: str | Path) -> dict:
-    """``torch.load`` with ``weights_only=True``, turning every failure into one clear line."""
+def read_file(path: str | Path, device: torch.device | None = None) -> dict:
+    """``torch.load`` with ``weights_only=True`` onto ``device`` (default the CPU), turning every
+    failure into one clear line."""
     path = Path(path)
     if not path.is_file():
         raise PrunesearchError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
         raise PrunesearchError(_unsafe_reason(path, str(err))) from None
     if not isinstance(payload, dict):
@@ -117,9 +135,9 @@ def _unsafe_reason(path: Path, message: str) -> str:
     if found:
         return (
             f"refusing to load {path}: it holds a pickled Python object ({found.group(1)}, e.g. a "
-            "training 'settings' record) and unpickling it could run arbitrary code; if you trust the "
-            "file, save its weights alone once with python -c \"import torch; torch.save(torch.load("
-            f"'{path}', weights_only=False)['net'], 'net.pth')\" and load net.pth"
+            "training 'settings' record) and unpickling it could run arbitrary code; write its weights "
+            f"alone once with `prunesearch checkpoint extract {path} net.pth` (which runs none of the "
+            "file's code) and load net.pth"
         )
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     detail = next((ln for ln in lines if "WeightsUnpickler" not in ln and "weights_only" not in ln), None)
@@ -358,31 +376,154 @@ def convert(
     return student.eval()
 
 
-def load_checkpoint(
+def load_checkpoint(path: str | Path, **options: Any) -> TrackerBase:
+    """The model of :func:`load_tracker` (same options), without the crop geometry."""
+    return load_tracker(path, **options)[0]
+
+
+def load_tracker(
     path: str | Path,
     into: str | None = None,
     depth: int | None = None,
     ai_layers: int | None = None,
     rule: str | list[int] = "first",
     num_heads: int | None = None,
-) -> TrackerBase:
-    """Load a prunesearch, OSTrack or LiteTrack checkpoint (detected from its keys), in eval mode.
+    device: torch.device | str | None = None,
+) -> tuple[TrackerBase, CropGeometry | None]:
+    """Load a prunesearch, OSTrack or LiteTrack checkpoint (detected from its keys), in eval mode,
+    with the crop geometry the file records (None where it records none).
 
     By default the model comes back as the file describes it: OSTrack as a joint teacher,
     LiteTrack as an async student (``ai_layers`` from the published variants unless given),
     prunesearch files as saved. ``into="teacher"`` or ``"student"`` (with ``depth``,
     ``ai_layers`` and a block ``rule``) converts it; ``num_heads`` overrides the 64-channel-head
-    assumption for OSTrack and LiteTrack files.
+    assumption for OSTrack and LiteTrack files. The weights are read onto ``device`` (default the
+    CPU) and the model is built there.
     """
+    from prunesearch.devices import resolve_device
+
     source = str(path)
-    payload = read_file(path)
+    target = resolve_device(device) if device is not None else torch.device("cpu")
+    payload = read_file(path, target)
     fmt = detect_format(payload)
-    if fmt == "prunesearch":
-        model = load_native(payload, source)
-    else:
-        # The block schedule does not change the weights: any valid M builds a LiteTrack teacher.
-        build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
-        model = _load_external(payload, fmt, source, build_m, num_heads)
-    if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
-        return model.eval()
-    return convert(model, into or "student", depth, ai_layers, rule)
+    crop = crop_of(payload, source)
+    with torch.device(target):
+        if fmt == "prunesearch":
+            model = load_native(payload, source)
+        else:
+            # The block schedule does not change the weights: any valid M builds a LiteTrack teacher.
+            build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
+            model = _load_external(payload, fmt, source, build_m, num_heads)
+        if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
+            return model.eval(), crop
+        return convert(model, into or "student", depth, ai_layers, rule), crop
+
+
+def crop_of(payload: dict, source: str) -> CropGeometry | None:
+    """The crop factors a checkpoint records: ``extra["crop"]`` in prunesearch's format, the
+    training settings' ``search_area_factor`` (``{"template": 2.0, "search": 5.0}``) in an OSTrack
+    file (as :func:`extract` keeps it)."""
+    recorded = (payload.get("extra") or {}).get("crop") if isinstance(payload.get("extra"), dict) else None
+    if recorded is None:
+        settings = payload.get("settings")
+        factors = settings.get("search_area_factor") if isinstance(settings, dict) else None
+        if isinstance(factors, dict) and {"template", "search"} <= set(factors):
+            recorded = {"template_factor": factors["template"], "search_factor": factors["search"]}
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict) or set(recorded) != {"template_factor", "search_factor"}:
+        raise PrunesearchError(f"{source}: crop geometry {recorded!r} is not template_factor and search_factor")
+    try:
+        return CropGeometry(**recorded)
+    except PrunesearchError as err:
+        raise PrunesearchError(f"{source}: {err}") from None
+
+
+# What the restricted unpickler builds for real: tensors and the containers around them. Every
+# other global becomes an inert placeholder class, so no function named by the file ever runs.
+_SAFE_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+}
+
+
+class Opaque:
+    """An object of a class the file names but prunesearch will not import: it keeps the plain
+    state that pickle hands it and nothing else; calling it (pickle's REDUCE) runs nothing."""
+
+    pickled_class = "?"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Tensors and plain containers are built; every other class or function is an :class:`Opaque`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        safe = _SAFE_GLOBALS.get((module, name))
+        if safe is not None:
+            return safe
+        return type(name, (Opaque,), {"pickled_class": f"{module}.{name}"})
+
+
+# torch.load's pickle_module: it subclasses ``Unpickler`` (adding storages) and calls ``load``.
+_RESTRICTED = SimpleNamespace(
+    Unpickler=RestrictedUnpickler,
+    load=lambda f, **kw: RestrictedUnpickler(f, **kw).load(),
+    __name__="prunesearch.checkpoints.restricted",
+)
+
+
+def plain(obj: object) -> object:
+    """Only tensors, numbers, strings and containers of them; an :class:`Opaque` becomes its state
+    (with its class name under ``"__class__"``) when that state is a dict, else None."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items() if isinstance(k, (str, int))}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj) if type(obj) in (list, tuple) else list(plain(v) for v in obj)
+    if isinstance(obj, Opaque) and isinstance(obj.state, dict):
+        return {"__class__": obj.pickled_class, **plain(obj.state)}  # type: ignore[dict-item]
+    return None
+
+
+def extract(source: str | Path, out: str | Path) -> tuple[Path, list[str]]:
+    """Write the weights (``net``) and the plain parts of the settings of a training checkpoint
+    (OSTrack/LiteTrack: ``net``, ``settings``, optimiser, ...) to a file ``weights_only`` loads.
+
+    Nothing the file names is imported or called. Returns the path written and the top-level
+    keys left out (optimiser state, pickled objects without plain state).
+    """
+    source, out = Path(source), Path(out)
+    if not source.is_file():
+        raise PrunesearchError(f"checkpoint {source} does not exist")
+    if source.resolve() == out.resolve():
+        raise PrunesearchError(f"extract {source} into another file, not onto itself")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            payload = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED)
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file: one line either way
+        raise PrunesearchError(f"cannot read {source} as a PyTorch checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict):
+        raise PrunesearchError(f"{source} holds a {type(payload).__name__}, not a dict with 'net' weights")
+    net = plain(payload.get("net", payload))
+    if not isinstance(net, dict) or not net or not all(isinstance(v, torch.Tensor) for v in net.values()):
+        raise PrunesearchError(f"{source} has no 'net' state dict of tensors to extract")
+    kept: dict[str, object] = {"net": net}
+    if "net" in payload and isinstance(settings := plain(payload.get("settings")), dict):
+        kept["settings"] = {k: v for k, v in settings.items() if not isinstance(v, torch.Tensor)}
+    left_out = sorted(str(k) for k in payload if k not in kept) if "net" in payload else []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    torch.save(kept, tmp)
+    tmp.replace(out)
+    detect_format(read_file(out))  # the copy must load as what it claims to be
+    return out, left_out

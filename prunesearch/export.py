@@ -113,9 +113,24 @@ def export_tracker(model: TrackerBase, out_dir: str | Path, weights: str = "rand
     )
 
 
+def onnxruntime():  # noqa: ANN201 - the onnxruntime module
+    """onnxruntime, which comes with the ``cpu`` or the ``gpu`` extra (never both: they install into
+    one package); one line, not a traceback, where neither was installed."""
+    try:
+        import onnxruntime as ort
+    except ModuleNotFoundError as err:
+        if err.name != "onnxruntime":
+            raise
+        raise PrunesearchError(
+            "onnxruntime is not installed: install prunesearch with the cpu or the gpu extra "
+            "(pip install -e '.[cpu]', or '.[gpu]' for onnxruntime-gpu)"
+        ) from None
+    return ort
+
+
 def ort_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
     """An onnxruntime CPU session; ``threads`` fixes the intra-op pool (None: onnxruntime's default)."""
-    import onnxruntime as ort
+    ort = onnxruntime()
 
     opts = ort.SessionOptions()
     if threads:

@@ -38,7 +38,7 @@ TEACHER_PRESET = "small"
 TEACHER_STEPS = 12000
 
 
-def teacher_recipe(steps: int = TEACHER_STEPS, seed: int = 0) -> FinetuneConfig:
+def teacher_recipe(steps: int = TEACHER_STEPS, seed: int = 0, device: str = "cpu") -> FinetuneConfig:
     """How the shipped teacher is trained from scratch: every weight at the full learning rate.
 
     Small batches (more updates per sample) and a narrower centre jitter than OSTrack's 3 (the
@@ -56,6 +56,7 @@ def teacher_recipe(steps: int = TEACHER_STEPS, seed: int = 0) -> FinetuneConfig:
         seed=seed,
         log_every=50,
         augment=AugmentConfig(center_jitter=2.0),
+        device=device,
     )
 
 
@@ -66,6 +67,7 @@ def train_teacher(
     sequences: list[Sequence] | None = None,
     save_every: int = 300,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    device: str = "cpu",
 ) -> FinetuneResult:
     """Train the small preset's joint teacher from scratch and save it in fp16 at ``out``.
 
@@ -77,7 +79,7 @@ def train_teacher(
     torch.manual_seed(seed)
     model = build_teacher(get_preset(TEACHER_PRESET))
     train = sequences if sequences is not None else builtin_sequences("train")
-    cfg = teacher_recipe(steps, seed)
+    cfg = teacher_recipe(steps, seed, device)
 
     def on_step(step: int, metrics: dict[str, float]) -> bool:
         if progress is not None:

@@ -33,17 +33,24 @@ class LinearPricer:
 
     targets = ("fast", "slow")
 
+    def __init__(self, template_update: int | None = None) -> None:
+        self.template_update = template_update
+
     def price(self, c: Candidate) -> dict[str, Price]:
         base = 1.0 + c.depth + 0.2 * c.ai_layers
-        return {"fast": Price(base, 0.3 * c.depth), "slow": Price(2 * base, 0.6 * c.depth)}
+        k = self.template_update
+        return {"fast": Price(base, 0.3 * c.depth, k), "slow": Price(2 * base, 0.6 * c.depth, k)}
 
     def table_hashes(self) -> dict[str, str]:
         return {"fast": "hash-fast", "slow": "hash-slow"}
 
+    def warnings(self) -> list[str]:
+        return []
 
-def make_book(budget: str = "6ms", space: SearchSpace | None = None) -> PriceBook:
+
+def make_book(budget: str = "6ms", space: SearchSpace | None = None, template_update: int | None = None) -> PriceBook:
     space = space or make_space()
-    return PriceBook(space.candidates(TEACHER_DEPTH), LinearPricer(), parse_budget(budget), get_preset("vit-b"))
+    return PriceBook(space.candidates(TEACHER_DEPTH), LinearPricer(template_update), parse_budget(budget), get_preset("vit-b"))
 
 
 def accuracy_of(c: Candidate) -> float:

@@ -35,7 +35,8 @@ def run_json(capsys, *argv):
 
 def test_eval_checkpoint_json_and_got10k_results(files, capsys, tmp_path):
     report = run_json(capsys, "--checkpoint", str(files / "b2-1.pt"), "--data", str(files / "got"), "--out", str(tmp_path))
-    assert report["model"] == {"source": str(files / "b2-1.pt"), "runtime": "pytorch", "kind": "async", "preset": "custom"}
+    assert report["model"] == {"source": str(files / "b2-1.pt"), "runtime": "pytorch", "kind": "async", "preset": "custom",
+                               "crop": {"template_factor": 2.0, "search_factor": 4.0}}
     (result,) = report["results"]
     assert result["name"] == "B2-1" and result["sequences_scored"] == 2 and result["frames"] == 6
     assert 0 <= result["ao"] <= 1 and len(result["per_sequence"]) == 2

@@ -62,3 +62,14 @@ def test_unreadable_graph_is_a_user_error(tmp_path):
     (tmp_path / "frame.onnx").write_bytes(b"not onnx")
     with pytest.raises(PrunesearchError, match="onnxruntime cannot open"):
         ort_session(tmp_path / "frame.onnx")
+
+
+def test_missing_onnxruntime_is_one_line(monkeypatch):
+    import sys
+
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.export import onnxruntime
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(PrunesearchError, match=r"onnxruntime is not installed: install prunesearch with the cpu or the gpu extra"):
+        onnxruntime()

@@ -121,6 +121,16 @@ def test_save_and_read_round_trip(table, tmp_path):
         (lambda d: d["entries"][1].update(ms=-1), "non-negative"),
         (lambda d: d["entries"][1].update(kind="warp_block"), "needs a kind"),
         (lambda d: d["architecture"].update(colour="red"), "unknown tracker config keys"),
+        (lambda d: d["entries"][1].update(ms=float("nan")), r"entry 1 \(search_embed\) needs a finite"),
+        (lambda d: d["entries"][2].update(ms=float("inf")), r"entry 2 \(template_embed\) needs a finite"),
+        (lambda d: d["entries"][3].update(ms="fast"), "needs a finite"),
+        (lambda d: d["entries"][3].update(stats={"p50": float("nan")}), "'stats' must map"),
+        (lambda d: d["entries"].append({**d["entries"][3], "ms": 0.1}), "entry 8 .* repeats entry 3"),
+        (lambda d: d["architecture"].update(embed_dim="big"), "architecture.embed_dim must be a positive integer, got 'big'"),
+        (lambda d: d["architecture"].update(head_channels=5), "architecture.head_channels must be a list of positive integers, got 5"),
+        (lambda d: d["architecture"].update(mlp_ratio=True), "architecture.mlp_ratio must be a positive number"),
+        (lambda d: d["architecture"].update(num_heads=5), "architecture: embed_dim 128 is not divisible"),
+        (lambda d: d.update(calibration={"graph_ms": -1, "block_scale": 1, "other_scale": 1}), "calibration.graph_ms"),
     ],
 )
 def test_malformed_tables_give_one_line_errors(table, tmp_path, mutate, message):
@@ -128,8 +138,22 @@ def test_malformed_tables_give_one_line_errors(table, tmp_path, mutate, message)
     mutate(data)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(PrunesearchError, match=message):
+    with pytest.raises(PrunesearchError, match=message) as err:
         read_table(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hand_edited_bad_table_is_one_line_from_the_cli(table, tmp_path, capsys):
+    """As a user meets it: a nan entry ends the command with one line naming file and entry, not nan prices."""
+    from prunesearch.cli.main import main
+
+    data = table.to_dict()
+    data["entries"][4]["ms"] = float("nan")
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["latency", "show", "--target", str(path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "entry 4 (interaction_block)" in err and "nan" in err
 
 
 def test_unreadable_files(tmp_path):

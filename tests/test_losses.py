@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -33,8 +35,20 @@ def test_heatmap_peaks_once_at_centre_cell():
     hm = gaussian_heatmap(BOXES, 8)
     assert hm.shape == (2, 1, 8, 8)
     assert int((hm == 1).sum()) == 2
-    assert hm[0, 0, 2, 4] == 1 and hm[1, 0, 7, 0] == 1
-    assert 0 < hm[0, 0, 2, 5] < 1
+    # OSTrack: peak at round(c * feat); 4.5 rounds half to even, 0.8 rounds up
+    assert hm[0, 0, 2, 4] == 1 and hm[1, 0, 7, 1] == 1
+
+
+def test_heatmap_follows_ostrack_by_hand():
+    # cx*16 = 8.8 -> column 9, cy*16 = 4.8 -> row 5 (flooring would give 8 and 4).
+    # w = h = 12 cells: CenterNet's radius min(22.9, 44.1, 3.28) = 3.28, truncated to 3;
+    # sigma = (2*3 + 1)/6 = 7/6, drawn only within 3 cells of the peak.
+    hm = gaussian_heatmap(torch.tensor([[0.55, 0.3, 0.75, 0.75]]), 16)[0, 0]
+    assert hm[5, 9] == 1 and int((hm == 1).sum()) == 1
+    assert float(hm[5, 12]) == pytest.approx(math.exp(-9 / (2 * (7 / 6) ** 2)), rel=1e-5)  # 0.0367
+    assert float(hm[5, 13]) == 0 and float(hm[1, 9]) == 0 and float(hm[9, 9]) == 0
+    assert float(hm[8, 12]) == pytest.approx(math.exp(-18 / (2 * (7 / 6) ** 2)), rel=1e-4)
+    assert int((hm > 0).sum()) == 49  # the (2r + 1)^2 window
 
 
 def test_focal_loss_small_for_the_target_and_large_for_its_opposite():

@@ -50,9 +50,47 @@ def test_jittered_box_points_at_the_target(square_sequence):
 
 def test_pairs_stay_within_gap_and_skip_absent_frames(square_sequence):
     sampler = PairSampler([square_sequence], 32, 64, max_gap=1, seed=3)
-    for _ in range(50):
-        _, t, s = sampler._pick()
+    for i in range(50):
+        _, t, s = sampler._pick(sampler.rng(i))
         assert abs(t - s) <= 1 and square_sequence.visible[t] and square_sequence.visible[s]
+
+
+def test_causal_pairs_search_after_the_template_within_the_gap(square_sequence):
+    # Visible frames 0, 1, 2, 4, 5. With a gap of 1, frame 2 has no visible successor within reach
+    # (3 is absent) and 5 none at all, so templates are 0, 1, 4.
+    sampler = PairSampler([square_sequence], 32, 64, max_gap=1, seed=3, mode="causal")
+    seen = {sampler._pick(sampler.rng(i))[1:] for i in range(200)}
+    assert seen == {(0, 1), (1, 2), (4, 5)}
+    wide = PairSampler([square_sequence], 32, 64, seed=3, mode="causal")
+    assert wide.max_gap == 200
+    pairs = {wide._pick(wide.rng(i))[1:] for i in range(400)}
+    assert all(s > t and square_sequence.visible[s] for t, s in pairs) and (0, 5) in pairs
+
+
+def test_causal_needs_two_visible_frames(square_sequence):
+    square_sequence.visible[:] = False
+    square_sequence.visible[2] = True
+    with pytest.raises(PrunesearchError, match="two visible frames"):
+        PairSampler([square_sequence], 32, 64, mode="causal")
+    with pytest.raises(PrunesearchError, match="sampling 'forward'"):
+        PairSampler([square_sequence], 32, 64, mode="forward")
+
+
+def test_pairs_do_not_depend_on_the_number_of_loader_workers(square_sequence):
+    from prunesearch.training.pairs import pair_batches
+
+    def drawn(workers):
+        sampler = PairSampler([square_sequence], 32, 64, seed=11, mode="causal")
+        return list(pair_batches(sampler, 3, 4, workers=workers))
+
+    alone, two = drawn(0), drawn(2)
+    assert len(alone) == len(two) == 3
+    for a, b in zip(alone, two):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(alone[0].search, alone[1].search)
+    # the same pairs as drawing one by one in this process
+    direct = PairSampler([square_sequence], 32, 64, seed=11, mode="causal").batch(4)
+    assert torch.allclose(direct.search, alone[0].search) and torch.equal(direct.boxes, alone[0].boxes)
 
 
 def test_flip_mirrors_box(square_sequence):

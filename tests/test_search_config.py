@@ -161,3 +161,17 @@ def test_a_setting_and_its_rule_are_one_line():
     ]:
         with pytest.raises(PrunesearchError, match=message):
             build(data)
+
+
+def test_device_settings_are_checked_and_leave_the_study_identity_alone(tmp_path):
+    with pytest.raises(PrunesearchError, match=r"evaluation.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        load_experiment(_write(tmp_path, "evaluation: {device: gpu}\n"))
+    with pytest.raises(PrunesearchError, match=r"finetune.precision: expected one of auto, fp32, bf16, fp16, got 'fp8'"):
+        load_experiment(_write(tmp_path, "finetune: {precision: fp8}\n")).finetune_config()
+    with pytest.raises(PrunesearchError, match=r"finetune.loader_workers: expected a whole number >= 0, got -1"):
+        load_experiment(_write(tmp_path, "finetune: {loader_workers: -1}\n")).finetune_config()
+    cpu = load_experiment(_write(tmp_path, "finetune: {device: cpu, loader_workers: 0}\nevaluation: {device: cpu}\n"))
+    gpu = load_experiment(_write(tmp_path, "finetune: {device: 'cuda:1', loader_workers: 8}\n"))
+    assert cpu.evaluation_device == "cpu" and cpu.finetune_config().device == "cpu"
+    assert cpu.identity() == gpu.identity()
+    assert load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n")).identity() != cpu.identity()

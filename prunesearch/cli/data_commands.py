@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of batch 16 (default: the recipe's 12000)")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the initialisation and the pair sampler")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_teacher_train)
 
 
@@ -40,8 +41,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_teacher_train(args: argparse.Namespace) -> int:
     import torch
 
+    from prunesearch.devices import resolve_device
     from prunesearch.teacher import SHIPPED_TEACHER, TEACHER_STEPS, train_teacher
 
+    device = str(resolve_device(args.device))  # a device that is not here fails before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or SHIPPED_TEACHER
@@ -54,6 +57,6 @@ def cmd_teacher_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    result = train_teacher(out, steps=steps, seed=args.seed, progress=progress)
+    result = train_teacher(out, steps=steps, seed=args.seed, progress=progress, device=device)
     print(f"saved {out} after {result.steps} steps in {result.seconds:.0f}s, final loss {result.final_loss:.3f}")
     return 0

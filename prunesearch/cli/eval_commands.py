@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 from prunesearch.cli import args as argtypes
+from prunesearch.cli.search_commands import add_crop_args, add_device_args
+from prunesearch.devices import PRECISIONS
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", default="", metavar="NAMES", help="comma list of OpenCV baselines to run beside: mil, kcf, csrt")
     p.add_argument("--out", type=Path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_device_args(p)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16")
+    add_crop_args(p)
     p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
                    help=f"bootstrap resamples of the sequences for the confidence intervals (default {DEFAULT_RESAMPLES})")
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, metavar="P",
@@ -57,16 +62,19 @@ def _load_sequences(args: argparse.Namespace) -> tuple[list, str]:
     return sequences[: args.sequences], source
 
 
-def _load_model(args: argparse.Namespace) -> tuple[object, str, dict]:
-    """The model (or ONNX folder), its display name, and what to report about it."""
+def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
+    """The model (or ONNX folder), its display name, what to report about it, and its crop geometry."""
+    from prunesearch.data.processing import CropGeometry
     from prunesearch.models.vit_tracker import PRESETS
 
+    crop = None
     if args.onnx is not None:
-        return args.onnx, args.onnx.name or "onnx", {"source": str(args.onnx), "runtime": "onnxruntime"}
+        geometry = CropGeometry().override(args.template_factor, args.search_factor)
+        return args.onnx, args.onnx.name or "onnx", {"source": str(args.onnx), "runtime": "onnxruntime"}, geometry
     if args.checkpoint is not None:
-        from prunesearch.checkpoints import load_checkpoint
+        from prunesearch.checkpoints import load_tracker
 
-        model, source = load_checkpoint(args.checkpoint), str(args.checkpoint)
+        (model, crop), source = load_tracker(args.checkpoint, device=args.device or "auto"), str(args.checkpoint)
     else:
         from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
 
@@ -74,8 +82,9 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict]:
     spec = getattr(model, "spec", None)
     name = spec.name if spec is not None else "teacher"
     preset = next((n for n, cfg in PRESETS.items() if cfg == model.cfg), "custom")
-    info = {"source": source, "runtime": "pytorch", "kind": model.kind, "preset": preset}
-    return model, name, info
+    geometry = (crop or CropGeometry()).override(args.template_factor, args.search_factor)
+    info = {"source": source, "runtime": "pytorch", "kind": model.kind, "preset": preset, "crop": geometry.to_dict()}
+    return model, name, info, geometry
 
 
 def _folder_name(name: str) -> str:
@@ -92,14 +101,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
     baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
-    model, name, model_info = _load_model(args)
+    from prunesearch.evaluation import TrackingParams
+
+    model, name, model_info, crop = _load_model(args)
     sequences, source = _load_sequences(args)
 
     def out_dir(tracker_name: str) -> Path | None:
         return None if args.out is None else args.out / _folder_name(tracker_name)
 
     progress = _progress(len(sequences))
-    results = [evaluate(model, sequences, out_dir(name), name=name, progress=progress)]
+    results = [
+        evaluate(model, sequences, out_dir(name), TrackingParams(crop=crop), name, progress, args.device or "auto", args.precision)
+    ]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
     intervals = [_intervals(r, args.resamples, args.level) for r in results]

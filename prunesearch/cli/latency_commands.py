@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prunesearch.latency.backends import RUNTIMES, TORCH_MODES, TORCH_PRECISIONS
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
 
 PROVIDER_CHOICES = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
@@ -40,7 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_validate)
 
-    p = lsub.add_parser("derive", help="fit tables for published devices to published end-to-end fps")
+    p = lsub.add_parser("derive", help="fit a table to whole-model figures: the published devices', or your own (--measured)")
+    p.add_argument("--measured", default=None, metavar="FILE",
+                   help="YAML of whole-model per-frame figures you measured on a device (device, runtime, precision, "
+                   "statistic, unit, models: {B4-2: 8.1, teacher: 12.0}); needs --name")
+    p.add_argument("--name", default=None, help="with --measured: the new target's name (writes OUT_DIR/NAME.yaml)")
     p.add_argument("--published", default=None,
                    help="published figures (e.g. shared/reference/published.yaml); default: those recorded in the shipped tables")
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
@@ -50,12 +55,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(func=cmd_derive)
 
-    p = sub.add_parser("profile", help="measure a latency table on this machine with onnxruntime")
+    p = sub.add_parser("profile", help="measure a latency table on this machine (onnxruntime or PyTorch, CPU or GPU)")
     p.add_argument("--name", required=True, help="target name; written to ./latency_models/NAME.yaml unless --out")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="architecture to measure")
-    p.add_argument("--provider", default="CPUExecutionProvider", choices=PROVIDER_CHOICES, help="onnxruntime execution provider")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="export precision")
+    p.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="what runs the graphs (default: onnxruntime)")
+    p.add_argument("--provider", default="CPUExecutionProvider", choices=PROVIDER_CHOICES,
+                   help="onnxruntime execution provider (GPU providers bind inputs and outputs on the device)")
+    p.add_argument("--engine-cache", default=None,
+                   help="TensorRT engine cache folder (default: ~/.cache/prunesearch/tensorrt-engines)")
+    p.add_argument("--mode", default="eager", choices=TORCH_MODES, help="torch: eager, cuda-graph (CUDA only) or compile")
+    p.add_argument("--torch-device", default="cpu", help="torch: cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: all cores)")
+    p.add_argument("--precision", default="fp32", choices=TORCH_PRECISIONS, help="fp32, fp16 or bf16 (bf16: torch only)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip timing whole graphs of the teacher and a few students to calibrate the sum of parts")
     p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (more: steadier medians)")
     p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                    help="wall (default) or cpu: CPU time of one thread, for a busy shared machine (needs --threads 1)")
@@ -112,13 +125,16 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps({
             "target": table.name, "sha256": table.sha256, "meta": table.meta,
             "teacher": teacher.to_dict(), "candidates": [e.to_dict() for e in ests],
+            "calibration": table.calibration.to_dict() if table.calibration else None, "warning": table.warning(),
             "provenance": table.provenance,
         }, indent=2, default=str))
+        _warn(table)
         return 0
     amortised = args.template_update is not None
     rows = [_estimate_row(e, amortised) for e in (teacher, *ests)]
     _print_table(f"{table.name}: {table.meta['device']}, {table.meta['runtime']} {table.meta['precision']} ({table.meta['method']})", rows)
     _print_provenance(table)
+    _print_calibration(table)
     return 0
 
 
@@ -139,10 +155,14 @@ def _print_provenance(table: Any) -> None:
                       f"({table.meta.get('threads')} threads, clock {table.meta.get('clock', 'wall')}); sha256 {table.sha256[:12]}")
         return
     console.print(f"derived from {prov['source']['file']} column {prov['source']['column']}; tie: {prov['tie']}")
-    rows = [{"variant": r["name"], "role": r["role"], "published ms": f"{r['published_ms']:.2f}",
-             "fitted ms": f"{r['fitted_ms']:.2f}", "residual %": f"{r['residual_pct']:+.1f}",
-             "leave-one-out %": f"{r['loo_error_pct']:+.1f}"} for r in prov["variants"]]
-    _print_table("fit to published figures", rows)
+    _print_table(f"fit to {prov['source']['figures']}", _fit_rows(prov["variants"]))
+
+
+def _fit_rows(variants: list[dict[str, Any]], target: str | None = None) -> list[dict[str, str]]:
+    """Each fitted figure: given, fitted, and predicted without it (leave-one-out)."""
+    return [{**({"target": target} if target else {}), "variant": r["name"], "role": r["role"],
+             "figure ms": f"{r['published_ms']:.2f}", "fitted ms": f"{r['fitted_ms']:.2f}",
+             "residual %": f"{r['residual_pct']:+.1f}", "leave-one-out %": f"{r['loo_error_pct']:+.1f}"} for r in variants]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -193,34 +213,63 @@ def _progress_display() -> Iterator[Callable[[str, int, int], None]]:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     from prunesearch.errors import PrunesearchError
+    from prunesearch.latency.backends import RuntimeSettings, TorchSettings
     from prunesearch.latency.profiler import ProfileRequest, profile
     from prunesearch.latency.registry import LOCAL_DIRNAME
-    from prunesearch.latency.runtime import RuntimeSettings, TimingPlan
+    from prunesearch.latency.runtime import TimingPlan
     from prunesearch.models.vit_tracker import get_preset
 
     out = Path(args.out) if args.out else Path(LOCAL_DIRNAME) / f"{args.name}.yaml"
     if out.exists() and not args.force:
         raise PrunesearchError(f"{out} exists; pass --force to replace it or choose another --name")
     cfg = get_preset(args.preset)
-    settings = RuntimeSettings(args.provider, args.threads, args.precision)
+    if args.runtime == "torch":
+        backend: Any = TorchSettings(args.mode, args.precision, args.torch_device, args.threads)
+    else:
+        backend = RuntimeSettings(args.provider, args.threads, args.precision, Path(args.engine_cache) if args.engine_cache else None)
     request = ProfileRequest(
-        name=args.name, cfg=cfg, settings=settings, plan=TimingPlan(rounds=args.rounds, clock=args.clock),
-        chain=args.chain, device=args.device, power_mode=args.power_mode, preset=args.preset,
+        name=args.name, cfg=cfg, backend=backend, plan=TimingPlan(rounds=args.rounds, clock=args.clock),
+        chain=args.chain, device=args.device, power_mode=args.power_mode, preset=args.preset, calibrate=not args.no_calibrate,
     )
     with _progress_display() as progress:
         table = profile(request, progress)
     table.save(out)
-    rows = [{"part": e.kind, "ms (p50)": f"{e.ms:.4f}", "p90": f"{e.stats['p90']:.4f}", "runs": e.stats["runs"]} for e in table.entries]
-    _print_table(f"{table.name}: {table.meta['device']}, {settings.provider}, {settings.intra_threads} threads", rows)
+    rows = [{"part": e.kind, "ms (p50)": f"{e.ms:.4f}", "p90": f"{e.stats['p90']:.4f}", "p99": f"{e.stats['p99']:.4f}",
+             "runs": e.stats["runs"]} for e in table.entries]
+    _print_table(f"{table.name}: {table.meta['device']}, {table.meta['runtime']} {table.meta['provider']} {table.meta['precision']}", rows)
+    _print_calibration(table)
     print(f"wrote {out}")
     return 0
+
+
+def _print_calibration(table: Any) -> None:
+    """The calibration's fit and leave-one-out errors, and its warning if it does not hold."""
+    cal = table.calibration
+    if cal is None:
+        return
+    rows = [{"model": g["name"], "measured ms": f"{g['measured_ms']:.3f}", "sum of parts %": f"{g['raw_error_pct']:+.1f}",
+             "calibrated %": f"{100 * (g['calibrated_ms'] - g['measured_ms']) / g['measured_ms']:+.1f}",
+             "leave-one-out %": f"{g['loo_error_pct']:+.1f}"} for g in cal.graphs]
+    _print_table(f"calibration: {cal.graph_ms:.4f} ms per graph + {cal.block_scale:.3f} x blocks + {cal.other_scale:.3f} x rest", rows)
+    _warn(table)
+
+
+def _warn(table: Any) -> None:
+    line = table.warning()
+    if line:
+        _console(stderr=True).print(line, style="yellow", markup=False)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from prunesearch.latency import load_table
     from prunesearch.latency.validate import log_to_mlflow, validate
 
+    from prunesearch.latency.validate import fingerprint_mismatch
+
     table = load_table(args.target)
+    mismatch = fingerprint_mismatch(table) if table.meta.get("method") == "measured" else None
+    if mismatch and args.allow_other_machine:
+        _console(stderr=True).print(f"warning: {mismatch}; figures compare two machines", style="yellow", markup=False)
     with _progress_display() as progress:
         report = validate(table, args.samples, args.seed, args.rounds, args.allow_other_machine, progress)
     run_id = log_to_mlflow(report) if args.mlflow else None
@@ -228,41 +277,47 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps({**report.to_dict(), "mlflow_run_id": run_id}, indent=2, default=str))
         return 0
     rows = [{"model": r.name, "estimate ms": f"{r.estimate_ms:.3f}", "measured ms (p50)": f"{r.measured_ms:.3f}",
-             "error %": f"{100 * r.error:+.1f}"} for r in report.rows]
+             "error %": f"{100 * r.error:+.1f}", "sum of parts error %": f"{100 * r.raw_error:+.1f}"} for r in report.rows]
     _print_table(f"{table.name}: table estimate vs whole per-frame graph", rows)
-    s = report.summary
-    print(f"within 5%: {100 * s['within_5pct']:.0f}%  within 10%: {100 * s['within_10pct']:.0f}%  "
-          f"MAPE: {s['mape_pct']:.1f}%  Kendall tau: {s['kendall_tau']:.3f}  ({report.seconds:.0f} s)")
+    labels = [("calibrated", report.summary), ("sum of parts", report.raw_summary)] if report.calibrated else [("table", report.summary)]
+    for label, s in labels:
+        print(f"{label}: within 5%: {100 * s['within_5pct']:.0f}%  within 10%: {100 * s['within_10pct']:.0f}%  "
+              f"MAPE: {s['mape_pct']:.1f}%  Kendall tau: {s['kendall_tau']:.3f}")
+    print(f"({len(report.rows)} whole graphs, {report.seconds:.0f} s)")
+    _warn(table)
     if run_id:
         print(f"logged to MLflow run {run_id}")
     return 0
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
+    from prunesearch.errors import PrunesearchError
     from prunesearch.latency import load_table
-    from prunesearch.latency.derive import TARGETS, derive, read_published, recorded_figures
+    from prunesearch.latency.derive import TARGETS, derive, derive_measured, read_measured, read_published, recorded_figures
     from prunesearch.latency.registry import SHIPPED_DIR
     from prunesearch.latency.table import read_table
 
-    if args.published:
-        published = read_published(args.published)
-    else:
-        published = recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
+    if args.measured:
+        if not args.name or args.published or args.target:
+            raise PrunesearchError("--measured FILE needs --name NAME and takes no --published or --target")
+        tables = [derive_measured(read_measured(args.measured), args.name, tie)]
+    else:
+        if args.name:
+            raise PrunesearchError("--name names a table derived from --measured FILE; published targets keep their names")
+        published = read_published(args.published) if args.published else recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
+        tables = [derive(published, target, tie) for target in args.target or list(TARGETS)]
     report = {}
-    for target in args.target or list(TARGETS):
-        table = derive(published, target, tie)
-        path = table.save(Path(args.out_dir) / f"{target}.yaml")
-        report[target] = {"path": str(path), **table.provenance["fit"],
-                          "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
-                          "variants": table.provenance["variants"]}
+    for table in tables:
+        path = table.save(Path(args.out_dir) / f"{table.name}.yaml")
+        report[table.name] = {"path": str(path), "tie": table.provenance["tie"], **table.provenance["fit"],
+                              "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
+                              "variants": table.provenance["variants"]}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    rows = [{"target": t, "variant": r["name"], "published ms": f"{r['published_ms']:.2f}", "fitted ms": f"{r['fitted_ms']:.2f}",
-             "residual %": f"{r['residual_pct']:+.1f}", "leave-one-out %": f"{r['loo_error_pct']:+.1f}"}
-            for t, rep in report.items() for r in rep["variants"]]
-    _print_table("derived tables: fit and leave-one-out errors", rows)
+    _print_table("derived tables: fit and leave-one-out errors", [row for t, rep in report.items() for row in _fit_rows(rep["variants"], t)])
     for t, rep in report.items():
+        print(f"{t}: tie: {rep['tie']}")
         print(f"wrote {rep['path']}")
     return 0

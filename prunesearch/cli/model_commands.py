@@ -61,6 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="run both graphs in onnxruntime and compare with PyTorch")
     p.set_defaults(func=cmd_export)
 
+    ckpt = sub.add_parser("checkpoint", help="checkpoint files")
+    ckpt_sub = ckpt.add_subparsers(dest="checkpoint_command", metavar="COMMAND", required=True)
+    p = ckpt_sub.add_parser(
+        "extract",
+        help="write the weights of an OSTrack/LiteTrack training checkpoint to a weights-only file",
+        description="Reads IN with a restricted unpickler (no code in the file runs; unknown classes become inert "
+        "placeholders) and writes its 'net' weights and the plain parts of its settings (crop factors) to OUT.",
+    )
+    p.add_argument("source", type=Path, metavar="IN", help="training checkpoint, e.g. OSTrack_ep0300.pth.tar")
+    p.add_argument("out", type=Path, metavar="OUT", help="weights-only file to write")
+    p.set_defaults(func=cmd_checkpoint_extract)
+
 
 def _parse_rule(text: str) -> str | list[int]:
     if text in ("first", "uniform", "influence"):
@@ -172,4 +184,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if diffs[worst] > ATOL:
             raise PrunesearchError(f"check failed: exported {worst} differs from PyTorch by {diffs[worst]:.2e} (> {ATOL:g})")
         print(f"check passed: every output within {ATOL:g} of PyTorch (worst {worst}, {diffs[worst]:.2e})")
+    return 0
+
+
+def cmd_checkpoint_extract(args: argparse.Namespace) -> int:
+    from prunesearch.checkpoints import crop_of, extract, read_file
+
+    out, left_out = extract(args.source, args.out)
+    crop = crop_of(read_file(out), str(out))
+    said = f"; crop factors template {crop.template_factor:g}, search {crop.search_factor:g}" if crop else ""
+    dropped = f"; left out: {', '.join(left_out)}" if left_out else ""
+    print(f"wrote {out}{said}{dropped}")
     return 0

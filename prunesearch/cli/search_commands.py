@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
+    add_device_args(p)
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take, one each in turn, e.g. 0,1 (default: every GPU)")
+    add_crop_args(p)
+    p.add_argument("--template-update", type=int, metavar="K",
+                   help="the tracker re-encodes its template every K frames: price the template branch amortised over "
+                   "K frames into the latency objective and the budget (default: paid once per sequence, not priced)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("pareto", help="the Pareto front of an experiment, read from the MLflow store")
@@ -180,16 +186,33 @@ def _workers(args: argparse.Namespace) -> int:
     return workers
 
 
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: the experiment's, else auto: "
+                   "CUDA when available)")
+
+
+def add_crop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template-factor", type=float, metavar="F", help="template crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 2)")
+    p.add_argument("--search-factor", type=float, metavar="F", help="search crop side / sqrt(w*h) "
+                   "(default: the checkpoint's, else 4; OSTrack-384 uses 5)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.devices import parse_gpus
+    from prunesearch.search.pricing import template_policy
     from prunesearch.search.runner import RunRequest, run_search
 
     console = Console()
+    CropGeometry().override(args.template_factor, args.search_factor)  # a bad factor fails here
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
         workers=_workers(args), storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
-        workdir=args.workdir,
+        workdir=args.workdir, template_update=args.template_update, device=args.device, gpus=parse_gpus(args.gpus),
+        template_factor=args.template_factor, search_factor=args.search_factor,
     )
     with RichDisplay(console) as display:
         report = run_search(req, display)
@@ -197,8 +220,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     scale = setup.info.accuracy_scale
     console.print(f"experiment {setup.experiment.name} ({setup.experiment.path}); teacher: {setup.info.teacher}; data: {setup.info.data}")
     console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == "small" else SCALE_NOTE[scale])
+    console.print(f"latency: {template_policy(setup.book.template_update)}")
+    for line in setup.book.pricer.warnings():
+        console.print(line, style="bold yellow", markup=False)
     for target, front in report.fronts.items():
-        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale)"
+        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
         console.print(front_table(front, target, title))
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")

@@ -1,8 +1,9 @@
 """Crops and normalisation shared by training, tracking and calibration.
 
 A crop is a square window of side ``sqrt(w*h) * factor`` centred on a box, resized to ``size``
-pixels, zero-padded outside the image (DESIGN.md). :class:`CropWindow` remembers where the window
-was so a box predicted in crop coordinates maps back to the image.
+pixels, zero-padded outside the image (docs/design.md). :class:`CropWindow` remembers where the
+window was so a box predicted in crop coordinates maps back to the image. :class:`CropGeometry` is
+the one home of the two factors; training, tracking and calibration all take it from here.
 """
 
 from __future__ import annotations
@@ -13,8 +14,40 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prunesearch.errors import PrunesearchError
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """How much context a crop holds: side = ``sqrt(w*h) * factor`` of the target box.
+
+    A property of the network, like its crop sizes: OSTrack-256 and LiteTrack train with 2 and 4,
+    OSTrack-384 with 2 and 5. A checkpoint that records its factors (OSTrack's training settings,
+    prunesearch's own files) brings them along (:func:`prunesearch.checkpoints.load_tracker`).
+    """
+
+    template_factor: float = 2.0
+    search_factor: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("template_factor", "search_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise PrunesearchError(f"crop {name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"template_factor": self.template_factor, "search_factor": self.search_factor}
+
+    def override(self, template_factor: float | None = None, search_factor: float | None = None) -> "CropGeometry":
+        """This geometry with the factors given (``--template-factor``/``--search-factor``) replaced."""
+        return CropGeometry(
+            self.template_factor if template_factor is None else template_factor,
+            self.search_factor if search_factor is None else search_factor,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from typing import Protocol
 
 import torch
 
+from prunesearch.devices import autocast, resolve_device, resolve_precision
 from prunesearch.export import FRAME_FILE, TEMPLATE_FILE, OnnxTracker
 from prunesearch.models.vit_tracker import TrackerBase
-
-
 
 class Backend(Protocol):
     """A network behind the tracking loop."""
@@ -34,22 +33,30 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A :class:`TrackerBase` in eval mode, without autograd."""
+    """A :class:`TrackerBase` in eval mode under ``torch.inference_mode``, on ``device`` (moved
+    there), in ``precision``; the maps come back as fp32 on the CPU for the loop's decoding."""
 
-    def __init__(self, model: TrackerBase, name: str = "") -> None:
-        self.model = model.eval()
+    def __init__(self, model: TrackerBase, name: str = "", device: str | None = None, precision: str = "auto") -> None:
+        self.device = resolve_device(device if device is not None else _device_of(model), "evaluation.device")
+        self.precision = resolve_precision(precision, self.device, "evaluation precision")
+        self.model = model.to(self.device).eval()
         self.name = name or getattr(getattr(model, "spec", None), "name", "teacher")
         self.template_size = model.cfg.template_size
         self.search_size = model.cfg.search_size
 
     def template(self, z: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.model.template(z)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            return self.model.template(z.to(self.device, non_blocking=True))
 
     def frame(self, z_feat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            out = self.model.frame(z_feat, x)
-        return out.score_map, out.size_map, out.offset_map
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            out = self.model.frame(z_feat, x.to(self.device, non_blocking=True))
+        return tuple(t.float().cpu() for t in (out.score_map, out.size_map, out.offset_map))  # type: ignore[return-value]
+
+
+def _device_of(model: TrackerBase) -> str:
+    """Where the model already is (a model never moves unless a device is asked for)."""
+    return str(next(model.parameters()).device)
 
 
 class OnnxBackend:
@@ -69,11 +76,12 @@ class OnnxBackend:
         return out.score_map, out.size_map, out.offset_map
 
 
-def backend_for(model: object, name: str = "") -> Backend:
-    """A backend for a :class:`TrackerBase`, a folder holding the two graphs, or a
-    ``(template.onnx, frame.onnx)`` pair of paths; an existing backend is returned as is."""
+def backend_for(model: object, name: str = "", device: str | None = None, precision: str = "auto") -> Backend:
+    """A backend for a :class:`TrackerBase` (on ``device``, default where it is, in ``precision``),
+    a folder holding the two graphs, or a ``(template.onnx, frame.onnx)`` pair of paths; an
+    existing backend is returned as is."""
     if isinstance(model, TrackerBase):
-        return TorchBackend(model, name)
+        return TorchBackend(model, name, device, precision)
     if isinstance(model, (str, Path)):
         folder = Path(model)
         return OnnxBackend(folder / TEMPLATE_FILE, folder / FRAME_FILE, name or folder.name)

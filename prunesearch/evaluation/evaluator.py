@@ -116,13 +116,16 @@ def evaluate(
     params: TrackingParams | None = None,
     name: str = "",
     progress: Callable[[str], None] | None = None,
+    device: str | None = None,
+    precision: str = "auto",
 ) -> EvalResult:
     """Evaluate a network: a :class:`TrackerBase`, or ONNX graphs (a folder holding template.onnx
     and frame.onnx, or the two paths). A model in training mode is evaluated in eval mode and
-    handed back in training mode, so a fine-tuning loop can evaluate between steps."""
+    handed back in training mode, so a fine-tuning loop can evaluate between steps. A PyTorch
+    model runs on ``device`` (default: where it is) in ``precision`` (auto: bf16 on a capable GPU)."""
     was_training = isinstance(model, TrackerBase) and model.training
     try:
-        tracker = NeuralTracker(backend_for(model, name), params)
+        tracker = NeuralTracker(backend_for(model, name, device, precision), params)
         return evaluate_tracker(tracker, sequences, out_dir, progress)
     finally:
         if was_training:

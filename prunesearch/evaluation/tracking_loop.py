@@ -1,4 +1,4 @@
-"""The tracking loop of DESIGN.md, and running any tracker over a sequence with per-frame timing.
+"""The tracking loop of docs/design.md, and running any tracker over a sequence with per-frame timing.
 
 Initialise: a square crop of side ``sqrt(w*h) * template_factor`` around the first box, resized
 to the network's template size, gives the template (encoded once). Every later frame: a crop of
@@ -6,19 +6,24 @@ side ``sqrt(w*h) * search_factor`` around the previous box, resized to the searc
 padding outside the image, ImageNet mean/std; the score map is multiplied by a 2-D Hann window
 (OSTrack's, which never reaches zero at the border), the arg-max cell with its offset and size
 gives the box in the crop, which is mapped back to the image, clipped to it, and kept at least
-``min_box_size`` pixels wide and high so the next crop stays defined.
+``min_box_size`` pixels wide and high so the next crop stays defined. The factors are the
+network's :class:`~prunesearch.data.processing.CropGeometry`.
+
+Frames are read one ahead in a background thread (OpenCV decodes without the GIL), so the network
+does not wait for the disk; reading stays out of the timing, as before.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from prunesearch.data.processing import box_window, extract, normalize
+from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.evaluation.backends import Backend
 from prunesearch.models.vit_tracker import decode_box
@@ -26,10 +31,9 @@ from prunesearch.models.vit_tracker import decode_box
 
 @dataclass(frozen=True)
 class TrackingParams:
-    """Crop factors of DESIGN.md (the crop sizes come from the network) and the smallest box kept."""
+    """The network's crop geometry (its crop sizes come from the network too) and the smallest box kept."""
 
-    template_factor: float = 2.0
-    search_factor: float = 4.0
+    crop: CropGeometry = field(default_factory=CropGeometry)
     min_box_size: float = 4.0
 
 
@@ -67,7 +71,7 @@ def clip_box(box: np.ndarray, width: float, height: float, min_size: float) -> n
 
 
 class NeuralTracker:
-    """The DESIGN.md loop around one :class:`Backend` (PyTorch or ONNX: same code either way)."""
+    """The docs/design.md loop around one :class:`Backend` (PyTorch or ONNX: same code either way)."""
 
     def __init__(self, backend: Backend, params: TrackingParams | None = None) -> None:
         self.backend = backend
@@ -76,12 +80,12 @@ class NeuralTracker:
         self._window: torch.Tensor | None = None
 
     def init(self, image: np.ndarray, box: np.ndarray) -> None:
-        window = box_window(np.asarray(box, dtype=np.float64), self.params.template_factor, self.backend.template_size)
+        window = box_window(np.asarray(box, dtype=np.float64), self.params.crop.template_factor, self.backend.template_size)
         self._z_feat = self.backend.template(normalize(extract(image, window)))
         self._box = np.asarray(box, dtype=np.float64)
 
     def update(self, image: np.ndarray) -> np.ndarray:
-        window = box_window(self._box, self.params.search_factor, self.backend.search_size)
+        window = box_window(self._box, self.params.crop.search_factor, self.backend.search_size)
         score, size, offset = self.backend.frame(self._z_feat, normalize(extract(image, window)))
         if self._window is None or self._window.shape[-2:] != score.shape[-2:]:
             self._window = hann_window(score.shape[-1])
@@ -105,14 +109,18 @@ def run_sequence(tracker: SequenceTracker, sequence: Sequence) -> TrackedSequenc
     boxes = np.zeros((len(sequence), 4))
     times = np.zeros(len(sequence))
     image_size = (0, 0)
-    for i in range(len(sequence)):
-        image = sequence.image(i)
-        start = time.perf_counter()
-        if i == 0:
-            image_size = (image.shape[1], image.shape[0])
-            boxes[0] = sequence.boxes[0]
-            tracker.init(image, sequence.boxes[0])
-        else:
-            boxes[i] = tracker.update(image)
-        times[i] = time.perf_counter() - start
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+        ahead = reader.submit(sequence.image, 0) if len(sequence) else None
+        for i in range(len(sequence)):
+            image = ahead.result()
+            if i + 1 < len(sequence):
+                ahead = reader.submit(sequence.image, i + 1)
+            start = time.perf_counter()
+            if i == 0:
+                image_size = (image.shape[1], image.shape[0])
+                boxes[0] = sequence.boxes[0]
+                tracker.init(image, sequence.boxes[0])
+            else:
+                boxes[i] = tracker.update(image)
+            times[i] = time.perf_counter() - start
     return TrackedSequence(boxes, times, image_size)

@@ -1,4 +1,7 @@
-"""Latency tables for devices we cannot measure, fitted to published end-to-end speeds.
+"""Latency tables for devices we cannot profile, fitted to end-to-end speeds: published, or the user's own.
+
+Two sources of whole-model figures: the LiteTrack paper's columns (:func:`derive`), and a file
+of figures a user measured on their own device (:func:`read_measured`, :func:`derive_measured`).
 
 The LiteTrack paper gives per-frame fps of four students and of OSTrack-256 on a few devices.
 Four end-to-end figures cannot separate seven part costs, so the kinds' *relative* costs are tied
@@ -25,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,24 +203,28 @@ def _nnls(units: np.ndarray, ms: np.ndarray) -> tuple[float, float]:
     return float(fixed), float(scale)
 
 
-def derive(published: Published, target: str, tie: str | LatencyTable = "flops") -> LatencyTable:
-    """Fit one target's table to its published column; records residuals and leave-one-out errors."""
-    if target not in TARGETS:
-        raise PrunesearchError(f"unknown derived target {target!r}; known: {', '.join(TARGETS)}")
-    spec = TARGETS[target]
-    cfg = published.cfg
+@dataclass(frozen=True)
+class ColumnFit:
+    """One device's figures fitted: the entries, each figure's fit and leave-one-out report, and the fit's record."""
+
+    entries: list[Entry]
+    report: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+
+def fit_column(cfg: TrackerConfig, rows: list[Variant], column: str, tie: str | LatencyTable) -> ColumnFit:
+    """Fit fixed cost and scale to the students' figures in ``column`` and a joint scale to the teacher's."""
     w, unit, tie_text = tie_weights(cfg, tie)
-    rows = [v for v in published.variants if spec.column in v.fps]
     students = [v for v in rows if v.ai_layers is not None]
     if len(students) < 3:
-        raise PrunesearchError(f"column {spec.column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
+        raise PrunesearchError(f"column {column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
 
     def units(v: Variant) -> float:
         n, m = v.depth, v.ai_layers
         return w["search_embed"] + (n - m) * w["search_block"] + m * w["interaction_block"] + w["head"]
 
     x = np.array([units(v) for v in students])
-    y = np.array([1000.0 / v.fps[spec.column] for v in students])
+    y = np.array([1000.0 / v.fps[column] for v in students])
     fixed, scale = _nnls(x, y)
     report = []
     for i, v in enumerate(students):
@@ -227,7 +235,7 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
     joint_scale, joint_note = scale, "tied to the students' scale (no teacher figure in this column)"
     teacher = next((v for v in rows if v.ai_layers is None), None)
     if teacher is not None:
-        ms = 1000.0 / teacher.fps[spec.column]
+        ms = 1000.0 / teacher.fps[column]
         base = fixed + scale * (w["search_embed"] + w["head"])
         blocks = teacher_joint_blocks(cfg, teacher) * w["joint_block"]
         joint_scale = max(ms - base, 0.0) / blocks
@@ -238,9 +246,30 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
         joint_note = f"scale solved from {teacher.name}{ce}; includes that variant's extra operations"
         report.append(_row(teacher, ms, base + joint_scale * blocks, base + scale * blocks, "teacher"))
 
-    entries = _entries(cfg, w, fixed, scale, joint_scale, joint_note)
     loo = [abs(r["loo_error_pct"]) for r in report]
     student_loo = [abs(r["loo_error_pct"]) for r in report if r["role"] == "fit"]
+    provenance = {
+        "tie": tie_text,
+        "model": "students: fixed + s * (w_search_embed + (N-M) w_search_block + M w_interaction_block + w_head); "
+        "teacher: fixed + s * (w_search_embed + w_head) + s_joint * w_joint_block * blocks; "
+        "template branch: fixed + s * (w_template_embed + N w_template_block)",
+        "fit": {"fixed_ms": round(fixed, 6), "scale": round(scale, 6), "joint_scale": round(joint_scale, 6), "unit": unit},
+        "variants": report,
+        "max_abs_loo_error_pct": round(max(loo), 2),
+        "students_max_abs_loo_error_pct": round(max(student_loo), 2),
+        "loo_within_10pct": all(e <= 10 for e in loo),
+    }
+    return ColumnFit(_entries(cfg, w, fixed, scale, joint_scale, joint_note), report, provenance)
+
+
+def derive(published: Published, target: str, tie: str | LatencyTable = "flops") -> LatencyTable:
+    """Fit one target's table to its published column; records residuals and leave-one-out errors."""
+    if target not in TARGETS:
+        raise PrunesearchError(f"unknown derived target {target!r}; known: {', '.join(TARGETS)}")
+    spec = TARGETS[target]
+    rows = [v for v in published.variants if spec.column in v.fps]
+    fit = fit_column(published.cfg, rows, spec.column, tie)
+    prov = fit.provenance
     provenance = {
         "how": f"derived by prunesearch {__version__} ('prunesearch latency derive') from published end-to-end figures",
         "source": {
@@ -250,19 +279,14 @@ def derive(published: Published, target: str, tie: str | LatencyTable = "flops")
             "figures": published.source,
             "timing": spec.timing,
         },
-        "tie": tie_text,
-        "model": "students: fixed + s * (w_search_embed + (N-M) w_search_block + M w_interaction_block + w_head); "
-        "teacher: fixed + s * (w_search_embed + w_head) + s_joint * w_joint_block * blocks; "
-        "template branch: fixed + s * (w_template_embed + N w_template_block)",
-        "fit": {"fixed_ms": round(fixed, 6), "scale": round(scale, 6), "joint_scale": round(joint_scale, 6), "unit": unit},
+        "tie": prov["tie"],
+        "model": prov["model"],
+        "fit": prov["fit"],
         "teacher": "prunesearch's teacher is plain OSTrack-256 (no candidate elimination): "
         "its per-frame price is 12 joint blocks at 320 tokens",
-        "variants": report,
-        "max_abs_loo_error_pct": round(max(loo), 2),
-        "students_max_abs_loo_error_pct": round(max(student_loo), 2),
-        "loo_within_10pct": all(e <= 10 for e in loo),
+        **{k: prov[k] for k in ("variants", "max_abs_loo_error_pct", "students_max_abs_loo_error_pct", "loo_within_10pct")},
     }
-    return build_table(target, _meta(spec), cfg, entries, provenance)
+    return build_table(target, _meta(spec), published.cfg, fit.entries, provenance)
 
 
 def _entries(
@@ -311,3 +335,112 @@ def _row(v: Variant, ms: float, fitted: float, loo: float, role: str) -> dict[st
         "loo_ms": round(loo, 4),
         "loo_error_pct": round(100 * (loo - ms) / ms, 2),
     }
+
+
+MEASURED_STATS = ("mean", "p50", "p90", "p99", "min")
+MEASURED_UNITS = ("ms", "fps")
+_STUDENT = re.compile(r"B(\d+)-(\d+)")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Whole-model per-frame figures a user measured on one device, converted to ms per frame."""
+
+    cfg: TrackerConfig
+    preset: str
+    device: str
+    runtime: str
+    provider: str
+    precision: str
+    statistic: str
+    variants: list[Variant]
+    path: str
+    sha256: str
+
+
+def read_measured(path: str | Path) -> Measured:
+    """Read a measured-figures file; each problem is one line naming the file and the key.
+
+    The file holds ``device``, ``runtime``, ``precision``, ``statistic`` (mean, p50, ...), ``unit``
+    (ms or fps; default ms), optionally ``provider`` and ``preset`` (default vit-b), and ``models``:
+    ``B{N}-{M}`` or ``teacher`` mapped to that model's per-frame figure.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = yaml.safe_load(raw)
+    except OSError as err:
+        raise PrunesearchError(f"cannot read measured figures {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise PrunesearchError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise PrunesearchError(f"{path} must be a mapping with device, runtime, precision, statistic, unit and models")
+    for key in ("device", "runtime", "precision"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise PrunesearchError(f"{path}: missing '{key}' (the device, runtime and precision the figures were measured with)")
+    statistic = data.get("statistic")
+    if statistic not in MEASURED_STATS:
+        what = "missing 'statistic'" if statistic is None else f"statistic {statistic!r} is not one of them"
+        raise PrunesearchError(f"{path}: {what}; say which statistic the figures are: {', '.join(MEASURED_STATS)}")
+    unit = data.get("unit", "ms")
+    if unit not in MEASURED_UNITS:
+        raise PrunesearchError(f"{path}: unit must be ms or fps, got {unit!r}")
+    preset = str(data.get("preset", "vit-b"))
+    cfg = get_preset(preset)
+    models = data.get("models")
+    if not isinstance(models, dict) or not models:
+        raise PrunesearchError(f"{path}: 'models' must map model names (B{{N}}-{{M}} or teacher) to per-frame {unit}")
+    variants = [_measured_variant(path, str(name), value, unit, cfg.depth) for name, value in models.items()]
+    return Measured(cfg, preset, data["device"], data["runtime"], str(data.get("provider", "not stated")), data["precision"],
+                    statistic, variants, str(path), hashlib.sha256(raw).hexdigest())
+
+
+def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) -> Variant:
+    match = _STUDENT.fullmatch(name)
+    ok = name == "teacher" or (match is not None and 1 <= int(match[2]) <= int(match[1]) <= depth)
+    if not ok:
+        raise PrunesearchError(
+            f"{path}: models.{name} is not a model name: use B{{N}}-{{M}} with 1 <= M <= N <= {depth} (e.g. B4-2) or 'teacher'"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise PrunesearchError(f"{path}: models.{name} must be a positive number of {unit} per frame, got {value!r}")
+    fps = float(value) if unit == "fps" else 1000.0 / float(value)
+    if match is None:
+        return Variant("teacher", depth, None, {"measured": fps})
+    return Variant(name, int(match[1]), int(match[2]), {"measured": fps})
+
+
+def derive_measured(measured: Measured, name: str, tie: str | LatencyTable = "flops") -> LatencyTable:
+    """A table for the user's device, fitted to their figures; the tie is a measured table or MACs."""
+    if isinstance(tie, LatencyTable) and tie.meta.get("method") != "measured":
+        raise PrunesearchError(f"--tie {tie.name}: a tie must be a measured table (prunesearch profile), not a derived one")
+    students = sum(v.ai_layers is not None for v in measured.variants)
+    if students < 3:
+        raise PrunesearchError(f"{measured.path}: models has {students} student figures; at least 3 are needed to fit and leave one out")
+    fit = fit_column(measured.cfg, measured.variants, "measured", tie)
+    prov = fit.provenance
+    provenance = {
+        "how": f"derived by prunesearch {__version__} ('prunesearch latency derive --measured') from the user's "
+        "whole-model per-frame figures",
+        "source": {"file": Path(measured.path).name, "sha256": measured.sha256, "column": "measured",
+                   "figures": f"measured by the user ({measured.statistic})"},
+        "preset": measured.preset,
+        **prov,
+    }
+    if isinstance(tie, LatencyTable):
+        same = tie.meta.get("runtime") == measured.runtime
+        provenance["tie_runtime"] = f"{tie.meta.get('runtime')} {tie.meta.get('provider')} ({'same' if same else 'another'} runtime family)"
+    meta = {
+        "device": measured.device,
+        "runtime": measured.runtime,
+        "runtime_version": "as measured by the user",
+        "provider": measured.provider,
+        "precision": measured.precision,
+        "threads": None,
+        "power_mode": "as measured by the user",
+        "method": "derived",
+        "statistic": measured.statistic,
+        "date": dt.date.today().isoformat(),
+        "machine_fingerprint": None,
+    }
+    return build_table(name, meta, measured.cfg, fit.entries, provenance)

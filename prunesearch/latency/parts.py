@@ -1,6 +1,6 @@
 """The pieces a latency table prices, as stand-alone modules at one architecture's shapes.
 
-The profiler exports each part kind on its own; validation exports whole per-frame graphs. Both
+The profiler times each part kind on its own; calibration and validation time whole per-frame graphs. Both
 are built from the tracker's own modules, so a part computes exactly what it computes inside the
 tracker, at exactly its token counts.
 """
@@ -12,8 +12,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from prunesearch.models.phases import FRAME_OUTPUTS
-from prunesearch.models.vit_tracker import Block, TrackerBase, TrackerConfig, build_teacher
+from prunesearch.models.phases import FRAME_INPUTS, FRAME_OUTPUTS, FramePhase
+from prunesearch.models.vit_tracker import Block, StudentSpec, TrackerBase, TrackerConfig, build_student, build_teacher
 
 FIXED = "fixed"
 
@@ -102,9 +102,7 @@ def _shell(cfg: TrackerConfig) -> TrackerBase:
     return build_teacher(replace(cfg, depth=1))
 
 
-def part_graph(
-    cfg: TrackerConfig, kind: str, repeat: int = 1
-) -> tuple[nn.Module, tuple[torch.Tensor, ...], list[str], list[str]]:
+def part_graph(cfg: TrackerConfig, kind: str, repeat: int = 1) -> "Graph":
     """``(module, example inputs, input names, output names)`` of one part kind at batch 1.
 
     Block kinds are built as a chain of ``repeat`` distinct blocks; ``fixed`` is :class:`NullFrame`.
@@ -126,3 +124,13 @@ def part_graph(
     if kind in tokens:
         return chain, (torch.randn(1, tokens[kind], c),), ["tokens"], ["out"]
     raise ValueError(f"no graph for part kind {kind!r}")
+
+
+Graph = tuple[nn.Module, tuple[torch.Tensor, ...], list[str], list[str]]
+
+
+def whole_graph(cfg: TrackerConfig, depth: int, ai_layers: int | None) -> Graph:
+    """The whole per-frame graph of student ``B{depth}-{ai_layers}`` (``ai_layers`` None: the teacher)."""
+    torch.manual_seed(0)
+    model = build_teacher(cfg) if ai_layers is None else build_student(cfg, StudentSpec(depth, ai_layers))
+    return FramePhase(model), frame_inputs(cfg), list(FRAME_INPUTS), OUTPUTS

@@ -1,15 +1,21 @@
-"""Measure a latency table on the machine this runs on, with onnxruntime.
+"""Measure a latency table on the machine this runs on, as a deployment runs the model.
 
-Each part kind is exported on its own at the architecture's shapes and timed in interleaved
-rounds (see :mod:`prunesearch.latency.runtime`). Two effects would make a naive sum of isolated
-parts disagree with a whole graph, and both are measured rather than assumed away:
+Each part kind is built on its own at the architecture's shapes, prepared by a backend
+(onnxruntime or PyTorch, :mod:`prunesearch.latency.backends`) and timed in interleaved rounds
+(see :mod:`prunesearch.latency.runtime`). Two effects would make a naive sum of isolated parts
+disagree with a whole graph, and both are measured rather than assumed away:
 
-* every ``session.run`` has a fixed cost (binding inputs, allocating outputs, waking the thread
-  pool). It is measured on a graph with the per-frame graph's inputs and outputs and no work, is
-  subtracted from each part, and becomes the table's ``fixed`` entry, paid once per graph run;
+* every graph run has a fixed cost (binding inputs, allocating outputs, waking the thread pool,
+  launching). It is measured on a graph with the per-frame graph's inputs and outputs and no work,
+  is subtracted from each part, and becomes the table's ``fixed`` entry, paid once per graph run;
 * a block timed alone, again and again, finds its weights in cache; inside a tracker each block
   has its own weights. Blocks are therefore timed as a chain of ``chain`` distinct blocks, and the
-  entry is the chain's time less the run cost, over ``chain``.
+  entry is the chain's time less the run cost, over ``chain``. On a GPU the chain is the teacher's
+  depth, so launch gaps between blocks weigh on an entry as they do in a whole model.
+
+What remains (on a GPU: launch and scheduling effects across part boundaries) is measured too: a
+few whole per-frame graphs are timed in the same rounds, and a small correction of the sum of
+parts is fitted to them (:mod:`prunesearch.latency.calibrate`).
 """
 
 from __future__ import annotations
@@ -21,17 +27,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_graph, part_shapes
-from prunesearch.latency.runtime import (
-    RuntimeSettings,
-    Timing,
-    TimingPlan,
-    export_graph,
-    machine_fingerprint,
-    machine_info,
-    open_session,
-    time_graphs,
-)
+from prunesearch.latency.backends import Backend, RuntimeSettings
+from prunesearch.latency.calibrate import WholeGraph, fit_calibration
+from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_graph, part_shapes, whole_graph
+from prunesearch.latency.runtime import Timing, TimingPlan, machine_fingerprint, machine_info, time_graphs
 from prunesearch.latency.table import STATS, Entry, LatencyTable, build_table, rounded_stats
 from prunesearch.models.vit_tracker import TrackerConfig
 
@@ -42,8 +41,10 @@ Progress = Callable[[str, int, int], None]
 CHAIN_BYTES = 64 * 2**20
 
 
-def default_chain(cfg: TrackerConfig) -> int:
-    """Blocks per timed chain: as many as the teacher holds, fewer once their weights exceed 64 MiB."""
+def default_chain(cfg: TrackerConfig, on_gpu: bool = False) -> int:
+    """Blocks per timed chain: on a GPU the teacher's depth; on a CPU as many, fewer once their weights exceed 64 MiB."""
+    if on_gpu:
+        return max(2, cfg.depth)
     block_bytes = 4 * cfg.embed_dim * (4 * cfg.embed_dim + 2 * cfg.mlp_dim)
     return max(2, min(cfg.depth, math.ceil(CHAIN_BYTES / block_bytes)))
 
@@ -53,39 +54,52 @@ class ProfileRequest:
     """What to measure and how; ``device`` and ``power_mode`` are the user's description of the machine.
 
     ``chain`` is the number of distinct blocks per timed block graph (None: :func:`default_chain`).
+    ``calibrate`` also times whole graphs of the teacher and a few students and fits a correction.
     """
 
     name: str
     cfg: TrackerConfig
-    settings: RuntimeSettings
+    backend: Backend = RuntimeSettings()
     plan: TimingPlan = TimingPlan()
     chain: int | None = None
     device: str | None = None
     power_mode: str | None = None
     preset: str | None = None
+    calibrate: bool = True
 
     @property
     def blocks_per_chain(self) -> int:
-        return self.chain or default_chain(self.cfg)
+        return self.chain or default_chain(self.cfg, self.backend.on_gpu)
+
+
+def calibration_models(depth: int) -> list[tuple[int, int | None]]:
+    """The teacher and students spread over the space (shallow to full depth, few to many interaction layers)."""
+    picks = [(1, 1), (depth // 3, depth // 6), (depth // 2, depth // 4), (3 * depth // 4, depth // 4), (depth, depth // 2)]
+    students = sorted({(max(n, 1), min(max(m, 1), max(n, 1))) for n, m in picks})
+    return [*students, (depth, None)]
+
+
+def _whole_name(depth: int, ai: int | None) -> str:
+    return "teacher" if ai is None else f"B{depth}-{ai}"
 
 
 def profile(request: ProfileRequest, progress: Progress | None = None, workdir: Path | None = None) -> LatencyTable:
-    """Export, time and tabulate every part kind; returns the table (the caller saves it)."""
-    request.settings.check()
-    request.plan.check(request.settings)
+    """Prepare, time and tabulate every part kind (and the calibration graphs); the caller saves the table."""
+    backend, cfg = request.backend, request.cfg
+    backend.check(request.plan.clock)
     tick = progress or (lambda stage, done, total: None)
-    kinds = list(part_shapes(request.cfg))
+    builds = {kind: (lambda k=kind: part_graph(cfg, k, request.blocks_per_chain if k in BLOCK_KINDS else 1)) for kind in part_shapes(cfg)}
+    wholes = calibration_models(cfg.depth) if request.calibrate else []
+    builds.update({f"whole:{_whole_name(n, m)}": (lambda n=n, m=m: whole_graph(cfg, n, m)) for n, m in wholes})
     with tempfile.TemporaryDirectory(prefix="prunesearch-profile-") as tmp:
         folder = Path(workdir or tmp)
-        graphs = {}
-        for i, kind in enumerate(kinds):
-            repeat = request.blocks_per_chain if kind in BLOCK_KINDS else 1
-            module, args, inputs, outputs = part_graph(request.cfg, kind, repeat)
-            path, feeds = export_graph(module, args, folder / f"{kind}.onnx", inputs, outputs, request.settings)
-            graphs[kind] = (open_session(path, request.settings), feeds)
-            tick("export", i + 1, len(kinds))
-        timings = time_graphs(graphs, request.plan, lambda r: tick("time", r, request.plan.rounds))
-    return _tabulate(request, timings)
+        runs = {}
+        for i, (name, build) in enumerate(builds.items()):
+            module, args, inputs, outputs = build()
+            runs[name] = backend.prepare(module, args, (inputs, outputs), folder / f"{name.replace(':', '-')}.onnx")
+            tick("export", i + 1, len(builds))
+        timings = time_graphs(runs, request.plan, backend.timer(request.plan.clock), lambda r: tick("time", r, request.plan.rounds))
+    return _tabulate(request, timings, wholes)
 
 
 def _net_stats(timing: Timing, overhead_ms: float, per: int) -> dict[str, float]:
@@ -96,7 +110,7 @@ def _net_stats(timing: Timing, overhead_ms: float, per: int) -> dict[str, float]
     return out
 
 
-def _tabulate(request: ProfileRequest, timings: dict[str, Timing]) -> LatencyTable:
+def _tabulate(request: ProfileRequest, timings: dict[str, Timing], wholes: list[tuple[int, int | None]]) -> LatencyTable:
     shapes = part_shapes(request.cfg)
     overhead = timings[FIXED].median
     entries = []
@@ -112,10 +126,11 @@ def _tabulate(request: ProfileRequest, timings: dict[str, Timing]) -> LatencyTab
             note = "less one run's fixed cost"
         entries.append(Entry(kind, shape, stats["p50"], stats, note))
     info = machine_info()
+    gpu = info.get("gpu") if request.backend.on_gpu else None
     meta = {
-        "device": request.device or f"{info['cpu']} ({info['cores']} cores)",
-        **request.settings.describe(),
-        "power_mode": request.power_mode,
+        "device": request.device or (gpu["name"] if gpu else f"{info['cpu']} ({info['cores']} cores)"),
+        **request.backend.describe(),
+        "power_mode": request.power_mode or (gpu or {}).get("nvpmodel"),
         "method": "measured",
         "statistic": "p50",
         "clock": request.plan.clock,
@@ -124,12 +139,23 @@ def _tabulate(request: ProfileRequest, timings: dict[str, Timing]) -> LatencyTab
         "machine": info,
     }
     provenance = {
-        "how": "prunesearch profile: each part exported with prunesearch.export.export_module and timed "
-        "with onnxruntime in interleaved rounds; entries are medians (p50) in milliseconds",
+        "how": f"prunesearch profile: each part built from the tracker's modules and timed with {request.backend.describe()['runtime']} "
+        "in interleaved rounds; entries are medians (p50) in milliseconds",
         "preset": request.preset,
         "chain": request.blocks_per_chain,
         "timing": asdict(request.plan),
         "graphs": {kind: rounded_stats(t.stats()) for kind, t in timings.items()},
     }
-    return build_table(request.name, meta, request.cfg, entries, provenance)
+    raw = build_table(request.name, meta, request.cfg, entries, provenance)
+    if not wholes:
+        return raw
+    calibration = fit_calibration([_whole(raw, n, m, timings[f"whole:{_whole_name(n, m)}"].median) for n, m in wholes])
+    return build_table(request.name, meta, request.cfg, entries, provenance, calibration)
+
+
+def _whole(table: LatencyTable, depth: int, ai: int | None, measured_ms: float) -> WholeGraph:
+    """A timed whole graph beside its raw sum of parts, split into blocks and the rest."""
+    est = table.estimate_teacher() if ai is None else table.estimate(depth, ai)
+    blocks = sum(v for k, v in est.parts.items() if k in BLOCK_KINDS)
+    return WholeGraph(_whole_name(depth, ai), blocks, est.raw_ms - blocks, measured_ms)
 

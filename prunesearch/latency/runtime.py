@@ -1,4 +1,7 @@
-"""Timing ONNX graphs with onnxruntime the same way for profiling and for validation.
+"""Timing graphs the same way for profiling and for validation, and what the figures depend on.
+
+What runs a graph (onnxruntime or PyTorch, see :mod:`prunesearch.latency.backends`) hands over a
+prepared run; a :class:`Timer` times it (the host clock, or CUDA events on a GPU).
 
 Timings on a shared or throttling machine drift; a lookup table is only useful if its entries and
 the whole-graph checks see the same conditions. So every graph is timed in interleaved rounds:
@@ -9,76 +12,77 @@ alike instead of on whichever was being timed at that moment.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import random
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.export import export_module
 
-PRECISIONS = ("fp32", "fp16")
 # "wall": elapsed time, what a deployment sees. "cpu": CPU time of the calling thread, which
 # equals elapsed time on an idle machine with one intra-op thread but ignores time the thread spent
 # descheduled, so a shared, busy machine can still measure what an idle one would see.
 CLOCKS = ("wall", "cpu")
 
+#: One prepared graph run (inputs bound, outputs allocated): what is timed.
+GraphRun = Callable[[], object]
 
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """How graphs run: execution provider, intra-op threads (None: all cores), precision.
 
-    fp16 exports the modules in half precision (inputs, weights and outputs fp16). The CPU provider
-    runs such graphs too, inserting casts to fp32 around operators it has no fp16 kernel for; that
-    is what a user of fp16 on that CPU gets, and it is measured as such.
+class Timer(Protocol):
+    """Times one run of a graph, in milliseconds. The seam between timing and the device clock."""
+
+    def __call__(self, run: GraphRun) -> float: ...
+
+
+class HostTimer:
+    """Elapsed (``wall``) or calling-thread CPU (``cpu``) time around a run that returns when done."""
+
+    def __init__(self, clock: str = "wall") -> None:
+        self.clock = time.thread_time if clock == "cpu" else time.perf_counter
+
+    def __call__(self, run: GraphRun) -> float:
+        start = self.clock()
+        run()
+        return (self.clock() - start) * 1000
+
+
+class CudaEventTimer:
+    """CUDA events recorded around the run on the current stream: the GPU's time, not the host's.
+
+    The host waits only for the end event, so a run that merely enqueues work (eager PyTorch, a
+    CUDA graph replay) is timed from its first kernel's queueing to its last kernel's end.
     """
 
-    provider: str = "CPUExecutionProvider"
-    threads: int | None = None
-    precision: str = "fp32"
+    def __init__(self) -> None:
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
 
-    @property
-    def intra_threads(self) -> int:
-        return self.threads or os.cpu_count() or 1
-
-    def check(self) -> None:
-        import onnxruntime as ort
-
-        available = ort.get_available_providers()
-        if self.provider not in available:
-            raise PrunesearchError(
-                f"execution provider {self.provider} is not available in this onnxruntime "
-                f"{ort.__version__} build (available: {', '.join(available)}); run on a device whose "
-                "onnxruntime has it (e.g. onnxruntime-gpu) or pick one of those"
-            )
-        if self.precision not in PRECISIONS:
-            raise PrunesearchError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.threads is not None and self.threads < 1:
-            raise PrunesearchError(f"--threads must be at least 1, got {self.threads}")
-
-    def describe(self) -> dict[str, Any]:
-        import onnxruntime as ort
-
-        return {
-            "runtime": "onnxruntime",
-            "runtime_version": ort.__version__,
-            "provider": self.provider,
-            "precision": self.precision,
-            "threads": self.intra_threads,
-            "session": "intra-op threads as above, 1 inter-op thread, sequential execution, all graph optimisations",
-        }
+    def __call__(self, run: GraphRun) -> float:
+        self.start.record()
+        run()
+        self.end.record()
+        self.end.synchronize()
+        return float(self.start.elapsed_time(self.end))
 
 
 def machine_info() -> dict[str, Any]:
     """What a timing figure depends on: CPU, cores, library versions, and the load when measured."""
-    import onnxruntime as ort
+    try:
+        from onnxruntime import __version__ as ort_version
+    except ModuleNotFoundError:
+        ort_version = "not installed"
 
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -95,49 +99,77 @@ def machine_info() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "torch": str(torch.__version__),
-        "onnxruntime": ort.__version__,
+        "onnxruntime": ort_version,
         "loadavg_1m": round(load[0], 2),
+        **({"gpu": gpu} if (gpu := gpu_info()) else {}),
     }
 
 
-def machine_fingerprint() -> str:
-    """A short hash of the hardware and runtime identity (not of the load), to tell machines apart."""
-    import hashlib
+def _query(command: list[str]) -> str | None:
+    """A tool's output, or None where it is not installed or fails (no GPU, no driver)."""
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
+
+GPU_QUERY = ("name", "driver_version", "clocks.max.sm", "clocks.max.mem", "clocks.sm", "power.limit", "persistence_mode")
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_info() -> dict[str, Any] | None:
+    """The first GPU's facts a timing depends on: model, driver, CUDA/cuDNN/TensorRT, clocks, power mode.
+
+    From ``nvidia-smi`` and, on a Jetson, ``nvpmodel -q``; None on a machine without a CUDA GPU.
+    """
+    if not torch.cuda.is_available():
+        return None
+    info: dict[str, Any] = {
+        "name": torch.cuda.get_device_name(0),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+    }
+    for package in ("tensorrt", "onnxruntime-gpu"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    info.update(nvidia_smi_facts())
+    power = jetson_power_mode()
+    if power:
+        info["nvpmodel"] = power
+    return info
+
+
+def nvidia_smi_facts() -> dict[str, str]:
+    """The first GPU's name, driver, clocks, power limit and persistence mode from ``nvidia-smi`` ({} without it)."""
+    smi = _query(["nvidia-smi", "-i", "0", f"--query-gpu={','.join(GPU_QUERY)}", "--format=csv,noheader"])
+    if not smi:
+        return {}
+    return {k.replace(".", "_"): v.strip() for k, v in zip(GPU_QUERY, smi.splitlines()[0].split(","))}
+
+
+def jetson_power_mode() -> str | None:
+    """A Jetson's power mode (``nvpmodel -q``) on one line; None elsewhere."""
+    power = _query(["nvpmodel", "-q"])
+    return " ".join(power.split()) if power else None
+
+
+def machine_fingerprint() -> str:
+    """A short hash of the hardware and runtime identity (not of the load), to tell machines apart.
+
+    A GPU's model, driver and power mode count where there is one (a CPU-only machine hashes as before).
+    """
     info = machine_info()
     ident = "|".join(str(info[k]) for k in ("cpu", "cores", "machine", "system", "onnxruntime"))
+    gpu = info.get("gpu")
+    if gpu:
+        ident += "|" + "|".join(str(gpu.get(k)) for k in ("name", "driver_version", "cuda", "nvpmodel", "power_limit"))
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
-
-
-def export_graph(
-    module: torch.nn.Module,
-    args: tuple[torch.Tensor, ...],
-    path: Path,
-    input_names: list[str],
-    output_names: list[str],
-    settings: RuntimeSettings,
-) -> tuple[Path, dict[str, np.ndarray]]:
-    """Export at the settings' precision; returns the file and the feeds to run it with."""
-    if settings.precision == "fp16":
-        module = module.half()
-        args = tuple(a.half() for a in args)
-    path = export_module(module, args, path, input_names, output_names)
-    return path, {name: a.numpy() for name, a in zip(input_names, args)}
-
-
-def open_session(path: Path, settings: RuntimeSettings):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = settings.intra_threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    providers: list[Any] = [settings.provider]
-    if settings.provider == "TensorrtExecutionProvider" and settings.precision == "fp16":
-        providers = [(settings.provider, {"trt_fp16_enable": True})]
-    return ort.InferenceSession(str(path), opts, providers=providers)
 
 
 @dataclass
@@ -181,43 +213,31 @@ class TimingPlan:
         if self.clock not in CLOCKS:
             raise PrunesearchError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
-    def check(self, settings: RuntimeSettings) -> None:
-        if self.clock == "cpu" and (settings.intra_threads != 1 or settings.provider != "CPUExecutionProvider"):
-            raise PrunesearchError(
-                "--clock cpu counts the CPU time of the calling thread, which is the whole run only "
-                "with --threads 1 on CPUExecutionProvider"
-            )
-
 
 def time_graphs(
-    graphs: dict[str, tuple[Any, dict[str, np.ndarray]]],
+    graphs: dict[str, GraphRun],
     plan: TimingPlan,
+    timer: Timer,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Timing]:
-    """Time every ``name -> (session, feeds)`` in interleaved rounds; ``progress(round)`` after each."""
-    clock = time.thread_time if plan.clock == "cpu" else time.perf_counter
+    """Time every ``name -> run`` in interleaved rounds; ``progress(round)`` after each.
+
+    Each graph runs once (lazy initialisation, compilation), then ``warmup_runs`` timed runs set
+    how many runs fill a round; only the rounds' runs count.
+    """
     runs_per_round = {}
-    for name, (session, feeds) in graphs.items():
-        session.run(None, feeds)
-        warm = []
-        for _ in range(plan.warmup_runs):
-            start = clock()
-            session.run(None, feeds)
-            warm.append((clock() - start) * 1000)
-        typical_ms = float(np.median(warm)) if warm else plan.round_ms
-        runs_per_round[name] = max(1, round(plan.round_ms / max(typical_ms, 1e-3)))
+    for name, run in graphs.items():
+        run()
+        warm = [timer(run) for _ in range(plan.warmup_runs)]
+        runs_per_round[name] = max(1, round(plan.round_ms / max(float(np.median(warm)), 1e-3)))
     timings = {name: Timing() for name in graphs}
     order = list(graphs)
     rng = random.Random(plan.seed)
     for r in range(plan.rounds):
         rng.shuffle(order)
         for name in order:
-            session, feeds = graphs[name]
-            samples = timings[name].samples
-            for _ in range(runs_per_round[name]):
-                start = clock()
-                session.run(None, feeds)
-                samples.append((clock() - start) * 1000)
+            run, samples = graphs[name], timings[name].samples
+            samples.extend(timer(run) for _ in range(runs_per_round[name]))
         if progress:
             progress(r + 1)
     return timings

@@ -10,13 +10,19 @@ architectures whose parts it actually holds. Estimates are sums of entries:
   ``fixed + template_embed``.
 
 ``fixed`` is paid once per graph run (a frame, or a template update). With ``template_update=K``
-the template branch is amortised over K frames.
+the template branch is amortised over K frames. A table may carry a calibration fitted to whole
+graphs (:mod:`prunesearch.latency.calibrate`); its estimates are then the corrected sums.
+
+Tables are hand-editable, so reading one checks every value a price depends on (finite,
+non-negative times, one entry per part and shape, typed architecture fields) and names the file
+and entry of the first problem in one line.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,8 @@ import yaml
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.flops import PART_KINDS
-from prunesearch.latency.parts import FIXED, part_shapes
+from prunesearch.latency.calibrate import Calibration
+from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_shapes
 from prunesearch.models.vit_tracker import TrackerConfig
 
 FORMAT = "prunesearch-latency/1"
@@ -73,7 +80,8 @@ def _shape_key(shape: dict[str, Any]) -> str:
 class LatencyEstimate:
     """Priced latency of one model on one table. Times in milliseconds.
 
-    ``per_frame_ms`` is the steady per-frame work; ``template_ms`` the template branch, paid once
+    ``parts`` are the table's raw entries times their counts; ``raw_ms`` is their sum.
+    ``per_frame_ms`` is the steady per-frame work (the calibrated sum when the table has one); ``template_ms`` the template branch, paid once
     per template update; ``amortised_ms`` adds ``template_ms / template_update`` when the template
     is updated every K frames. ``fps`` and ``speedup`` (teacher time / this time) use the
     amortised figure, so both models are compared under the same template schedule.
@@ -85,6 +93,10 @@ class LatencyEstimate:
     template_update: int | None
     teacher_ms: float
     parts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def raw_ms(self) -> float:
+        return sum(self.parts.values())
 
     @property
     def amortised_ms(self) -> float:
@@ -102,6 +114,7 @@ class LatencyEstimate:
         return {
             "name": self.name,
             "per_frame_ms": self.per_frame_ms,
+            "raw_ms": self.raw_ms,
             "template_ms": self.template_ms,
             "template_update": self.template_update,
             "amortised_ms": self.amortised_ms,
@@ -122,6 +135,7 @@ class LatencyTable:
     provenance: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     sha256: str = ""
+    calibration: Calibration | None = None
     _index: dict[tuple[str, str], Entry] = field(init=False, repr=False, compare=False)
     _own: dict[str, float] = field(init=False, repr=False, compare=False)
 
@@ -180,9 +194,9 @@ class LatencyTable:
             "interaction_block": ai_layers * c["interaction_block"],
             "head": c["head"],
         }
-        template = c[FIXED] + c["template_embed"] + depth * c["template_block"]
+        template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"], "template_block": depth * c["template_block"]})
         teacher = self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
-        return LatencyEstimate(f"B{depth}-{ai_layers}", sum(parts.values()), template, template_update, teacher.amortised_ms, parts)
+        return LatencyEstimate(f"B{depth}-{ai_layers}", self._sum(parts), template, template_update, teacher.amortised_ms, parts)
 
     def estimate_teacher(self, template_update: int | None = None, cfg: TrackerConfig | None = None) -> LatencyEstimate:
         """Price the joint teacher (``cfg.depth`` joint blocks; default: the table's architecture)."""
@@ -190,28 +204,45 @@ class LatencyTable:
         c = self._own if cfg is None else self._costs(cfg)
         return self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
 
-    @staticmethod
-    def _teacher(c: dict[str, float], template_update: int | None, depth: int) -> LatencyEstimate:
+    def _sum(self, parts: dict[str, float]) -> float:
+        """A graph run's price: the sum of its parts, corrected by the calibration if there is one."""
+        if self.calibration is None:
+            return sum(parts.values())
+        blocks = sum(v for k, v in parts.items() if k in BLOCK_KINDS)
+        return self.calibration.apply(blocks, sum(parts.values()) - blocks)
+
+    def uncalibrated(self) -> "LatencyTable":
+        """The same entries without the calibration: the raw sum of parts."""
+        return LatencyTable(self.name, self.meta, self.architecture, self.entries, self.provenance, self.path, self.sha256)
+
+    def warning(self) -> str | None:
+        """One line when this table's calibrated prices do not hold (see :mod:`~prunesearch.latency.calibrate`)."""
+        return self.calibration.warning(self.name) if self.calibration else None
+
+    def _teacher(self, c: dict[str, float], template_update: int | None, depth: int) -> LatencyEstimate:
         parts = {
             FIXED: c[FIXED],
             "search_embed": c["search_embed"],
             "joint_block": depth * c["joint_block"],
             "head": c["head"],
         }
-        per_frame = sum(parts.values())
-        template = c[FIXED] + c["template_embed"]
+        per_frame = self._sum(parts)
+        template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"]})
         teacher_ms = _amortised(per_frame, template, template_update)
         return LatencyEstimate("teacher", per_frame, template, template_update, teacher_ms, parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": FORMAT,
             "name": self.name,
             "meta": dict(self.meta),
             "architecture": self.architecture.to_dict(),
             "entries": [e.to_dict() for e in self.entries],
-            "provenance": self.provenance,
         }
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        out["provenance"] = self.provenance
+        return out
 
     def to_yaml(self) -> str:
         return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, width=100)
@@ -241,9 +272,10 @@ def build_table(
     architecture: TrackerConfig,
     entries: list[Entry],
     provenance: dict[str, Any],
+    calibration: Calibration | None = None,
 ) -> LatencyTable:
     """A table made in memory (by the profiler or the derivation), read back exactly as its file will be."""
-    text = LatencyTable(name, meta, architecture, tuple(entries), provenance).to_yaml()
+    text = LatencyTable(name, meta, architecture, tuple(entries), provenance, calibration=calibration).to_yaml()
     return parse_table(yaml.load(text, Loader=_Loader), hashlib.sha256(text.encode()).hexdigest(), None)
 
 
@@ -272,16 +304,64 @@ def parse_table(data: Any, sha256: str, path: Path | None) -> LatencyTable:
         raise PrunesearchError(f"{where}: meta lacks {', '.join(lacking)}")
     if meta["method"] not in METHODS:
         raise PrunesearchError(f"{where}: meta.method must be one of {', '.join(METHODS)}, got {meta['method']!r}")
-    if not isinstance(data.get("architecture"), dict):
-        raise PrunesearchError(f"{where}: missing the 'architecture' mapping")
-    arch = TrackerConfig.from_dict(data["architecture"])
-    entries = []
+    arch = _architecture(data.get("architecture"), where)
+    entries: list[Entry] = []
+    seen: dict[tuple[str, str], int] = {}
     for i, raw in enumerate(data.get("entries") or []):
-        if not isinstance(raw, dict) or raw.get("kind") not in ENTRY_KINDS or not isinstance(raw.get("shape"), dict):
-            raise PrunesearchError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
-        ms = raw.get("ms")
-        if not isinstance(ms, (int, float)) or ms < 0:
-            raise PrunesearchError(f"{where}: entry {i} ({raw['kind']}) needs a non-negative 'ms', got {ms!r}")
-        entries.append(Entry(raw["kind"], raw["shape"], float(ms), raw.get("stats"), raw.get("note")))
+        entry = _entry(raw, i, where)
+        if entry.key in seen:
+            raise PrunesearchError(
+                f"{where}: entry {i} ({entry.kind}, {_shape_key(entry.shape)}) repeats entry {seen[entry.key]}; "
+                "each part and shape may appear once (delete one of them)"
+            )
+        seen[entry.key] = i
+        entries.append(entry)
+    calibration = Calibration.from_dict(data["calibration"], where) if data.get("calibration") is not None else None
     name = str(data.get("name") or (path.stem if path else "table"))
-    return LatencyTable(name, meta, arch, tuple(entries), data.get("provenance") or {}, path, sha256)
+    return LatencyTable(name, meta, arch, tuple(entries), data.get("provenance") or {}, path, sha256, calibration)
+
+
+def _finite_ms(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
+def _entry(raw: Any, i: int, where: str) -> Entry:
+    if not isinstance(raw, dict) or raw.get("kind") not in ENTRY_KINDS or not isinstance(raw.get("shape"), dict):
+        raise PrunesearchError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
+    kind, ms = raw["kind"], raw.get("ms")
+    if not _finite_ms(ms):
+        raise PrunesearchError(f"{where}: entry {i} ({kind}) needs a finite, non-negative 'ms', got {ms!r}")
+    stats = raw.get("stats")
+    if stats is not None and (not isinstance(stats, dict) or not all(k in STATS and _finite_ms(v) for k, v in stats.items())):
+        raise PrunesearchError(
+            f"{where}: entry {i} ({kind}) 'stats' must map {', '.join(STATS)} to finite, non-negative numbers, got {stats!r}"
+        )
+    return Entry(kind, raw["shape"], float(ms), stats, raw.get("note"))
+
+
+def _architecture(raw: Any, where: str) -> TrackerConfig:
+    """The architecture mapping with every field of the type :class:`TrackerConfig` declares."""
+    if not isinstance(raw, dict):
+        raise PrunesearchError(f"{where}: missing the 'architecture' mapping")
+    kinds = {f.name: f.type for f in fields(TrackerConfig)}
+    for key, value in raw.items():
+        kind = kinds.get(key)
+        if kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            allowed = "a positive integer"
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            allowed = "a positive number"
+        elif kind == "bool":
+            ok, allowed = isinstance(value, bool), "true or false"
+        elif kind is not None:  # head_channels
+            ok = isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+            allowed = "a list of positive integers"
+        else:
+            continue  # TrackerConfig.from_dict names unknown keys
+        if not ok:
+            raise PrunesearchError(f"{where}: architecture.{key} must be {allowed}, got {value!r}")
+    try:
+        return TrackerConfig.from_dict(raw)
+    except PrunesearchError as err:
+        raise PrunesearchError(f"{where}: architecture: {err}") from None

@@ -4,7 +4,8 @@ A sample of students (and the teacher) is exported as complete per-frame graphs,
 machine exactly as the profiler times parts (same runtime settings, interleaved rounds, medians),
 and compared with what the table predicts. The report gives the share of models within 5% and
 10%, the mean absolute percentage error, and Kendall's tau between predicted and measured times
-(the search only needs the order right; the budget check needs the values right).
+(the search only needs the order right; the budget check needs the values right), for the
+table's prices (the calibrated sum where it has a calibration) and for the raw sum of parts.
 """
 
 from __future__ import annotations
@@ -18,19 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.latency.parts import OUTPUTS, frame_inputs
-from prunesearch.latency.runtime import (
-    RuntimeSettings,
-    TimingPlan,
-    export_graph,
-    machine_fingerprint,
-    machine_info,
-    open_session,
-    time_graphs,
-)
+from prunesearch.latency.backends import backend_from_meta
+from prunesearch.latency.parts import whole_graph
+from prunesearch.latency.runtime import TimingPlan, machine_fingerprint, machine_info, time_graphs
 from prunesearch.latency.table import LatencyTable
-from prunesearch.models.phases import FramePhase
-from prunesearch.models.vit_tracker import StudentSpec, build_student, build_teacher
 
 Progress = Callable[[str, int, int], None]
 
@@ -44,6 +36,12 @@ class ValidationRow:
     measured_ms: float
     measured_p90_ms: float
     runs: int
+    raw_estimate_ms: float
+
+    @property
+    def raw_error(self) -> float:
+        """Signed relative error of the raw (uncalibrated) sum of parts."""
+        return (self.raw_estimate_ms - self.measured_ms) / self.measured_ms
 
     @property
     def error(self) -> float:
@@ -61,18 +59,24 @@ class ValidationReport:
     machine: dict[str, Any]
     seconds: float
     summary: dict[str, float] = field(default_factory=dict)
+    raw_summary: dict[str, float] = field(default_factory=dict)
+    calibrated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        rows = [{**asdict(r), "error": r.error} for r in self.rows]
+        rows = [{**asdict(r), "error": r.error, "raw_error": r.raw_error} for r in self.rows]
         return {**asdict(self), "rows": rows}
 
 
-def summarise(rows: list[ValidationRow]) -> dict[str, float]:
-    """Shares within 5% / 10%, mean absolute percentage error, Kendall tau (estimate vs measured)."""
+def summarise(rows: list[ValidationRow], raw: bool = False) -> dict[str, float]:
+    """Shares within 5% / 10%, mean absolute percentage error, Kendall tau (estimate vs measured).
+
+    ``raw``: of the uncalibrated sum of parts instead of the table's prices.
+    """
     from scipy.stats import kendalltau
 
-    errors = [abs(r.error) for r in rows]
-    tau = kendalltau([r.estimate_ms for r in rows], [r.measured_ms for r in rows]).statistic if len(rows) > 1 else float("nan")
+    errors = [abs(r.raw_error if raw else r.error) for r in rows]
+    estimates = [r.raw_estimate_ms if raw else r.estimate_ms for r in rows]
+    tau = kendalltau(estimates, [r.measured_ms for r in rows]).statistic if len(rows) > 1 else float("nan")
     return {
         "models": len(rows),
         "within_5pct": sum(e <= 0.05 for e in errors) / len(rows),
@@ -98,12 +102,20 @@ def check_validatable(table: LatencyTable, allow_other_machine: bool) -> None:
             f"table {table.name!r} was derived from published figures, not measured here; its check is "
             f"the leave-one-out error recorded in the file (shown by 'prunesearch latency show --target {table.name}')"
         )
+    mismatch = fingerprint_mismatch(table)
+    if mismatch and not allow_other_machine:
+        raise PrunesearchError(f"{mismatch}; validate it where it was measured, or pass --allow-other-machine to compare anyway")
+
+
+def fingerprint_mismatch(table: LatencyTable) -> str | None:
+    """A sentence when ``table`` was measured on a machine (CPU, GPU, driver, power mode) other than this one."""
     theirs, ours = table.meta.get("machine_fingerprint"), machine_fingerprint()
-    if theirs != ours and not allow_other_machine:
-        raise PrunesearchError(
-            f"table {table.name!r} was measured on another machine (fingerprint {theirs}, this one {ours}); "
-            "validate it where it was measured, or pass --allow-other-machine to compare anyway"
-        )
+    if theirs == ours:
+        return None
+    gpu = (table.meta.get("machine") or {}).get("gpu") or {}
+    here = machine_info().get("gpu") or {}
+    detail = f" (GPU {gpu.get('name', 'none')} driver {gpu.get('driver_version', '-')}, here {here.get('name', 'none')} driver {here.get('driver_version', '-')})"
+    return f"table {table.name!r} was measured on another machine (fingerprint {theirs}, this one {ours}){detail}"
 
 
 def validate(
@@ -119,10 +131,9 @@ def validate(
     Runtime settings and clock are the table's own, so like is compared with like.
     """
     check_validatable(table, allow_other_machine)
-    settings = RuntimeSettings(table.meta["provider"], table.meta.get("threads"), table.meta["precision"])
-    settings.check()
+    backend = backend_from_meta(table.meta)
     plan = TimingPlan(rounds=rounds, clock=table.meta.get("clock", "wall"))
-    plan.check(settings)
+    backend.check(plan.clock)
     tick = progress or (lambda stage, done, total: None)
     cfg = table.architecture
     models: list[tuple[str, int, int | None]] = [
@@ -130,30 +141,29 @@ def validate(
     ]
     models.append(("teacher", table.teacher_depth, None))
     start = time.perf_counter()
-    graphs = {}
+    runs = {}
     with tempfile.TemporaryDirectory(prefix="prunesearch-validate-") as tmp:
         for i, (name, depth, ai) in enumerate(models):
-            model = build_teacher(cfg) if ai is None else build_student(cfg, StudentSpec(depth, ai))
-            path, feeds = export_graph(
-                FramePhase(model), frame_inputs(cfg), Path(tmp) / f"{name}.onnx", ["z_feat", "x"], OUTPUTS, settings
-            )
-            graphs[name] = (open_session(path, settings), feeds)
+            module, args, inputs, outputs = whole_graph(cfg, depth, ai)
+            runs[name] = backend.prepare(module, args, (inputs, outputs), Path(tmp) / f"{name}.onnx")
             tick("export", i + 1, len(models))
-        timings = time_graphs(graphs, plan, lambda r: tick("time", r, plan.rounds))
+        timings = time_graphs(runs, plan, backend.timer(plan.clock), lambda r: tick("time", r, plan.rounds))
     rows = []
     for name, depth, ai in models:
         est = table.estimate_teacher() if ai is None else table.estimate(depth, ai)
         stats = timings[name].stats()
-        rows.append(ValidationRow(name, depth, ai, est.per_frame_ms, stats["p50"], stats["p90"], int(stats["runs"])))
+        rows.append(ValidationRow(name, depth, ai, est.per_frame_ms, stats["p50"], stats["p90"], int(stats["runs"]), est.raw_ms))
     return ValidationReport(
         table=table.name,
         table_sha256=table.sha256,
         rows=rows,
-        settings=settings.describe(),
+        settings=backend.describe(),
         plan=asdict(plan),
         machine=machine_info(),
         seconds=time.perf_counter() - start,
         summary=summarise(rows),
+        raw_summary=summarise(rows, raw=True),
+        calibrated=table.calibration is not None,
     )
 
 
@@ -174,5 +184,6 @@ def log_to_mlflow(report: ValidationReport, experiment: str = "prunesearch-laten
             }
         )
         mlflow.log_metrics({k: float(v) for k, v in report.summary.items()})
+        mlflow.log_metrics({f"raw_{k}": float(v) for k, v in report.raw_summary.items()})
         mlflow.log_dict(json.loads(json.dumps(report.to_dict(), default=str)), "latency_validation.json")
         return run.info.run_id

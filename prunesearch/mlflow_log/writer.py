@@ -45,6 +45,7 @@ class SearchInfo:
     accuracy_scale: str
     finetune: dict[str, object]
     table_hashes: dict[str, str]
+    template_update: int | None = None
 
     def common_params(self) -> dict[str, object]:
         return {
@@ -55,6 +56,7 @@ class SearchInfo:
             "teacher": self.teacher,
             "data": self.data,
             "seed": self.seed,
+            "template_update": self.template_update or "once per sequence",
             **_flat("finetune", self.finetune),
         }
 
@@ -140,6 +142,7 @@ class SearchLog:
             row: dict[str, object] = {"candidate": cand.key, **cand.params}
             for target, price in self.book.prices[cand.key].items():
                 row[f"frame_ms.{target}"] = round(price.per_frame_ms, 4)
+                row[f"priced_ms.{target}"] = round(price.priced_ms, 4)
                 row[f"template_ms.{target}"] = round(price.template_ms, 4)
                 row[f"fits.{target}"] = self.book.fits(cand, target)
             row.update({k: round(v, 4) for k, v in asdict(self.book.costs[cand.key]).items()})
@@ -157,7 +160,7 @@ class SearchLog:
         run_id = run.info.run_id
         metrics: dict[str, float] = {**result.accuracy}
         for target, price in self.book.prices[cand.key].items():
-            metrics[f"latency_ms.{target}"] = price.per_frame_ms
+            metrics[f"latency_ms.{target}"] = price.priced_ms
             metrics[f"fps.{target}"] = price.fps
             metrics[f"template_ms.{target}"] = price.template_ms
         metrics.update(asdict(self.book.costs[cand.key]))

@@ -10,7 +10,7 @@ search, pre-norm ViT blocks, a CenterNet-style box head) and the same two-phase 
 
 The student ``B{N}-{M}`` runs the search tokens alone through blocks ``0..N-M-1``; in the last M
 ("interaction") blocks the search queries attend over ``[cached template ; search]`` keys and
-values, and the template tokens are never updated. See DESIGN.md for the full description.
+values, and the template tokens are never updated. See docs/design.md for the full description.
 """
 
 from __future__ import annotations

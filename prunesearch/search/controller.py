@@ -119,7 +119,7 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
     state = StudyState.read(study)
     fit_seeds = [c for c in settings.seeds if c.key in {f.key for f in feasible}]
     order = fit_seeds + sorted(
-        (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].per_frame_ms, c)
+        (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].priced_ms, c)
     ) if enumerate_all else fit_seeds
     seeded = []
     for cand in order:
@@ -233,7 +233,7 @@ class SearchController:
             raise
 
     def _train(self, trial: Trial, cand: Candidate) -> tuple[float, float]:
-        latency = self.book.prices[cand.key][self.book.primary].per_frame_ms
+        latency = self.book.prices[cand.key][self.book.primary].priced_ms
         self.progress.started(self.worker, cand.key, self.evaluator.steps)
         early = self.settings.early_stop
         rungs = RungTracker(early, self.evaluator.steps) if early else None
@@ -251,7 +251,7 @@ class SearchController:
                 score = rungs.score()
                 trial.set_user_attr(f"rung_{rung}", score)
                 peers = [
-                    (self.book.prices[trial_key(t)][self.book.primary].per_frame_ms, t.user_attrs[f"rung_{rung}"])
+                    (self.book.prices[trial_key(t)][self.book.primary].priced_ms, t.user_attrs[f"rung_{rung}"])
                     for t in self.study.get_trials(deepcopy=False)
                     if t.number != trial.number and f"rung_{rung}" in t.user_attrs
                 ]

@@ -23,7 +23,12 @@ from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
 from prunesearch.search.yamlfile import Section, locate, read_yaml
 
-EXPERIMENT_KEYS = ("description", "architecture", "space", "teacher", "data", "finetune", "search", "seed", "reference")
+EXPERIMENT_KEYS = (
+    "description", "architecture", "space", "teacher", "data", "finetune", "evaluation", "search", "seed", "reference",
+)
+# Where and how fast a fine-tune runs, not what it computes: left out of the study's identity, so
+# one study can be shared by a GPU machine and a CPU machine (loader workers never change the pairs).
+RUNTIME_FINETUNE_KEYS = ("device", "loader_workers", "threads")
 STRATEGIES = ("auto", "enumerate", "sample")
 SAMPLERS = ("tpe", "nsga2", "random")
 # Built-in sequences are generated into the cache on first use (about 0.5 MB each): more than this
@@ -93,6 +98,7 @@ class Experiment:
     seed: int = 0
     description: str = ""
     reference: tuple[PublishedResult, ...] = ()
+    evaluation_device: str | None = None  # evaluation.device; None: the fine-tune's device
 
     @property
     def arch(self) -> TrackerConfig:
@@ -116,7 +122,7 @@ class Experiment:
             "space": [space.depth_min, space.depth_max, space.ai_min, space.ai_max, space.rules, space.constraints],
             "data": [self.data.train_split, self.data.val_split, self.data.train_sequences, self.data.val_sequences],
             "search": [self.search.strategy, self.search.sampler, [c.key for c in self.search.seeds], self.search.early_stop],
-            "finetune": self.finetune,
+            "finetune": {k: v for k, v in self.finetune.items() if k not in RUNTIME_FINETUNE_KEYS},
             "seed": self.seed,
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
@@ -232,6 +238,18 @@ def load_experiment(ref: str) -> Experiment:
         else None,
         seed=top.integer("seed", 0, minimum=0, maximum=SEED_MAX),
         reference=_parse_reference(top.section("reference")),
+        evaluation_device=_parse_evaluation(top.section("evaluation")),
     )
     exp.finetune_config()  # every fine-tune key is checked now, not when the first fine-tune starts
     return exp
+
+
+def _parse_evaluation(section: Section) -> str | None:
+    """``evaluation.device``: checked for form here; whether it exists is checked when a run starts."""
+    from prunesearch.devices import DEVICE_CHOICES, is_device_name
+
+    section.only(("device",))
+    device = section.optional_text("device")
+    if device is not None and not is_device_name(device):
+        raise section.fail("device", DEVICE_CHOICES, device)
+    return device

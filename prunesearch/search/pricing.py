@@ -1,7 +1,10 @@
 """Pricing every candidate before any is fine-tuned: latency per target, MACs and params.
 
 Latency comes from per-device lookup tables (:mod:`prunesearch.latency`) for the experiment's
-deployment architecture, whatever teacher supplies the accuracy. Pricing is instant, so the whole
+deployment architecture, whatever teacher supplies the accuracy. What the search optimises and
+budgets is what a tracker pays per frame: with ``template_update=K`` the template branch,
+amortised over K frames, is part of it; by default the template is paid once per sequence and
+left out of the per-frame price (:func:`template_policy` says which, in every output). Pricing is instant, so the whole
 space is priced first; the controller never fine-tunes a candidate that fits no target's budget.
 """
 
@@ -21,43 +24,69 @@ from prunesearch.search.space import Candidate
 
 @dataclass(frozen=True)
 class Price:
-    """Per-frame and once-per-template latency of one candidate on one target."""
+    """Per-frame and once-per-template latency of one candidate on one target, and the template schedule."""
 
     per_frame_ms: float
     template_ms: float
+    template_update: int | None = None
+
+    @property
+    def priced_ms(self) -> float:
+        """The search's latency: per frame, plus ``template_ms / K`` when the template is re-encoded every K frames."""
+        return self.per_frame_ms + (self.template_ms / self.template_update if self.template_update else 0.0)
 
     @property
     def fps(self) -> float:
-        return 1000.0 / self.per_frame_ms
+        return 1000.0 / self.priced_ms
+
+
+def template_policy(template_update: int | None) -> str:
+    """The template schedule the prices assume, as every output states it."""
+    if template_update is None:
+        return "template paid once per sequence (not in the per-frame price)"
+    return f"template re-encoded every {template_update} frames, its cost amortised into the per-frame price"
 
 
 class Pricer(Protocol):
-    """Prices candidates on a fixed list of targets; ``table_hashes`` fingerprints what it priced with."""
+    """Prices candidates on a fixed list of targets; ``table_hashes`` fingerprints what it priced with.
+
+    ``template_update``: the template schedule its prices assume (None: once per sequence).
+    """
 
     targets: tuple[str, ...]
+    template_update: int | None
 
     def price(self, cand: Candidate) -> dict[str, Price]: ...
 
     def table_hashes(self) -> dict[str, str]: ...
 
+    def warnings(self) -> list[str]: ...
+
 
 class LatencyTablePricer:
     """The product pricer: one latency table per target, checked to cover the architecture."""
 
-    def __init__(self, targets: tuple[str, ...], arch: TrackerConfig) -> None:
+    def __init__(self, targets: tuple[str, ...], arch: TrackerConfig, template_update: int | None = None) -> None:
         from prunesearch.latency import load_table
 
+        if template_update is not None and template_update < 1:
+            raise PrunesearchError(f"--template-update must be at least 1 frame, got {template_update}")
         self.targets = tuple(targets)
         self.arch = arch
+        self.template_update = template_update
         self.tables = {target: load_table(target) for target in self.targets}  # unknown names list the known
         for table in self.tables.values():
             table.check_covers(arch)
+
+    def warnings(self) -> list[str]:
+        """One line per table whose calibrated prices do not hold (see :mod:`prunesearch.latency.calibrate`)."""
+        return [line for table in self.tables.values() if (line := table.warning())]
 
     def price(self, cand: Candidate) -> dict[str, Price]:
         out = {}
         for target, table in self.tables.items():
             est = table.estimate(cand.depth, cand.ai_layers, cfg=self.arch)
-            out[target] = Price(per_frame_ms=float(est.per_frame_ms), template_ms=float(est.template_ms))
+            out[target] = Price(float(est.per_frame_ms), float(est.template_ms), self.template_update)
         return out
 
     def table_hashes(self) -> dict[str, str]:
@@ -96,6 +125,7 @@ class PriceBook:
         self.prices = {c.key: pricer.price(c) for c in self.candidates}
         self.costs = {c.key: candidate_cost(arch, c) for c in self.candidates}
         self.table_hashes = pricer.table_hashes()
+        self.template_update = pricer.template_update
 
     @property
     def primary(self) -> str:
@@ -103,19 +133,19 @@ class PriceBook:
         return self.targets[0]
 
     def fits(self, cand: Candidate, target: str) -> bool:
-        return self.prices[cand.key][target].per_frame_ms <= self.budget.ms
+        return self.prices[cand.key][target].priced_ms <= self.budget.ms
 
     def margin_ms(self, cand: Candidate) -> float:
         """How far over budget on its most lenient target (<= 0: feasible); Optuna's constraint value."""
-        return min(p.per_frame_ms for p in self.prices[cand.key].values()) - self.budget.ms
+        return min(p.priced_ms for p in self.prices[cand.key].values()) - self.budget.ms
 
     def feasible(self) -> list[Candidate]:
         return [c for c in self.candidates if self.margin_ms(c) <= 0]
 
     def fastest(self) -> tuple[Candidate, str, float]:
-        """The candidate and target with the lowest per-frame latency of the whole space."""
+        """The candidate and target with the lowest priced latency of the whole space."""
         return min(
-            ((c, t, p.per_frame_ms) for c in self.candidates for t, p in self.prices[c.key].items()),
+            ((c, t, p.priced_ms) for c in self.candidates for t, p in self.prices[c.key].items()),
             key=lambda x: x[2],
         )
 
@@ -126,7 +156,8 @@ class PriceBook:
             cand, target, ms = self.fastest()
             raise PrunesearchError(
                 f"no candidate of {space_name} fits {self.budget.text} ({self.budget.ms:.2f} ms) on "
-                f"{', '.join(self.targets)}: the fastest, {cand.key}, takes {ms:.2f} ms per frame on {target}; "
+                f"{', '.join(self.targets)}: the fastest, {cand.key}, takes {ms:.2f} ms per frame on {target} "
+                f"({template_policy(self.template_update)}); "
                 "raise the budget or widen the space"
             )
         return feasible

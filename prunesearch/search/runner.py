@@ -26,7 +26,9 @@ from typing import Any, Protocol
 import torch
 from optuna.storages import RDBStorage
 
+from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
+from prunesearch.devices import resolve_device, resolve_precision, worker_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import default_study_storage, tracking_uri
 from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
@@ -67,6 +69,11 @@ class RunRequest:
     teacher: str | None = None
     data: str | None = None
     workdir: str | None = None
+    template_update: int | None = None
+    device: str | None = None  # --device: the fine-tunes' and evaluations' device
+    gpus: tuple[int, ...] = ()  # --gpus: the GPUs the workers take one each
+    template_factor: float | None = None  # --template-factor / --search-factor over the teacher's
+    search_factor: float | None = None
 
 
 class Display(Progress, Protocol):
@@ -89,28 +96,33 @@ class Setup:
     info: SearchInfo
     workdir: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    crop: CropGeometry = field(default_factory=CropGeometry)
+    eval_device: str | None = None
 
     def trainer(self) -> CandidateTrainer:
-        return CandidateTrainer(self.teacher, self.train, self.val, self.finetune_config, self.workdir)
+        return CandidateTrainer(
+            self.teacher, self.train, self.val, self.finetune_config, self.workdir, self.crop, self.eval_device,
+            real_data=self.experiment.data.path is not None,
+        )
 
 
 def same_architecture(a: TrackerConfig, b: TrackerConfig) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in _ARCH_FIELDS)
 
 
-def load_teacher(exp: Experiment) -> tuple[JointTracker, str]:
-    """The experiment's teacher and the sha256 of the file it came from."""
-    from prunesearch.checkpoints import load_checkpoint
+def load_teacher(exp: Experiment, device: str = "cpu") -> tuple[JointTracker, str, CropGeometry | None]:
+    """The experiment's teacher on ``device``, the sha256 of its file, and the crop geometry it records."""
+    from prunesearch.checkpoints import load_tracker
     from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
 
     if exp.teacher_checkpoint is None:
-        return load_shipped_teacher(), file_sha256(SHIPPED_TEACHER)
-    model = load_checkpoint(exp.teacher_checkpoint)
+        return load_shipped_teacher().to(device), file_sha256(SHIPPED_TEACHER), None
+    model, crop = load_tracker(exp.teacher_checkpoint, device=device)
     if not isinstance(model, JointTracker):
         raise PrunesearchError(
             f"teacher checkpoint {exp.teacher_checkpoint} holds a {model.kind} model; the teacher must be a joint (OSTrack-style) tracker"
         )
-    return model.eval(), file_sha256(exp.teacher_checkpoint)
+    return model.eval(), file_sha256(exp.teacher_checkpoint), crop
 
 
 def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
@@ -128,8 +140,18 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
     return train, val
 
 
-def prepare(req: RunRequest) -> Setup:
-    """Read, check, price and load, cheapest checks first so bad input fails in a second."""
+def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
+    """What makes two runs the same study: a re-profiled or re-derived table, or another template
+    schedule, prices differently, so it starts a new study instead of silently resuming the old one."""
+    tables = ",".join(f"{t}={book.table_hashes[t]}" for t in book.targets)
+    return "|".join((experiment, teacher_fp, data_fp, tables, repr(budget.ms), f"template_update={book.template_update}"))
+
+
+def prepare(req: RunRequest, index: int = 0) -> Setup:
+    """Read, check, price and load, cheapest checks first so bad input fails in a second.
+
+    ``index`` is the worker this setup is for: with several GPUs, each worker takes its own.
+    """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -144,10 +166,15 @@ def prepare(req: RunRequest) -> Setup:
     exp = load_experiment(req.experiment).with_overrides(req.teacher, req.data, req.seed, req.trials)
     budget = parse_budget(req.budget)
     finetune_config = exp.finetune_config()
+    device = worker_device(req.device or finetune_config.device, req.gpus, index)
+    finetune_config = dataclasses.replace(finetune_config, device=device)
+    eval_device = worker_device(req.device or exp.evaluation_device or device, req.gpus, index)
+    resolve_precision(finetune_config.precision, resolve_device(device), "finetune.precision")
     lap("setup")
-    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch)
+    pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
     lap("pricing")
-    teacher, teacher_fp = load_teacher(exp)
+    teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
+    crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
     lap("teacher")
     book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
@@ -155,7 +182,9 @@ def prepare(req: RunRequest) -> Setup:
     train, val = load_data(exp.data)
     data_fp = data_fingerprint(train, val)
     lap("data")
-    identity = "|".join((exp.identity(), teacher_fp, data_fp, ",".join(book.targets), repr(budget.ms)))
+    identity = study_identity(exp.identity(), teacher_fp, data_fp, book, budget)
+    if crop != CropGeometry():
+        identity += f"|crop {crop.template_factor} {crop.search_factor}"
     study = f"{exp.name}/{'+'.join(book.targets)}/{budget.text}/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
     info = SearchInfo(
         experiment=exp.name,
@@ -170,12 +199,13 @@ def prepare(req: RunRequest) -> Setup:
         data_fingerprint=data_fp,
         seed=exp.seed,
         accuracy_scale="full" if same_architecture(teacher.cfg, exp.arch) else "small",
-        finetune=dataclasses.asdict(finetune_config),
+        finetune=dataclasses.asdict(finetune_config) | {"crop": crop.to_dict()},
         table_hashes=book.table_hashes,
+        template_update=book.template_update,
     )
     root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root / study.replace("/", "-")
-    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, seconds)
+    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, seconds, crop, eval_device)
 
 
 class QueueProgress:
@@ -219,7 +249,7 @@ def _worker(req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan,
     _interrupt_on_term()
     torch.set_num_threads(threads)
     try:
-        setup = prepare(req)
+        setup = prepare(req, index)
         log = SearchLog(uri, setup.info, setup.book, parent_id)
         _controller(setup, storage, log, plan, QueueProgress(events), index).work()
     except PrunesearchError as err:
@@ -303,7 +333,7 @@ def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
     out: dict[str, list[ReferencePoint]] = {}
     for target in setup.book.targets:
         out[target] = [
-            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].per_frame_ms)
+            ReferencePoint(r.label, r.ao, setup.book.pricer.price(r.candidate)[target].priced_ms)
             for r in setup.experiment.reference
         ]
     return out

@@ -209,7 +209,7 @@ def trained_results(study: optuna.Study, book: PriceBook, accuracy_scale: str) -
                 ai_layers=cand.ai_layers,
                 rule=cand.rule,
                 accuracy=dict(t.user_attrs["result"]["accuracy"]),
-                latency_ms={x: p.per_frame_ms for x, p in prices.items()},
+                latency_ms={x: p.priced_ms for x, p in prices.items()},
                 template_ms={x: p.template_ms for x, p in prices.items()},
                 budget_ms=book.budget.ms,
                 gmacs_per_frame=book.costs[key].gmacs_per_frame,

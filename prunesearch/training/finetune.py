@@ -4,11 +4,16 @@ The search calls this for every candidate: it must be reproducible from a seed, 
 run for many candidates, observable while it runs (the callback feeds MLflow and the pruner, and
 can stop the run), and safe: a run whose loss or gradient turns NaN/inf stops with status
 "diverged" before the bad update and never writes a checkpoint.
+
+It runs where ``device`` says (model, teacher, losses), in ``precision`` (autocast; a gradient
+scaler for fp16), with pairs decoded by ``loader_workers`` DataLoader processes into pinned memory
+on a GPU. On the CPU the defaults are what they always were: fp32, decoding in this process.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +22,14 @@ from typing import Literal
 
 import torch
 
+from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
+from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.fields import SEED_MAX, checked
-from prunesearch.models.vit_tracker import TrackerBase
+from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import LossWeights, tracking_loss
-from prunesearch.training.pairs import AugmentConfig, PairSampler
+from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
 
 Callback = Callable[[int, dict[str, float]], bool]
 Status = Literal["ok", "diverged", "stopped"]
@@ -45,7 +52,8 @@ class FinetuneConfig:
     grad_clip: float = checked(0.1, above=0)
     warmup_steps: int = checked(10, minimum=0)
     min_lr_ratio: float = checked(0.05, minimum=0, maximum=1)  # cosine decay ends at lr * min_lr_ratio
-    max_gap: int = checked(50, minimum=1)
+    sampling: str = checked("auto", choices=("auto", *PAIR_MODES))  # causal (real datasets) or nearby (built-in synthetic); see pairs.py
+    max_gap: int | None = checked(None, minimum=1)  # None: the sampling's own (causal 200, nearby 50)
     focal_weight: float = checked(1.0, minimum=0)
     giou_weight: float = checked(2.0, minimum=0)
     l1_weight: float = checked(5.0, minimum=0)
@@ -54,12 +62,31 @@ class FinetuneConfig:
     threads: int | None = checked(None, minimum=1, maximum=1024)  # torch intra-op threads; None keeps the current setting
     log_every: int = checked(10, minimum=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    precision: str = checked("auto", choices=PRECISIONS)  # auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16
+    loader_workers: int | None = checked(None, minimum=0)  # None: none on the CPU, min(8, CPUs - 1) with a GPU
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise PrunesearchError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise PrunesearchError(f"lr must be a positive number, got {self.lr}")
+        if self.sampling not in ("auto", *PAIR_MODES):
+            raise PrunesearchError(f"finetune.sampling {self.sampling!r}: use auto, {', '.join(PAIR_MODES)}")
+        for name in ("max_gap", "loader_workers"):
+            value = getattr(self, name)
+            low = 1 if name == "max_gap" else 0
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise PrunesearchError(f"finetune.{name} must be a whole number >= {low} (or null for the default), got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise PrunesearchError(f"finetune.precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+    def workers_for(self, device: torch.device) -> int:
+        """Loader processes: as configured, else none on the CPU (they would take the model's
+        cores) and up to 8 beside a GPU, leaving one core for the training process."""
+        if self.loader_workers is not None:
+            return self.loader_workers
+        return 0 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
 
     @property
     def weights(self) -> LossWeights:
@@ -102,6 +129,49 @@ def lr_factor(step: int, cfg: FinetuneConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class TrainStep:
+    """One optimiser step on a batch, on ``device`` in ``precision``: what a fine-tune repeats,
+    and what benchmarks time without the data pipeline."""
+
+    def __init__(self, model: TrackerBase, teacher: TrackerBase | None, cfg: FinetuneConfig,
+                 device: torch.device, precision: str) -> None:
+        self.model, self.cfg, self.device, self.precision = model.to(device), cfg, device, precision
+        self.teacher = teacher.to(device).eval() if teacher is not None and cfg.distill_weight > 0 else None
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scaler = grad_scaler(device, precision)
+
+    def __call__(self, step: int, batch: PairBatch) -> tuple[dict[str, float], str]:
+        """The step's loss parts, and why the run diverged ("" when it did not; no update then)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(step, self.cfg)
+        template, search, boxes = to_device(batch, self.device)
+        with autocast(self.device, self.precision):
+            out = self.model(template, search)
+            t_out = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_out = self.teacher(template, search)
+        # The losses in fp32: log(p) and IoUs lose too much in bf16.
+        out = TrackerOutput(*(t.float() for t in out))
+        t_out = None if t_out is None else TrackerOutput(*(t.float() for t in t_out))
+        loss, parts = tracking_loss(out, boxes, self.cfg.weights, t_out)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(parts["loss"]):
+            return parts, f"loss became {parts['loss']} at step {step + 1}"
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
+            return parts, f"gradient norm became {grad_norm} at step {step + 1}"
+        self.scaler.step(self.optimizer)  # with fp16, an overflowing step is skipped and the scale lowered
+        self.scaler.update()
+        return parts, ""
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
 def finetune(
     model: TrackerBase,
     sequences: list[Sequence],
@@ -109,12 +179,16 @@ def finetune(
     teacher: TrackerBase | None = None,
     callback: Callback | None = None,
     checkpoint: str | Path | None = None,
+    crop: CropGeometry | None = None,
+    real_data: bool = False,
 ) -> FinetuneResult:
     """Train ``model`` in place for ``config.steps`` steps on pairs from ``sequences``.
 
     ``callback(step, metrics)`` runs every ``log_every`` steps and at the end; returning True stops
     the run (status "stopped"). With ``teacher``, its maps on the same crops are distilled. With
-    ``checkpoint``, the model is saved there unless the run diverged.
+    ``checkpoint``, the model is saved there unless the run diverged. ``crop`` is the model's
+    crop geometry; ``real_data`` makes ``sampling: auto`` causal. The model (and teacher) are
+    moved to the configured device and stay there.
     """
     from prunesearch.checkpoints import save_checkpoint
 
@@ -124,12 +198,16 @@ def finetune(
     old_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device, "finetune.device")
+    precision = resolve_precision(cfg.precision, device, "finetune.precision")
     torch.manual_seed(cfg.seed)
-    sampler = PairSampler(sequences, model.cfg.template_size, model.cfg.search_size, cfg.max_gap, cfg.augment, cfg.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if teacher is not None:
-        teacher.eval()
+    mode = cfg.sampling if cfg.sampling != "auto" else ("causal" if real_data else "nearby")
+    sampler = PairSampler(
+        sequences, model.cfg.template_size, model.cfg.search_size, cfg.max_gap, cfg.augment, cfg.seed, crop=crop, mode=mode
+    )
+    train_step = TrainStep(model, teacher, cfg, device, precision)
     model.train()
+    batches = pair_batches(sampler, cfg.steps, cfg.batch_size, cfg.workers_for(device), pin=device.type == "cuda")
     start = time.perf_counter()
     logged: list[dict[str, float]] = []
     status: Status = "ok"
@@ -137,31 +215,16 @@ def finetune(
     window: list[dict[str, float]] = []
     done = 0
     try:
-        for step in range(cfg.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * lr_factor(step, cfg)
-            batch = sampler.batch(cfg.batch_size)
-            out = model(batch.template, batch.search)
-            t_out = None
-            if teacher is not None and cfg.distill_weight > 0:
-                with torch.no_grad():
-                    t_out = teacher(batch.template, batch.search)
-            loss, parts = tracking_loss(out, batch.boxes, cfg.weights, t_out)
-            optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(parts["loss"]):
-                status, message = "diverged", f"loss became {parts['loss']} at step {step + 1}"
+        for step, batch in enumerate(batches):
+            parts, diverged = train_step(step, batch)
+            if diverged:
+                status, message = "diverged", diverged
                 break
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if not math.isfinite(grad_norm):
-                status, message = "diverged", f"gradient norm became {grad_norm} at step {step + 1}"
-                break
-            optimizer.step()
             window.append(parts)
             done += 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 metrics = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                metrics.update(step=float(done), lr=optimizer.param_groups[0]["lr"],
+                metrics.update(step=float(done), lr=train_step.lr,
                                seconds=time.perf_counter() - start)
                 window = []
                 logged.append(metrics)
@@ -169,6 +232,7 @@ def finetune(
                     status, message = "stopped", f"stopped by the callback at step {done}"
                     break
     finally:
+        batches.close()  # stops the loader workers of a run that ended early
         model.eval()
         torch.set_num_threads(old_threads)
     result = FinetuneResult(status, done, logged, time.perf_counter() - start, message)

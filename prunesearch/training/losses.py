@@ -37,22 +37,40 @@ def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
 
 
 def centre_cells(boxes: torch.Tensor, feat: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer cell (ix, iy) holding each normalised box centre, clamped to the map."""
+    """Integer cell (ix, iy) holding each normalised box centre, clamped to the map: where the box
+    is decoded, so the sigmoid offset (0..1) can reach the true centre."""
     ix = (boxes[:, 0] * feat).floor().clamp(0, feat - 1).long()
     iy = (boxes[:, 1] * feat).floor().clamp(0, feat - 1).long()
     return ix, iy
 
 
+def peak_cells(boxes: torch.Tensor, feat: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The heat map's peak cell: ``round(c * feat)`` as OSTrack's ``generate_heatmap`` puts it
+    (torch's round, half to even), clamped to the map where upstream would draw nothing."""
+    ix = (boxes[:, 0] * feat).round().clamp(0, feat - 1).long()
+    iy = (boxes[:, 1] * feat).round().clamp(0, feat - 1).long()
+    return ix, iy
+
+
 def gaussian_heatmap(boxes: torch.Tensor, feat: int) -> torch.Tensor:
-    """[B, 1, feat, feat] target: 1 at the centre cell, a Gaussian of CenterNet's radius around it."""
-    ix, iy = centre_cells(boxes, feat)
-    grid = torch.arange(feat, dtype=torch.float32)
+    """[B, 1, feat, feat] target in OSTrack's convention (lib/utils/heapmap_utils.py, after
+    CenterNet's ``draw_umich_gaussian``): 1 at the peak cell, a Gaussian of sigma ``(2r + 1) / 6``
+    with CenterNet's radius truncated to a whole number of cells, drawn only within ``r`` cells.
+
+    A real teacher was trained on this target, so the distilled maps and the focal target agree
+    on the peak cell (docs/design.md, "Training").
+    """
+    ix, iy = peak_cells(boxes, feat)
+    sizes = boxes[:, 2:].detach().cpu().tolist()
+    grid = torch.arange(feat, dtype=torch.float32, device=boxes.device)
     maps = []
     for k in range(len(boxes)):
-        r = max(0.0, gaussian_radius(float(boxes[k, 3]) * feat, float(boxes[k, 2]) * feat))
+        w, h = sizes[k]
+        r = int(max(0.0, gaussian_radius(h * feat, w * feat)))
         sigma = (2 * r + 1) / 6
-        gy = torch.exp(-((grid - iy[k]) ** 2) / (2 * sigma**2))
-        gx = torch.exp(-((grid - ix[k]) ** 2) / (2 * sigma**2))
+        dy, dx = grid - iy[k], grid - ix[k]
+        gy = torch.exp(-(dy**2) / (2 * sigma**2)) * (dy.abs() <= r)
+        gx = torch.exp(-(dx**2) / (2 * sigma**2)) * (dx.abs() <= r)
         maps.append(gy[:, None] * gx[None, :])
     return torch.stack(maps)[:, None]
 
@@ -85,7 +103,7 @@ def iou_giou(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 def box_at_cells(out: TrackerOutput, ix: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
     """Normalised cx, cy, w, h decoded at the given cells (the size and offset maps read there)."""
     feat = out.score_map.shape[-1]
-    rows = torch.arange(len(ix))
+    rows = torch.arange(len(ix), device=ix.device)
     size = out.size_map[rows, :, iy, ix]
     off = out.offset_map[rows, :, iy, ix]
     return torch.stack([(ix + off[:, 0]) / feat, (iy + off[:, 1]) / feat, size[:, 0], size[:, 1]], 1)
@@ -113,13 +131,14 @@ def tracking_loss(
     giou_loss = (1 - giou).mean()
     l1 = F.l1_loss(pred, gt)
     total = weights.focal * focal + weights.giou * giou_loss + weights.l1 * l1
-    parts = {"focal": focal.item(), "giou": giou_loss.item(), "l1": l1.item()}
+    named = {"focal": focal, "giou": giou_loss, "l1": l1}
     if teacher is not None and weights.distill > 0:
         d = distill_loss(out, teacher)
         total = total + weights.distill * d
-        parts["distill"] = d.item()
+        named["distill"] = d
     with torch.no_grad():
         iou, _ = iou_giou(cxcywh_to_xyxy(out.box), gt)
-    parts["iou"] = float(iou.mean())
-    parts["loss"] = total.item()
-    return total, parts
+    named.update(iou=iou.mean(), loss=total)
+    # One device-to-host copy for all of them, not one synchronisation per number.
+    values = torch.stack([v.detach().float() for v in named.values()]).tolist()
+    return total, dict(zip(named, values))
