@@ -133,11 +133,11 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
         return builtin_sequences("train", count=spec.train_sequences), builtin_sequences("val", count=spec.val_sequences)
     from prunesearch.data import open_dataset
 
-    train = open_dataset(spec.path, split=spec.train_split)
-    val = open_dataset(spec.path, split=spec.val_split)
+    train = open_dataset(spec.path, spec.train_split, spec.train_sequences, spec.bad_frames)
+    val = open_dataset(spec.path, spec.val_split, spec.val_sequences, spec.bad_frames)
     if not train or not val:
         raise PrunesearchError(f"{spec.path} holds no sequences in split {spec.train_split!r} or {spec.val_split!r}")
-    return train[: spec.train_sequences], val[: spec.val_sequences]
+    return train, val
 
 
 def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
@@ -176,7 +176,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
     crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
     lap("teacher")
-    book = PriceBook(exp.space.candidates(teacher.depth), pricer, budget, exp.arch)
+    book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
     lap("pricing")
     train, val = load_data(exp.data)
@@ -361,8 +361,8 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     _interrupt_on_term()
     uri = tracking_uri()
     storage = req.storage or default_study_storage(uri)
-    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any work
-    setup = prepare(req)
+    setup = prepare(req)  # every input is checked before the storage (a new SQLite file) is created
+    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
     exp, seconds = setup.experiment, setup.seconds
     clock = time.perf_counter()
     setup.info = dataclasses.replace(setup.info, storage=redact(storage))
