@@ -133,11 +133,12 @@ def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypa
         # The runs table with the search's parent run, not the GenAI traces overview.
         assert "Run Name" in dom and "matching runs" in dom and "tiny-search fast+slow 6ms" in dom
         assert "Tokens" not in dom
-        base = url.split("#")[0]
-        page = _browse(f"{base}#/experiments/{exp}/runs/{store.parent}", tmp_path / "chromium", shots / "parent_run.png")
+        base, mode = url.split("#")[0], url.split("?")[1]
+        page = _browse(f"{base}#/experiments/{exp}/runs/{store.parent}?{mode}", tmp_path / "chromium", shots / "parent_run.png")
         # The description: the front as a table, the accuracy scale, where the checkpoints are.
         assert "Pareto front on fast" in page and "accuracy scale: small" in page and "Checkpoints" in page
-        model_page = _browse(f"{base}#/models/{store.model.registered_name}", tmp_path / "chromium", shots / "registered_model.png")
+        model_page = _browse(f"{base}#/models/{store.model.registered_name}?{mode}", tmp_path / "chromium",
+                             shots / "registered_model.png")
         assert store.model.registered_name in model_page and "not for deployment" in model_page
         assert (shots / "runs_view.png").stat().st_size > 10_000
     finally:
