@@ -99,13 +99,18 @@ def _quiet() -> Iterator[None]:
 
 
 def log_tracker_model(uri: str, run_id: str, model: TrackerModel) -> str:
-    """Log ``model`` under ``run_id`` as an MLflow model and register it; returns the model URI."""
-    with _quiet():
+    """Log ``model`` under ``run_id`` as an MLflow model and register it; returns the model URI.
+
+    MLflow's fluent API logs models; its tracking URI is set for this call only (left set, it
+    would outrank ``MLFLOW_TRACKING_URI`` for everything after in the process).
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _quiet(), _use_tracking_uri(uri):
         return _log(uri, run_id, model)
 
 
 def _log(uri: str, run_id: str, model: TrackerModel) -> str:
-    mlflow.set_tracking_uri(uri)
     example = {
         "z": np.zeros((1, 3, model.template_size, model.template_size), np.float32),
         "x": np.zeros((1, 3, model.search_size, model.search_size), np.float32),
