@@ -75,18 +75,11 @@ class ReplayEvaluator:
         return Outcome("ok", accuracy=dict(rec.accuracy))
 
 
-class Discard:
-    """A sink that keeps nothing: replays are not logged."""
-
-    def record(self, done) -> str:  # noqa: ANN001
-        return ""
-
-
 def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
     """Run the real search over the whole space; read every candidate and its loss reports back from MLflow."""
     from mlflow import MlflowClient
 
-    from prunesearch.mlflow_log.reader import comparable, read_results
+    from prunesearch.search.stored import comparable, read_results
 
     command = [sys.executable, "-m", "prunesearch", "run", "--experiment", str(EXPERIMENT), "--target", TARGET, "--budget", BUDGET]
     if teacher:
@@ -110,7 +103,7 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
 
 
 def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str, seed: int, early, folder: Path):  # noqa: ANN001, ANN201
-    from prunesearch.search.controller import SearchController, SilentProgress, plan_search
+    from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search
     from prunesearch.search.study import make_sampler, open_study
     from prunesearch.search.experiment import SearchSettings
 
@@ -123,7 +116,7 @@ def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str,
     study = open_study(storage, "replay", make_sampler(sampler, seed, len(recorded) // 2))
     plan = plan_search(study, book, settings)
     evaluator = ReplayEvaluator(recorded, steps)
-    SearchController(study, book, space, 12, settings, plan, evaluator, Discard(), SilentProgress()).work()
+    SearchController(study, book, space, 12, settings, plan, evaluator, NoSink(), SilentProgress()).work()  # replays are not logged
     return evaluator.order
 
 

@@ -30,10 +30,12 @@ the file's code and writes a weights-only copy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import math
 import pickle
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -109,9 +111,29 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+    except (OSError, RuntimeError) as err:
+        message = _write_failure(path, err)
+    # Outside the handler, so torch's failed writer (and its open file) is not kept by the context.
+    tmp.unlink(missing_ok=True)
+    raise PrunesearchError(message)
+
+
+def _write_failure(path: Path, err: BaseException) -> str:
+    """One line for a checkpoint that could not be written; torch's own error does not say "no space"."""
+    full = getattr(err, "errno", None) == errno.ENOSPC or "space" in str(err).lower()
+    if not full and isinstance(err, RuntimeError):
+        try:
+            full = shutil.disk_usage(path.parent).free < (1 << 20)
+        except OSError:
+            pass
+    if full:
+        return f"no space left in {path.parent} (writing {path.name}); free some space and run the same command again to resume"
+    reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"cannot write {path}: {reason}"
 
 
 def read_file(path: str | Path, device: torch.device | None = None) -> dict:

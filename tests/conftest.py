@@ -34,3 +34,41 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# Real servers (tests/servers.py), started in the background as soon as a selected test needs one.
+_SERVERS: dict[str, object] = {}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    from servers import MlflowServer, Postgres
+
+    wanted = {name for item in items for name in getattr(item, "fixturenames", ())}
+    if "postgres" in wanted:
+        _SERVERS["postgres"] = Postgres.launch()
+    if "mlflow_server" in wanted:
+        _SERVERS["mlflow_server"] = MlflowServer.launch()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _SERVERS.values():
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1; ``postgres.database(name)`` gives the URL of a fresh database."""
+    server = _SERVERS.get("postgres")
+    if server is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    server.wait()
+    return server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """An ``mlflow server`` on 127.0.0.1 with its own store; ``.uri`` is its tracking URI."""
+    server = _SERVERS["mlflow_server"]
+    server.wait()
+    return server

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import FinishedTrial, Outcome, SearchController, SilentProgress
-from prunesearch.search.study import make_sampler, open_study
+from prunesearch.search.controller import Outcome, SearchController, SilentProgress
+from prunesearch.search.study import Liveness, TrialRecord, make_sampler, open_study
 from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
 from prunesearch.search.space import Candidate, SearchSpace, parse_space
+from prunesearch.search.tracking import SearchInfo
 from prunesearch.search.yamlfile import Section
 
 TEACHER_DEPTH = 12
@@ -64,6 +66,7 @@ class ScriptedEvaluator:
 
     steps: int = 12
     diverge: set[str] = field(default_factory=set)
+    raises: set[str] = field(default_factory=set)
     interrupt: tuple[str, int] | None = None
     step_seconds: float = 0.0
     loss_of: dict[str, float] = field(default_factory=dict)
@@ -76,6 +79,8 @@ class ScriptedEvaluator:
             if self.interrupt == (cand.key, step):
                 raise KeyboardInterrupt
             loss = self.loss_of.get(cand.key, 1.0 / cand.depth)
+            if cand.key in self.raises and step == 2:
+                raise ValueError(f"cannot build {cand.key}\nsecond line")
             if cand.key in self.diverge and step == 3:
                 return Outcome("diverged", losses=losses, seconds={"finetune": 0.01})
             losses.append({"loss": loss})
@@ -92,13 +97,45 @@ class ScriptedEvaluator:
         )
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.done: list[FinishedTrial] = []
+@dataclass
+class Ended:
+    run_id: str
+    key: str
+    outcome: str | None  # the settled record's outcome, None when the fine-tune did not finish
+    status: str
+    message: str
 
-    def record(self, done: FinishedTrial) -> str:
-        self.done.append(done)
-        return f"run-{done.number}"
+
+class ListSink:
+    """A :class:`~prunesearch.search.controller.TrialSink` keeping what it was told, in memory."""
+
+    def __init__(self) -> None:
+        self.begun: list[str] = []
+        self.done: list[Ended] = []
+        self.steps: dict[str, list[int]] = {}
+
+    def begin(self, number: int, cand: Candidate, worker: str) -> str:
+        self.begun.append(cand.key)
+        self.steps[f"run-{number}"] = []
+        return f"run-{number}"
+
+    def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        self.steps[run_id].append(step)
+
+    def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
+        self.done.append(Ended(run_id, cand.key, record.outcome if record else None, status, message))
+
+    def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
+        pass
+
+
+def search_info(book: PriceBook, experiment: str, study: str = "study-a", data: str = "data-fp") -> SearchInfo:
+    return SearchInfo(
+        experiment=experiment, study=study, storage="sqlite:///optuna.db", targets=book.targets,
+        budget=book.budget, architecture="vit-b", teacher="shipped small teacher", teacher_fingerprint="teacher-fp",
+        data="built-in", data_fingerprint=data, seed=0, accuracy_scale="small", finetune={"steps": 12},
+        table_hashes=book.table_hashes,
+    )
 
 
 def settings(**kw: object) -> SearchSettings:
@@ -118,3 +155,33 @@ def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001
     """Entry point of a spawned worker process in the two-workers test."""
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
     controller(storage, make_book(), search, plan, ScriptedEvaluator(step_seconds=0.01), worker=worker).work()
+
+
+# The tiny real search of the end-to-end tests: four candidates fit 9 ms on orin-nx, four steps each.
+TINY_EXPERIMENT = """
+architecture: vit-b
+space: {file: litetrack, depth: {min: 2, max: 4}, rules: [first, uniform]}
+teacher: {checkpoint: teacher.pt}
+data: {path: data, train_sequences: 3, val_sequences: 2}
+finetune: {steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}
+search: {trials: 4, seeds: [B3-1], early_stop: false%s}
+seed: 0
+"""
+TINY_FITTING = {"B2-1/first", "B2-1/uniform", "B3-1/first", "B3-1/uniform"}
+
+
+def tiny_search_folder(root: Path, name: str, search_extra: str = "") -> Path:
+    """``root/name.yaml`` with a random small teacher and a generated GOT-10k folder beside it."""
+    import torch
+
+    from prunesearch.checkpoints import save_checkpoint
+    from prunesearch.data.synthetic import SynthParams, generate
+    from prunesearch.models import build_teacher
+
+    torch.manual_seed(0)
+    save_checkpoint(build_teacher(get_preset("small")), root / "teacher.pt")
+    params = SynthParams(min_frames=8, max_frames=10)
+    for split, count in (("train", 3), ("val", 2)):
+        generate(root / "data", count, seed=1, split=split, params=params)
+    (root / f"{name}.yaml").write_text(TINY_EXPERIMENT % search_extra)
+    return root / f"{name}.yaml"

@@ -16,39 +16,24 @@ from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from mlflow import MlflowClient
 
-from prunesearch.checkpoints import save_checkpoint
 from prunesearch.cli.main import main
-from prunesearch.data.synthetic import SynthParams, generate
 from prunesearch.latency import load_table
-from prunesearch.models import build_teacher, get_preset
+from prunesearch.search.study import records
+from search_support import TINY_EXPERIMENT, TINY_FITTING, tiny_search_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
-EXPERIMENT = """
-architecture: vit-b
-space: {file: litetrack, depth: {min: 2, max: 4}, rules: [first, uniform]}
-teacher: {checkpoint: teacher.pt}
-data: {path: data, train_sequences: 3, val_sequences: 2}
-finetune: {steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}
-search: {trials: 4, seeds: [B3-1], early_stop: false}
-seed: 0
-"""
 RUN = ["run", "--experiment", "tiny.yaml", "--target", "orin-nx", "--budget", "9ms"]
-FITTING = {"B2-1/first", "B2-1/uniform", "B3-1/first", "B3-1/uniform"}
+FITTING = TINY_FITTING
+EXPERIMENT = TINY_EXPERIMENT % ""
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Working folder with the experiment, its teacher and data, and a ready MLflow store."""
     root = tmp_path_factory.mktemp("e2e")
-    torch.manual_seed(0)
-    save_checkpoint(build_teacher(get_preset("small")), root / "teacher.pt")
-    params = SynthParams(min_frames=8, max_frames=10)
-    for split, count in (("train", 3), ("val", 2)):
-        generate(root / "data", count, seed=1, split=split, params=params)
-    (root / "tiny.yaml").write_text(EXPERIMENT)
+    tiny_search_folder(root, "tiny")
     MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").search_experiments()
     return root
 
@@ -66,39 +51,67 @@ def _study(folder):
 
 
 def _trained(study):
-    return [t.user_attrs["candidate"] for t in study.get_trials() if t.user_attrs.get("outcome") == "trained"]
+    return [r.candidate for r in records(study) if r.outcome == "trained"]
+
+
+def _spawned_workers(pid):
+    """Pids of the worker processes ``pid`` spawned (multiprocessing's resource tracker is not one)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatch):
-    cmd = [sys.executable, "-m", "prunesearch", *RUN]
+    """kill -9 of a coordinator with a spawned worker, then a resume: nothing lost, nothing twice, nothing left RUNNING."""
+    cmd = [sys.executable, "-m", "prunesearch", *RUN, "--workers", "2"]
     first = subprocess.Popen(cmd, cwd=folder, env=_env(folder), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and first.poll() is None:
         study = _study(folder)
-        if study is not None and _trained(study):
+        spawned = _spawned_workers(first.pid)
+        if study is not None and _trained(study) and spawned:
             break
-        time.sleep(0.5)
-    first.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    first.send_signal(signal.SIGKILL)
     out, _ = first.communicate(timeout=60)
-    assert first.returncode == 130, out
-    done_before = _trained(_study(folder))
+    assert spawned and all(_gone(pid, 30) for pid in spawned), out  # the worker died with its coordinator
+    study = _study(folder)
+    done_before = _trained(study)
     assert 1 <= len(done_before) < 4
 
-    second = subprocess.run([*cmd, "--workers", "2"], cwd=folder, env=_env(folder), capture_output=True, text=True, timeout=400)
+    second = subprocess.run(cmd, cwd=folder, env=_env(folder), capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "strategy: enumerate" in second.stdout and "accuracy scale: small" in second.stdout
     study = _study(folder)
     trained = _trained(study)
     assert sorted(trained) == sorted(FITTING)  # each fitting candidate once: none repeated, none lost
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    workers = {t.user_attrs["worker"] for t in study.get_trials() if t.user_attrs.get("outcome") == "trained"}
-    assert len(workers) >= 2
 
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     parents = client.search_runs([exp.experiment_id], "tags.kind = 'search'", order_by=["start_time ASC"])
     assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
-    children = client.search_runs([exp.experiment_id], "tags.kind = 'candidate'")
+    every_child = client.search_runs([exp.experiment_id], "tags.kind = 'candidate'")
+    assert {c.info.status for c in every_child} <= {"FINISHED", "KILLED"}  # none left RUNNING
+    children = [c for c in every_child if c.info.status == "FINISHED"]
     assert sorted(c.data.tags["candidate"] for c in children) == sorted(FITTING)
     record = json.loads(Path(client.download_artifacts(parents[1].info.run_id, "reproducibility.json", str(folder))).read_text())
     assert record["latency_tables"] == {"orin-nx": load_table("orin-nx").sha256}
@@ -123,6 +136,34 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
     assert {r["candidate"] for r in listed["fronts"]["orin-nx"]} == {c.data.tags["candidate"] for c in front}
 
 
+def test_ctrl_c_with_two_workers_stops_cleanly_and_leaves_nothing_running(tmp_path):
+    """Observed: a traceback from inside Optuna (UnboundLocalError) and a trial left RUNNING."""
+    tiny_search_folder(tmp_path, "tiny")
+    cmd = [sys.executable, "-m", "prunesearch", *RUN, "--workers", "2"]
+    # A new session: Ctrl-C in a terminal signals the whole foreground group, workers included.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        study = _study(tmp_path)
+        if study is not None and _spawned_workers(proc.pid) and any(r.holding and r.run_id for r in records(study)):
+            break  # the coordinator is fine-tuning, its worker starting or fine-tuning too
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    recs = records(_study(tmp_path))
+    assert not [r for r in recs if r.state == optuna.trial.TrialState.RUNNING]
+    assert [r.outcome for r in recs if r.claimed and r.outcome not in ("trained",)] and all(
+        r.outcome in ("trained", "interrupted") for r in recs if r.claimed
+    )
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(r.info.status for r in runs if r.data.tags["kind"] == "search") == ["KILLED"]
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -131,7 +172,7 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
         (["--target", "orin-nx", "--budget", "5ms"], r"no candidate of tiny fits 5ms .*the fastest, B2-1/first, takes 7.53 ms per frame on orin-nx"),
         (["--target", "orin-nx", "--budget", "9ms", "--data", "nowhere"], r"data folder .*nowhere \(--data\) does not exist"),
         (["--target", "orin-nx", "--budget", "9ms", "--teacher", "none.pt"], r"checkpoint .*none.pt \(--teacher\) does not exist"),
-        (["--target", "orin-nx", "--budget", "9ms", "--storage", "postgresql://me:pw@db/x"], r"storage postgresql://me:\*\*\*@db/x( needs a database driver|: )"),
+        (["--target", "orin-nx", "--budget", "9ms", "--storage", "postgresql://me:pw@db/x"], r"--storage postgresql://me:\*\*\*@db/x is shared but MLflow logs to the local store"),
         (["--target", "orin-nx", "--budget", "9ms", "--storage", "sqlite:////no/such/dir/x.db"], r"cannot open the study storage"),
     ],
 )

@@ -11,14 +11,14 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
-from prunesearch.mlflow_log.reader import comparable, read_results
+from prunesearch.search.stored import comparable, read_results
 from prunesearch.mlflow_log.store import default_study_storage
-from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
 from prunesearch.search.study import redact, trained_results
+from prunesearch.search.tracking import SearchLog
 from prunesearch.search.results import front_for
-from search_support import ScriptedEvaluator, controller, make_book, settings
+from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
 
 EXPERIMENT = "unit-search"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
@@ -48,24 +48,16 @@ def searched(empty_store, tmp_path_factory):
     return SimpleNamespace(uri=uri, folder=folder, log=log, results=results, fronts=fronts)
 
 
-def _info(book, study="study-a", data="data-fp"):
-    return SearchInfo(
-        experiment=EXPERIMENT, study=study, storage="sqlite:///optuna.db", targets=book.targets,
-        budget=book.budget, architecture="vit-b", teacher="shipped small teacher", teacher_fingerprint="teacher-fp",
-        data="built-in", data_fingerprint=data, seed=0, accuracy_scale="small", finetune={"steps": 12},
-        table_hashes=book.table_hashes,
-    )
-
-
 def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverge=()):
     book = make_book(budget)
-    log = SearchLog.start(uri, _info(book, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
+    log = SearchLog.start(uri, search_info(book, EXPERIMENT, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
     search = settings(trials=8)
     ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedEvaluator(diverge=set(diverge)), log)
     ctl.plan = plan_search(ctl.study, book, search)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
-    fronts = log.mark_front(results)
+    fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
+    log.mark_front(results, fronts)
     log.finish(fronts, results, {"seconds.total": 1.0}, {})
     return log, results, fronts
 

@@ -4,10 +4,13 @@ The pricer and evaluator come from ``search_support`` through the controller's P
 study lives in a SQLite file, as in real use.
 """
 
+import dataclasses
 import multiprocessing
-import socket
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import optuna
@@ -15,7 +18,17 @@ import pytest
 from optuna.trial import TrialState
 
 from prunesearch.search.controller import plan_search
-from prunesearch.search.study import SETTLED, SKIPPED, StudyState, open_study, trained_results
+from prunesearch.search.study import (
+    SETTLED,
+    SKIPPED,
+    Liveness,
+    TrialWriter,
+    WorkerId,
+    open_study,
+    records,
+    this_worker,
+    trained_results,
+)
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.space import Candidate
 from search_support import ListSink, ScriptedEvaluator, controller, make_book, run_worker, settings
@@ -85,7 +98,7 @@ def test_diverged_candidate_fails_and_the_search_goes_on(storage):
     failed = [t for t in ctl.study.get_trials() if t.state == TrialState.FAIL]
     assert [t.user_attrs["outcome"] for t in failed] == ["diverged"]
     assert len(trained_results(ctl.study, book, "small")) == 7
-    assert [d.outcome for d in sink.done].count("diverged") == 1
+    assert [(d.outcome, d.status) for d in sink.done if d.outcome == "diverged"] == [("diverged", "FAILED")]
     again = ScriptedEvaluator()
     _run(storage, book, settings(trials=8), again)
     assert again.calls == []
@@ -106,25 +119,134 @@ def test_interrupted_search_resumes_without_repeating_finished_candidates(storag
     assert sorted(_settled(ctl.study)) == sorted(c.key for c in book.feasible())
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
-def test_trial_of_a_killed_process_is_failed_and_rerun(storage):
+def _lost_trial(study, cand, worker, **attrs):
+    """A RUNNING trial holding ``cand`` for ``worker``, as a process that died mid-trial leaves it."""
+    study.enqueue_trial(cand.params)
+    trial = study.ask()
+    writer = TrialWriter(trial)
+    writer.take(cand, worker)
+    writer.claim()
+    for key, value in attrs.items():
+        getattr(writer, key)(*value)
+    return trial
+
+
+def test_trial_of_a_killed_process_on_this_machine_is_failed_and_rerun(storage):
     book = make_book("6ms")
     ctl = controller(storage, book, settings(trials=8), None, ScriptedEvaluator())
-    study = ctl.study
-    study.enqueue_trial(Candidate(3, 1).params)
-    trial = study.ask()
-    assert ctl._suggest(trial) == Candidate(3, 1)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    trial.set_user_attr("candidate", "B3-1/first")
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
-    trial.set_user_attr("claimed", True)
-    assert "B3-1/first" in StudyState.read(study).running
+    worker = dataclasses.replace(this_worker(), pid=dead.pid, uid="dead")
+    _lost_trial(ctl.study, Candidate(3, 1), worker)
+    assert "B3-1/first" in ctl.state().running
     ev = ScriptedEvaluator()
     ctl = _run(storage, book, settings(trials=8), ev)
     assert ctl.plan.retried == ("B3-1/first",)
-    assert study.trials[0].state == TrialState.FAIL
+    assert ctl.study.trials[0].state == TrialState.FAIL
     assert Counter(_settled(ctl.study))["B3-1/first"] == 1
+
+
+def test_a_lost_machine_is_found_when_done_is_asked_and_its_candidate_trained_once(storage):
+    """Observed: a dead machine's trial stayed RUNNING and counted as done; its candidate was never trained."""
+    book = make_book("6ms")
+    search = settings(trials=8, grace_s=1.5, heartbeat_s=0.2)
+    ev = ScriptedEvaluator()
+    ctl = controller(storage, book, search, None, ev)
+    other = WorkerId("same-hostname", 4242, "elsewhere", "lost")  # another machine or container
+    ctl.study.set_user_attr("alive." + str(other), time.time())  # it beat once, then died
+    _lost_trial(ctl.study, Candidate(2, 1), other)
+    ctl.plan = plan_search(ctl.study, book, search)
+    assert "B2-1/first" not in ctl.plan.seeded and ctl.plan.retried == ()  # held, within the grace period
+    ctl.work()  # trains the other seven, then waits for the lost machine's candidate
+    assert ev.calls.count("B2-1/first") == 1 and ev.calls[-1] == "B2-1/first"
+    assert Counter(_settled(ctl.study))["B2-1/first"] == 1
+    assert [r.retry_of for r in records(ctl.study) if r.retry_of is not None] == [0]  # queued again exactly once
+    assert ctl.study.trials[0].state == TrialState.FAIL
+
+
+def test_a_worker_killed_while_logging_is_completed_from_its_record_not_retrained(storage):
+    book = make_book("6ms")
+    search = settings(trials=8)
+    ctl = controller(storage, book, search, None, ScriptedEvaluator())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    worker = dataclasses.replace(this_worker(), pid=dead.pid, uid="dead")
+    trial = _lost_trial(ctl.study, Candidate(3, 1), worker, run=("run-x",))
+    TrialWriter(trial).settle("trained", 12, {"finetune": 1.0}, {"ao": 0.5}, (0, 1, 2), None, (0.5, 4.2))
+    ev = ScriptedEvaluator()
+    ctl = _run(storage, book, search, ev)
+    assert "B3-1/first" not in ev.calls and ctl.plan.retried == ()
+    assert ctl.study.trials[0].state == TrialState.COMPLETE and ctl.study.trials[0].values == [0.5, 4.2]
+    assert {r.key: r.ao for r in trained_results(ctl.study, book, "small")}["B3-1/first"] == 0.5
+
+
+class _FailsItsOwnTrial(ScriptedEvaluator):
+    """Halfway through ``B4-2/first``, a survivor gives the trial up as lost (a missed heartbeat)."""
+
+    def run(self, cand, on_step):  # noqa: ANN001
+        def failing(step, metrics):  # noqa: ANN001, ANN202
+            if cand.key == "B4-2/first" and step == 2 and self.calls.count(cand.key) == 1:
+                running = self.study.get_trials(states=(TrialState.RUNNING,))
+                self.study.tell(running[0].number, state=TrialState.FAIL)
+            return on_step(step, metrics)
+
+        return super().run(cand, failing)
+
+
+def test_a_worker_whose_trial_was_given_up_discards_its_result_instead_of_crashing(storage):
+    book = make_book("6ms")
+    ev = _FailsItsOwnTrial()
+    sink = ListSink()
+    ctl = controller(storage, book, settings(trials=8), None, ev, sink)
+    ev.study = ctl.study
+    ctl.plan = plan_search(ctl.study, book, settings(trials=8))
+    ctl.work()  # no UpdateFinishedTrialError
+    assert ev.calls.count("B4-2/first") == 2  # the original, discarded, and the retry
+    assert Counter(_settled(ctl.study))["B4-2/first"] == 1
+    ended = [(e.outcome, e.status) for e in sink.done if e.key == "B4-2/first"]
+    assert ended == [(None, "KILLED"), ("trained", "FINISHED")]
+
+
+def test_a_raising_candidate_is_retried_twice_then_given_up_and_the_search_finishes(storage):
+    book = make_book("6ms")
+    ev = ScriptedEvaluator(raises={"B3-1/first"})
+    sink = ListSink()
+    ctl = _run(storage, book, settings(trials=8), ev, sink)
+    assert ev.calls.count("B3-1/first") == 3
+    failed = [r for r in records(ctl.study) if r.outcome == "failed"]
+    assert [r.message for r in failed] == ["ValueError: cannot build B3-1/first"] * 3
+    assert ctl.state().given_up == {"B3-1/first": "ValueError: cannot build B3-1/first"}
+    assert [e.status for e in sink.done if e.key == "B3-1/first"] == ["FAILED"] * 3
+    assert len(_settled(ctl.study)) == 7
+    again = ScriptedEvaluator()
+    _run(storage, book, settings(trials=8), again)  # a resume is not blocked by it
+    assert again.calls == []
+
+
+class _InterruptWhileLogging(ListSink):
+    def end(self, run_id, cand, record, status, message=""):  # noqa: ANN001
+        if not self.done:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the bookkeeping
+        super().end(run_id, cand, record, status, message)
+
+
+def test_ctrl_c_during_bookkeeping_waits_for_the_trial_to_be_stored(storage):
+    book = make_book("6ms")
+    sink = _InterruptWhileLogging()
+    with pytest.raises(KeyboardInterrupt):
+        _run(storage, book, settings(trials=8), ScriptedEvaluator(), sink)
+    study = optuna.load_study(study_name="test", storage=storage)
+    assert [t.state for t in study.trials if t.state != TrialState.WAITING] == [TrialState.COMPLETE]
+    assert [(e.key, e.status) for e in sink.done] == [("B4-2/first", "FINISHED")]
+
+
+def test_worker_ids_are_unique_and_liveness_does_not_trust_a_shared_hostname():
+    a, b = WorkerId.new(), WorkerId.new()
+    assert a != b and a.host == b.host and WorkerId.parse(str(a)) == a
+    twin = WorkerId(a.host, 999999, "other-container", "x")  # same hostname, its own pid namespace
+    live = Liveness({str(twin): time.time()}, grace_s=5)
+    assert live.alive(str(twin))
+    assert not Liveness({str(twin): time.time() - 10}, grace_s=5).alive(str(twin))
 
 
 def test_early_stopping_stops_a_candidate_dominated_at_a_rung(storage):

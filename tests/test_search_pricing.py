@@ -78,7 +78,7 @@ def workspace(tmp_path, monkeypatch):
 
 
 def _study(template_update=None):
-    return prepare(RunRequest(("mydev",), "9ms", "tiny.yaml", template_update=template_update)).info.study
+    return prepare(RunRequest(("mydev",), "9ms", "tiny.yaml", template_update=template_update), "sqlite:///optuna.db").info.study
 
 
 def test_a_changed_table_or_template_schedule_starts_a_new_study(workspace):

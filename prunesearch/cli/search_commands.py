@@ -226,14 +226,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for target, front in report.fronts.items():
         title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
         console.print(front_table(front, target, title))
+    for key, message in sorted(report.given_up.items()):
+        console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
-    s = report.seconds
-    work = sum(report.counts.get(f"seconds.{k}", 0.0) for k in ("finetune", "evaluate", "checkpoint"))
+    t, c = report.times, report.counts
+    work = sum(c.seconds.get(k, 0.0) for k in ("finetune", "evaluate", "checkpoint"))
     console.print(
-        f"strategy {report.plan.strategy}; {s['total']:.0f} s: pricing {s.get('pricing', 0):.1f} s, data {s.get('data', 0):.1f} s, "
-        f"fine-tune + evaluation {work:.0f} s, export {s.get('export', 0):.1f} s, logging "
-        f"{s.get('log_search', 0) + report.counts.get('seconds.log_candidate', 0):.1f} s"
+        f"strategy {report.plan.strategy}; {t.total:.0f} s: pricing {t.pricing:.1f} s, data {t.data:.1f} s, "
+        f"fine-tune + evaluation {work:.0f} s, export {t.export:.1f} s, logging "
+        f"{t.log_search + c.seconds.get('log_candidate', 0.0):.1f} s"
     )
     console.print(f"MLflow: {report.tracking_uri} (experiment {setup.experiment.name}, run {report.parent_run}); "
                   f"study {setup.info.study} in {report.storage}")
@@ -244,7 +246,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.mlflow_log.reader import comparable, read_results
+    from prunesearch.search.stored import comparable, read_results
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot

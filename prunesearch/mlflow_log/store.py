@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.sqlite_lock import creation_lock
 
 
 def quiet() -> None:
-    """MLflow and its migrations log at INFO on first use; keep the terminal for the search."""
+    """MLflow and its migrations log at INFO on first use, and a tracking server's client prints
+    a link for every run it ends; keep the terminal for the search."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def tracking_uri() -> str:
@@ -23,10 +27,17 @@ def tracking_uri() -> str:
 
 
 def client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
+    """A client whose store exists: a new SQLite store is migrated under a lock, by one process at a time."""
     from mlflow import MlflowClient
 
     quiet()
-    return MlflowClient(tracking_uri=uri)
+    with creation_lock(uri):  # the client migrates a SQLite store as it is made
+        return MlflowClient(tracking_uri=uri)
+
+
+def is_remote(uri: str) -> bool:
+    """Whether several machines can share ``uri`` (a server or a database server, not a local file)."""
+    return uri.startswith("databricks") or ("://" in uri and not uri.startswith(("sqlite:", "file:")))
 
 
 def default_study_storage(uri: str) -> str:
@@ -49,7 +60,17 @@ def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa
         if found.lifecycle_stage == "deleted":
             raise PrunesearchError(f"the MLflow experiment {name!r} is deleted; restore it or remove it for good")
         return found.experiment_id
-    return mlflow_client.create_experiment(name, tags=EXPERIMENT_TAGS) if create else None
+    if not create:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.create_experiment(name, tags=EXPERIMENT_TAGS)
+    except MlflowException as err:
+        # Another process (machine) created it at the same moment.
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return mlflow_client.get_experiment_by_name(name).experiment_id
 
 
 def review_experiment(mlflow_client, name: str | None) -> str | None:  # noqa: ANN001

@@ -13,29 +13,51 @@ of machines can work on it at once, and a killed run resumes from it):
   enqueued in its place; so is a proposal another trial already holds.
 * A trial claims its candidate by writing it, then yields if any other trial holds the same
   candidate: two workers never train one candidate twice.
+* The MLflow child run of a candidate is opened when its fine-tune starts (live loss) and ended
+  FINISHED, FAILED or KILLED on every way out. The result is stored in the study before it is
+  logged, so a worker killed while logging loses nothing: a survivor completes its run.
 * Fine-tunes report their loss every few steps; :mod:`~prunesearch.search.early_stop` stops the weak.
-  A diverged fine-tune fails its trial and the search goes on.
-* A trial killed mid-way (Ctrl-C, kill, a lost machine) is failed and enqueued again: by pid on
-  this machine when a run starts, by Optuna's heartbeat elsewhere.
+  A diverged fine-tune settles its candidate as failed; any other error fails the trial with its
+  message and the candidate is retried ``retries`` times, then given up.
+* Lost workers (killed, a dead machine, a missed heartbeat) are found whenever a worker asks
+  whether the search is done (:func:`~prunesearch.search.study.recover`): their trials are failed
+  and their candidates queued again once; a worker waits for the trials others hold rather than
+  leave while one might still be lost.
+* SIGINT and SIGTERM land only while a fine-tune runs or a worker waits; elsewhere they are held,
+  so the study and the MLflow runs are never left half-written by Ctrl-C or ``kill``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import Trial, TrialState
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.search.early_stop import RungTracker, should_stop
 from prunesearch.search.experiment import SearchSettings
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.space import Candidate, SearchSpace
-from prunesearch.search.study import SETTLED, StudyState, recover, trial_key, worker_name
+from prunesearch.search.study import (
+    FAILED,
+    Liveness,
+    StudyState,
+    TrialRecord,
+    TrialWriter,
+    enqueue,
+    heartbeat,
+    recover,
+    records,
+    this_worker,
+)
 
 StepCallback = Callable[[int, dict[str, float]], bool]
 
@@ -60,19 +82,37 @@ class Evaluator(Protocol):
     def run(self, cand: Candidate, on_step: StepCallback) -> Outcome: ...
 
 
-@dataclass
-class FinishedTrial:
-    number: int
-    cand: Candidate
-    outcome: str
-    result: Outcome
-    worker: str
-
-
 class TrialSink(Protocol):
-    """Where a finished fine-tune is recorded (MLflow); returns an id kept with the trial."""
+    """Where fine-tunes are recorded (MLflow child runs), from their start to their end.
 
-    def record(self, done: FinishedTrial) -> str: ...
+    ``end`` gets the settled record, or None when the fine-tune did not finish; ``status`` is
+    FINISHED, FAILED or KILLED. ``close_lost`` ends the open runs of lost workers (a lost run whose
+    trial settled is completed from its record).
+    """
+
+    def begin(self, number: int, cand: Candidate, worker: str) -> str: ...
+
+    def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None: ...
+
+    def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None: ...
+
+    def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None: ...
+
+
+class NoSink:
+    """A :class:`TrialSink` that keeps nothing, for callers that only want the study."""
+
+    def begin(self, number: int, cand: Candidate, worker: str) -> str:
+        return ""
+
+    def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
+        pass
+
+    def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
+        pass
 
 
 class Progress(Protocol):
@@ -96,8 +136,16 @@ class SilentProgress:
         pass
 
 
-class CandidateDiverged(Exception):
-    """Raised inside a trial so Optuna marks it failed; the search catches it and goes on."""
+class CandidateFailed(Exception):
+    """A fine-tune that diverged or raised: its trial fails and the search goes on."""
+
+
+class Superseded(Exception):
+    """This worker's trial was failed as lost while it trained; another worker has its candidate."""
+
+
+# Child run status for each way a fine-tune ends.
+RUN_STATUS = {"trained": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", FAILED: "FAILED"}
 
 
 @dataclass(frozen=True)
@@ -115,8 +163,8 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
     enumerate_all = settings.strategy == "enumerate" or (
         settings.strategy == "auto" and len(feasible) <= settings.trials
     )
-    retried = recover(study)
-    state = StudyState.read(study)
+    retried = recover(study, Liveness.read(study, settings.grace_s), settings.retries)
+    state = StudyState.read(study, settings.retries)
     fit_seeds = [c for c in settings.seeds if c.key in {f.key for f in feasible}]
     order = fit_seeds + sorted(
         (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].priced_ms, c)
@@ -124,13 +172,60 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
     seeded = []
     for cand in order:
         if cand.key not in state.claimed | state.queued:
-            study.enqueue_trial(cand.params, user_attrs={"seed": True})
+            enqueue(study, cand, seed=True)
             state.queued.add(cand.key)
             seeded.append(cand.key)
     strategy = "enumerate" if enumerate_all else f"sample ({settings.sampler})"
     target = len(feasible) if enumerate_all else min(settings.trials, len(feasible))
     study.set_user_attr("strategy", strategy)
     return Plan(strategy, target, len(feasible), tuple(seeded), tuple(retried))
+
+
+class _Gate:
+    """SIGINT and SIGTERM raise KeyboardInterrupt only while the gate is open; otherwise they wait.
+
+    A handler that only sets a flag works whatever thread the signal lands on (blocking it with
+    ``pthread_sigmask`` in the main thread does not: Optuna's and torch's threads take it).
+    Outside the main thread the gate does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.is_open = False
+        self.pending = False
+        self.saved: dict[int, object] = {}
+
+    def __enter__(self) -> "_Gate":
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        if self.pending and kind is None:
+            raise KeyboardInterrupt
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.is_open:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """At a safe point: deliver an interrupt that arrived while the gate was shut."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[None]:
+        self.check()
+        self.is_open = True
+        try:
+            yield
+        finally:
+            self.is_open = False
 
 
 class SearchController:
@@ -155,17 +250,53 @@ class SearchController:
         self.depth_bounds = space.depth_range(teacher_depth)
         self.ai_bounds = space.ai_range(teacher_depth)
         self.feasible = book.feasible()
+        self.gate = _Gate()
+
+    def state(self) -> StudyState:
+        return StudyState.read(self.study, self.settings.retries)
+
+    def recover(self) -> StudyState:
+        """Fail and re-queue lost workers' trials, close their MLflow runs; the state after that."""
+        live = Liveness.read(self.study, self.settings.grace_s)
+        recover(self.study, live, self.settings.retries)
+        self.sink.close_lost(records(self.study), live)
+        return self.state()
 
     def done(self) -> bool:
-        return len(StudyState.read(self.study).claimed) >= self.plan.target
+        return len(self.recover().finished) >= self.plan.target
 
     def work(self) -> None:
-        """Run trials until the study holds the planned number of settled or running candidates."""
-        while not self.done():
-            try:
-                self.study.optimize(self.objective, n_trials=1, catch=(CandidateDiverged,))
-            finally:
-                _hold_interrupts(False)
+        """Run trials until the study has settled (or given up on) the planned number of candidates.
+
+        When every candidate left is held by another worker, wait: that worker may be lost, and
+        then its candidate comes back to the queue here.
+        """
+        with heartbeat(self.study, self.settings.heartbeat_s), self.gate:
+            while True:
+                self.gate.check()
+                state = self.recover()
+                if len(state.finished) >= self.plan.target:
+                    return
+                if len(state.claimed) >= self.plan.target:
+                    with self.gate.opened():
+                        time.sleep(min(self.settings.heartbeat_s, 2.0))
+                    continue
+                self._trial()
+
+    def _trial(self) -> None:
+        """One trial, asked and told here (not in ``study.optimize``) so every way out is ours."""
+        trial = self.study.ask()
+        values, state = None, TrialState.FAIL
+        try:
+            values, state = self.objective(trial), TrialState.COMPLETE
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except (CandidateFailed, Superseded):
+            pass
+        except BaseException:
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        self.study.tell(trial, values, state=state, skip_if_finished=True)
 
     def _suggest(self, trial: Trial) -> Candidate:
         """Fixed distributions over the space's bounding box, so every sampler sees one search space."""
@@ -175,18 +306,18 @@ class SearchController:
             trial.suggest_categorical("rule", list(self.space.rules)),
         )
 
-    def _skip(self, trial: Trial, cand: Candidate, outcome: str) -> None:
+    def _skip(self, writer: TrialWriter, cand: Candidate, outcome: str) -> None:
         """Record a proposal that costs nothing, and enqueue the nearest untried candidate instead."""
-        trial.set_user_attr("outcome", outcome)
+        writer.skip(outcome)
         if outcome != "surplus":
-            state = StudyState.read(self.study)
+            state = self.state()
             free = [c for c in self.feasible if c.key not in state.claimed | state.queued]
             if free:
                 near = min(
                     free,
                     key=lambda c: (abs(c.depth - cand.depth) + abs(c.ai_layers - cand.ai_layers) + (c.rule != cand.rule), c),
                 )
-                self.study.enqueue_trial(near.params, user_attrs={"instead_of": cand.key})
+                enqueue(self.study, near, instead_of=cand.key)
         raise optuna.TrialPruned(f"{cand.key}: {outcome}")
 
     def _held_elsewhere(self, trial: Trial, key: str) -> bool:
@@ -196,44 +327,41 @@ class SearchController:
         candidate at least one sees the other: none is trained twice (both may yield, and the
         candidate is enqueued again).
         """
-        for t in self.study.get_trials(deepcopy=False):
-            if t.number == trial.number or trial_key(t) != key:
-                continue
-            outcome = t.user_attrs.get("outcome")
-            if outcome in SETTLED or (t.state == TrialState.RUNNING and outcome is None):
-                return True
-        return False
+        return any(
+            r.number != trial.number and r.candidate == key and (r.settled or (r.state == TrialState.RUNNING and r.outcome is None))
+            for r in records(self.study)
+        )
 
     def _over_target(self, trial: Trial) -> bool:
         """Whether the other trials already settle or hold the planned number of candidates (same race rule)."""
-        state = StudyState.read(self.study, exclude=trial.number)
+        state = StudyState.read(self.study, self.settings.retries, exclude=trial.number)
         return len(state.claimed) >= self.plan.target
 
     def objective(self, trial: Trial) -> tuple[float, float]:
         cand = self._suggest(trial)
-        trial.set_user_attr("candidate", cand.key)
-        trial.set_user_attr("worker", worker_name())
+        writer = TrialWriter(trial)
+        writer.take(cand, this_worker())
         inside = self.space.contains(cand, self.teacher_depth)
         margin = self.book.margin_ms(cand) if inside else 0.0
         trial.set_constraint("space", 0.0 if inside else 1.0)
         trial.set_constraint("budget_ms", margin)
         if not inside:
-            self._skip(trial, cand, "outside_space")
+            self._skip(writer, cand, "outside_space")
         if margin > 0:
-            self._skip(trial, cand, "over_budget")
+            self._skip(writer, cand, "over_budget")
         if self._held_elsewhere(trial, cand.key):
-            self._skip(trial, cand, "duplicate")
-        trial.set_user_attr("claimed", True)
+            self._skip(writer, cand, "duplicate")
+        writer.claim()
         if self._over_target(trial):
-            self._skip(trial, cand, "surplus")
-        try:
-            return self._train(trial, cand)
-        except KeyboardInterrupt:
-            trial.set_user_attr("outcome", "interrupted")
-            raise
+            self._skip(writer, cand, "surplus")
+        return self._train(trial, writer, cand)
 
-    def _train(self, trial: Trial, cand: Candidate) -> tuple[float, float]:
+    def _train(self, trial: Trial, writer: TrialWriter, cand: Candidate) -> tuple[float, float]:
         latency = self.book.prices[cand.key][self.book.primary].priced_ms
+        start = time.perf_counter()
+        run_id = self.sink.begin(trial.number, cand, str(this_worker()))
+        writer.run(run_id)
+        logging = time.perf_counter() - start
         self.progress.started(self.worker, cand.key, self.evaluator.steps)
         early = self.settings.early_stop
         rungs = RungTracker(early, self.evaluator.steps) if early else None
@@ -241,44 +369,68 @@ class SearchController:
 
         def on_step(step: int, metrics: dict[str, float]) -> bool:
             """``step`` is the number of steps done; True stops the fine-tune."""
-            nonlocal count
+            nonlocal count, logging
             count = step
             self.progress.stepped(self.worker, step)
+            clock = time.perf_counter()
+            self.sink.progress(run_id, step, metrics)
+            logging += time.perf_counter() - clock
             if rungs is None:
                 return False
             stop = False
             for rung in rungs.add(step, metrics["loss"]):
                 score = rungs.score()
-                trial.set_user_attr(f"rung_{rung}", score)
+                writer.rung(rung, score)
                 peers = [
-                    (self.book.prices[trial_key(t)][self.book.primary].priced_ms, t.user_attrs[f"rung_{rung}"])
-                    for t in self.study.get_trials(deepcopy=False)
-                    if t.number != trial.number and f"rung_{rung}" in t.user_attrs
+                    (self.book.prices[r.candidate][self.book.primary].priced_ms, r.rungs[rung])
+                    for r in records(self.study)
+                    if r.number != trial.number and rung in r.rungs
                 ]
                 stop = stop or should_stop(early, latency, score, peers)
             return stop
 
-        result = self.evaluator.run(cand, on_step)
-        # From here until Optuna has stored the trial, Ctrl-C or kill waits: a finished fine-tune is
-        # logged and settled whole, never half-recorded and then trained again on resume.
-        _hold_interrupts(True)
+        try:
+            with self.gate.opened():
+                result = self.evaluator.run(cand, on_step)
+        except UpdateFinishedTrialError:
+            self._end_unsettled(writer, run_id, cand, "KILLED", "superseded")
+            raise Superseded(cand.key) from None
+        except KeyboardInterrupt:
+            self._end_unsettled(writer, run_id, cand, "KILLED", "interrupted", "interrupted (Ctrl-C or kill)")
+            raise
+        except PrunesearchError as err:
+            # A problem of this machine, not of the candidate (a full disk): the worker stops.
+            self._end_unsettled(writer, run_id, cand, "FAILED", FAILED, str(err))
+            raise
+        except Exception as err:  # noqa: BLE001 - any other error is this candidate's: retried, then given up
+            first = (str(err).strip().splitlines() or [""])[0]
+            message = f"{type(err).__name__}: {first}" if first else type(err).__name__
+            self._end_unsettled(writer, run_id, cand, "FAILED", FAILED, message)
+            final = "; given up (search.retries)" if cand.key in self.state().given_up else "; will be retried"
+            self.progress.finished(self.worker, cand.key, f"failed ({message}){final}", None)
+            raise CandidateFailed(f"{cand.key}: {message}") from None
         outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]
-        start = time.perf_counter()
-        run_id = self.sink.record(FinishedTrial(trial.number, cand, outcome, result, worker_name()))
-        seconds = {**result.seconds, "log_candidate": time.perf_counter() - start}
-        summary = {"steps": count, "seconds": seconds, "blocks": list(result.blocks), "run_id": run_id}
-        summary.update(accuracy=result.accuracy, checkpoint=result.checkpoint)
-        trial.set_user_attr("result", summary)
-        trial.set_user_attr("outcome", outcome)
+        values = (result.accuracy["ao"], latency) if outcome == "trained" else ()
+        seconds = {**result.seconds, "log_candidate": logging}
+        try:
+            record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks, result.checkpoint, values)
+        except UpdateFinishedTrialError:
+            # Failed as lost while it trained (a missed heartbeat): the retry elsewhere counts.
+            self._end_unsettled(writer, run_id, cand, "KILLED", "superseded")
+            self.progress.finished(self.worker, cand.key, "discarded: the trial was given up as lost and re-run elsewhere", None)
+            raise Superseded(cand.key) from None
+        self.sink.end(run_id, cand, record, RUN_STATUS[outcome])
         self.progress.finished(self.worker, cand.key, outcome, result.accuracy.get("ao"))
         if outcome == "diverged":
-            raise CandidateDiverged(f"{cand.key}: fine-tune diverged")
+            raise CandidateFailed(f"{cand.key}: fine-tune diverged")
         if outcome == "early_stopped":
             raise optuna.TrialPruned(f"{cand.key}: stopped at step {count}")
-        return result.accuracy["ao"], latency
+        return values
 
-
-def _hold_interrupts(hold: bool) -> None:
-    """Defer (``True``) or deliver (``False``) SIGINT and SIGTERM in this thread."""
-    if threading.current_thread() is threading.main_thread():
-        signal.pthread_sigmask(signal.SIG_BLOCK if hold else signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    def _end_unsettled(self, writer: TrialWriter, run_id: str, cand: Candidate, status: str, outcome: str, message: str = "") -> None:
+        """Mark a fine-tune that did not finish, on the way out: never let the bookkeeping hide the cause."""
+        with contextlib.suppress(UpdateFinishedTrialError):
+            if outcome != "superseded":
+                writer.fail(outcome, message)
+        with contextlib.suppress(Exception):
+            self.sink.end(run_id, cand, None, status, message or outcome)

@@ -74,6 +74,11 @@ class SearchSettings:
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
     workers: int = checked(1, minimum=1)
+    # Sharing a study: a fine-tune that raises is retried this often; a worker silent for
+    # grace_s seconds (it beats every heartbeat_s) is lost and its candidate trained again.
+    retries: int = checked(2, minimum=0)
+    heartbeat_s: float = checked(10.0, minimum=0.1)
+    grace_s: float = checked(60.0, minimum=0.5)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ members (checkpoint + ONNX) into their MLflow runs, and closes the parent run.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import multiprocessing
 import os
 import queue as queue_module
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -23,33 +25,35 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import optuna
 import torch
-from optuna.storages import RDBStorage
 
 from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device, resolve_precision, worker_device
 from prunesearch.errors import PrunesearchError
-from prunesearch.mlflow_log.store import default_study_storage, tracking_uri
-from prunesearch.mlflow_log.writer import SearchInfo, SearchLog
+from prunesearch.mlflow_log.store import default_study_storage, is_remote, tracking_uri
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
 from prunesearch.search.budget import Budget, parse_budget
 from prunesearch.search.candidate import CandidateTrainer, export_onnx
 from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
-from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.plot import ReferencePoint
+from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
-from prunesearch.search.results import CandidateResult
+from prunesearch.search.results import CandidateResult, front_for
 from prunesearch.search.study import (
+    StudyCounts,
     StudyState,
+    checkpoints,
+    heartbeat,
     make_sampler,
     open_storage,
     open_study,
     redact,
-    study_summary,
     trained_results,
 )
+from prunesearch.search.tracking import SearchInfo, SearchLog
 
 # Fields that make two trackers the same architecture for accuracy purposes.
 _ARCH_FIELDS = ("embed_dim", "num_heads", "mlp_ratio", "patch_size", "template_size", "search_size", "depth")
@@ -76,6 +80,33 @@ class RunRequest:
     search_factor: float | None = None
 
 
+@dataclass
+class RunTimes:
+    """Wall seconds of the parts of one invocation; the fine-tunes' own split is in :class:`StudyCounts`."""
+
+    setup: float = 0.0
+    pricing: float = 0.0
+    teacher: float = 0.0
+    data: float = 0.0
+    study: float = 0.0
+    log_search: float = 0.0
+    search: float = 0.0
+    export: float = 0.0
+    total: float = 0.0
+    _clock: float = field(default_factory=time.perf_counter, repr=False)
+    _start: float = field(default_factory=time.perf_counter, repr=False)
+
+    def lap(self, part: str) -> None:
+        """Add the seconds since the last lap to ``part``; ``total`` is always since the start."""
+        now = time.perf_counter()
+        setattr(self, part, getattr(self, part) + now - self._clock)
+        self._clock = now
+        self.total = now - self._start
+
+    def metrics(self) -> dict[str, float]:
+        return {f"seconds.{f.name}": getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+
+
 class Display(Progress, Protocol):
     """What the terminal shows while the workers run."""
 
@@ -95,7 +126,7 @@ class Setup:
     finetune_config: Any
     info: SearchInfo
     workdir: Path
-    seconds: dict[str, float] = field(default_factory=dict)
+    times: RunTimes
     crop: CropGeometry = field(default_factory=CropGeometry)
     eval_device: str | None = None
 
@@ -147,20 +178,12 @@ def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBo
     return "|".join((experiment, teacher_fp, data_fp, tables, repr(budget.ms), f"template_update={book.template_update}"))
 
 
-def prepare(req: RunRequest, index: int = 0) -> Setup:
+def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | None = None) -> Setup:
     """Read, check, price and load, cheapest checks first so bad input fails in a second.
 
     ``index`` is the worker this setup is for: with several GPUs, each worker takes its own.
     """
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = seconds.get(name, 0.0) + now - clock
-        clock = now
-
+    times = times or RunTimes()
     if not req.targets:
         raise PrunesearchError("give at least one --target")
     exp = load_experiment(req.experiment).with_overrides(req.teacher, req.data, req.seed, req.trials)
@@ -170,18 +193,18 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     finetune_config = dataclasses.replace(finetune_config, device=device)
     eval_device = worker_device(req.device or exp.evaluation_device or device, req.gpus, index)
     resolve_precision(finetune_config.precision, resolve_device(device), "finetune.precision")
-    lap("setup")
+    times.lap("setup")
     pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
-    lap("pricing")
+    times.lap("pricing")
     teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
     crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
-    lap("teacher")
+    times.lap("teacher")
     book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
-    lap("pricing")
+    times.lap("pricing")
     train, val = load_data(exp.data)
     data_fp = data_fingerprint(train, val)
-    lap("data")
+    times.lap("data")
     identity = study_identity(exp.identity(), teacher_fp, data_fp, book, budget)
     if crop != CropGeometry():
         identity += f"|crop {crop.template_factor} {crop.search_factor}"
@@ -189,7 +212,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     info = SearchInfo(
         experiment=exp.name,
         study=study,
-        storage="",
+        storage=redact(storage),
         targets=book.targets,
         budget=budget,
         architecture=exp.architecture,
@@ -205,7 +228,7 @@ def prepare(req: RunRequest, index: int = 0) -> Setup:
     )
     root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root / study.replace("/", "-")
-    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, seconds, crop, eval_device)
+    return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, times, crop, eval_device)
 
 
 class QueueProgress:
@@ -233,25 +256,51 @@ def _interrupt_on_term() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _controller(
-    setup: Setup, storage: str | RDBStorage, log: SearchLog, plan: Plan, progress: Progress, index: int
-) -> SearchController:
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """End this worker (SIGTERM: it marks its trial and run and exits) when its coordinator dies.
+
+    Linux tells us at once (``PR_SET_PDEATHSIG``), whatever killed the parent, even ``kill -9``;
+    a thread watching the parent pid covers other systems and a parent gone before the call.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="prunesearch-parent-watch", daemon=True).start()
+
+
+def _controller(setup: Setup, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int) -> SearchController:
     exp = setup.experiment
-    sampler = make_sampler(exp.search.sampler, seed=exp.seed * 100 + index, population=exp.search.trials // 2)
-    study = open_study(storage, setup.info.study, sampler)
     return SearchController(
         study, setup.book, exp.space, setup.teacher.depth, exp.search, plan, setup.trainer(), log, progress, index
     )
 
 
-def _worker(req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan, index: int, threads: int, events: Any) -> None:
+def _sampler(exp: Experiment, index: int) -> optuna.samplers.BaseSampler:
+    """Each worker its own sampler seed, so workers do not propose in lockstep."""
+    return make_sampler(exp.search.sampler, seed=exp.seed * 100 + index, population=exp.search.trials // 2)
+
+
+def _worker(
+    req: RunRequest, uri: str, storage: str, parent_id: str, plan: Plan, index: int, threads: int, events: Any, parent: int
+) -> None:
     """Entry point of a worker process (spawned): same setup, same study, same parent run."""
     _interrupt_on_term()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _die_with(parent)
     torch.set_num_threads(threads)
     try:
-        setup = prepare(req, index)
+        setup = prepare(req, storage, index)
+        study = open_study(storage, setup.info.study, _sampler(setup.experiment, index))
         log = SearchLog(uri, setup.info, setup.book, parent_id)
-        _controller(setup, storage, log, plan, QueueProgress(events), index).work()
+        _controller(setup, study, log, plan, QueueProgress(events), index).work()
     except PrunesearchError as err:
         events.put(("error", index, str(err)))
         raise SystemExit(2) from None
@@ -273,18 +322,29 @@ def _relay(events: Any, display: Display, errors: list[str], stop: threading.Eve
 
 
 def _run_workers(
-    setup: Setup, req: RunRequest, uri: str, storage: RDBStorage, log: SearchLog, plan: Plan, workers: int, display: Display
+    setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, workers: int,
+    display: Display,
 ) -> None:
     """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [
-        ctx.Process(target=_worker, args=(req, uri, storage.url, log.parent_id, plan, i, threads, events), name=f"prunesearch-worker-{i}")
+        ctx.Process(
+            target=_worker,
+            args=(req, uri, storage, log.parent_id, plan, i, threads, events, os.getpid()),
+            name=f"prunesearch-worker-{i}",
+        )
         for i in range(1, workers)
     ]
-    for p in procs:
-        p.start()
+    # A worker ignores Ctrl-C until it is ready (else one landing while it imports prints a
+    # traceback); the coordinator stops it with SIGTERM, which it handles from its first line.
+    own_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, own_sigint)
     errors: list[str] = []
     stop = threading.Event()
     relay = threading.Thread(target=_relay, args=(events, display, errors, stop), daemon=True)
@@ -292,13 +352,13 @@ def _run_workers(
     own_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _controller(setup, storage, log, plan, display, 0).work()
+        _controller(setup, study, log, plan, display, 0).work()
         for p in procs:
             p.join()
-    except KeyboardInterrupt:
+    except BaseException:
         for p in procs:
             if p.is_alive():
-                p.terminate()  # SIGTERM: the worker marks its trial interrupted and exits
+                p.terminate()  # SIGTERM: the worker marks its trial and run interrupted and exits
         for p in procs:
             p.join(timeout=60)
         raise
@@ -310,7 +370,7 @@ def _run_workers(
         raise PrunesearchError("; ".join(errors))
     failed = [f"{p.name} exited with {p.exitcode}" for p in procs if p.exitcode]
     if failed:
-        raise RuntimeError(", ".join(failed))
+        raise PrunesearchError(f"{', '.join(failed)}; run the same command again to resume")
 
 
 @dataclass
@@ -323,9 +383,10 @@ class RunReport:
     tracking_uri: str
     parent_run: str
     fronts: dict[str, list[CandidateResult]]
-    seconds: dict[str, float]
-    counts: dict[str, float]
+    times: RunTimes
+    counts: StudyCounts
     missing_models: list[str]
+    given_up: dict[str, str]  # candidate -> its last error, after search.retries retries
 
 
 def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
@@ -355,54 +416,81 @@ def _export_front(log: SearchLog, fronts: dict[str, list[CandidateResult]], tria
     return missing
 
 
+def study_storage(uri: str, storage: str | None) -> str:
+    """The study storage to use with the MLflow store ``uri``: machines share both or neither.
+
+    A tracking server with a local SQLite study would give every machine its own study, each
+    training everything into one experiment; a shared study with a local MLflow store would
+    scatter the runs. Both are refused.
+    """
+    if storage is None:
+        if is_remote(uri):
+            raise PrunesearchError(
+                f"MLFLOW_TRACKING_URI is the shared store {uri} but no --storage was given: every machine would "
+                "run its own study in ./optuna.db; pass the same --storage postgresql://USER:PASSWORD@HOST/DB on every machine"
+            )
+        return default_study_storage(uri)
+    if is_remote(storage) and not is_remote(uri):
+        raise PrunesearchError(
+            f"--storage {redact(storage)} is shared but MLflow logs to the local store {uri}; "
+            "set MLFLOW_TRACKING_URI to the shared MLflow server (http://HOST:5000) on every machine"
+        )
+    if is_remote(uri) and not is_remote(storage):
+        raise PrunesearchError(
+            f"MLFLOW_TRACKING_URI is the shared store {uri} but --storage {redact(storage)} is local to this machine; "
+            "pass a shared --storage postgresql://USER:PASSWORD@HOST/DB on every machine"
+        )
+    return storage
+
+
 def run_search(req: RunRequest, display: Display) -> RunReport:
     """Run (or resume) the search the request describes; returns the fronts and the time split."""
-    started_wall, started = time.perf_counter(), datetime.now()
+    times, started = RunTimes(), datetime.now()
     _interrupt_on_term()
     uri = tracking_uri()
-    storage = req.storage or default_study_storage(uri)
-    setup = prepare(req)  # every input is checked before the storage (a new SQLite file) is created
-    study_storage = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
-    exp, seconds = setup.experiment, setup.seconds
-    clock = time.perf_counter()
-    setup.info = dataclasses.replace(setup.info, storage=redact(storage))
-    sampler = make_sampler(exp.search.sampler, exp.seed * 100, exp.search.trials // 2)
-    study = open_study(study_storage, setup.info.study, sampler)
-    plan = plan_search(study, setup.book, exp.search)
-    seconds["study"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    record = reproducibility_record(exp.seed, setup.book.table_hashes, setup.info.data_fingerprint, setup.info.teacher_fingerprint)
-    log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
-    seconds["log_search"] = time.perf_counter() - clock
+    storage = study_storage(uri, req.storage)
+    setup = prepare(req, storage, times=times)  # every input is checked before the storage (a new SQLite file) is created
+    study_storage_ = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
+    exp = setup.experiment
+    study = open_study(study_storage_, setup.info.study, _sampler(exp, 0))
+    with heartbeat(study, exp.search.heartbeat_s):
+        plan = plan_search(study, setup.book, exp.search)
+        times.lap("study")
+        record = reproducibility_record(exp.seed, setup.book.table_hashes, setup.info.data_fingerprint, setup.info.teacher_fingerprint)
+        log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
+        times.lap("log_search")
+        try:
+            return _search_and_report(setup, req, uri, storage, study, log, plan, display, times, started)
+        except KeyboardInterrupt:
+            log.stop("KILLED")
+            raise
+        except BaseException:
+            log.stop("FAILED")
+            raise
+
+
+def _search_and_report(
+    setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan,
+    display: Display, times: RunTimes, started: datetime,
+) -> RunReport:
+    """Everything after the parent run exists: any way out of here ends that run."""
+    exp = setup.experiment
     workers = req.workers or exp.search.workers
-    display.begin(plan, setup.finetune_config.steps, workers, len(StudyState.read(study).settled))
-    clock = time.perf_counter()
-    try:
-        if workers == 1:
-            _controller(setup, study_storage, log, plan, display, 0).work()
-        else:
-            _run_workers(setup, req, uri, study_storage, log, plan, workers, display)
-    except KeyboardInterrupt:
-        log.stop("KILLED")
-        raise
-    except BaseException:
-        log.stop("FAILED")
-        raise
-    seconds["search"] = time.perf_counter() - clock
-    clock = time.perf_counter()
+    display.begin(plan, setup.finetune_config.steps, workers, len(StudyState.read(study, exp.search.retries).finished))
+    times.lap("log_search")
+    if workers == 1:
+        _controller(setup, study, log, plan, display, 0).work()
+    else:
+        _run_workers(setup, req, uri, storage, study, log, plan, workers, display)
+    times.lap("search")
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
-    fronts = log.mark_front(results)
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    checkpoints = {r.key: by_number[r.trial].user_attrs["result"]["checkpoint"] for r in results}
-    seconds["log_search"] += time.perf_counter() - clock
-    clock = time.perf_counter()
-    missing = _export_front(log, fronts, checkpoints)
-    seconds["export"] = time.perf_counter() - clock
-    counts = study_summary(study, since=started)
-    seconds["total"] = time.perf_counter() - started_wall  # as logged; the final logging is added below
-    clock = time.perf_counter()
-    metrics = {f"seconds.{k}": v for k, v in seconds.items()} | counts
-    log.finish(fronts, results, metrics, reference_points(setup))
-    seconds["log_search"] += time.perf_counter() - clock
-    seconds["total"] = time.perf_counter() - started_wall
-    return RunReport(setup, plan, redact(storage), uri, log.parent_id, fronts, seconds, counts, missing)
+    fronts = {t: front_for(results, t, setup.budget.ms) for t in setup.book.targets}
+    log.mark_front(results, fronts)
+    times.lap("log_search")
+    missing = _export_front(log, fronts, checkpoints(study))
+    times.lap("export")
+    counts = StudyCounts.of(study, since=started)
+    log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup))
+    times.lap("log_search")
+    given_up = StudyState.read(study, exp.search.retries).given_up
+    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up)
