@@ -197,6 +197,9 @@ def load_state_strict(
     if problems:
         note = f" (ignored as known-unused: {_abbrev(list(ignored))})" if ignored else ""
         raise PrunesearchError(f"{source} does not match the model: " + "; ".join(problems) + note)
+    broken = sorted(file_key(k) for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise PrunesearchError(f"{source}: tensor {broken[0]} holds NaN or infinite values ({len(broken)} such tensors); the weights are damaged")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 

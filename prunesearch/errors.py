@@ -8,3 +8,10 @@ bug and keeps its traceback.
 
 class PrunesearchError(Exception):
     """A user-facing error: the message says what was wrong and what to do about it."""
+
+
+class PrunesearchWarning(UserWarning):
+    """Something the user should know that does not stop the command (e.g. a skipped damaged frame).
+
+    The CLI prints it as one line, ``prunesearch: warning: ...``.
+    """

@@ -193,7 +193,7 @@ def test_unknown_experiment_lists_the_known_ones(capsys):
     "finetune, message",
     [
         ("{stepz: 3}", r"finetune.stepz: unknown key; allowed keys here: steps, batch_size"),
-        ("{steps: many}", r"finetune.steps: expected a whole number \(default \d+\), got 'many'"),
+        ("{steps: many}", r"finetune.steps: expected a whole number >= 1 \(default \d+\), got 'many'"),
         ("{augment: {jitter: 2}}", r"finetune.augment.jitter: unknown key"),
     ],
 )

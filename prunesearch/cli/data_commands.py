@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from prunesearch.cli import args as argtypes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="built-in synthetic tracking data")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     p = data_sub.add_parser("synth", help="write synthetic sequences as a GOT-10k split (OUT/SPLIT/...)")
     p.add_argument("--out", required=True, help="output folder; the split is written to OUT/SPLIT")
-    p.add_argument("--sequences", type=int, required=True, help="number of sequences")
-    p.add_argument("--seed", type=int, default=0, help="base seed (train and val never share a sequence)")
+    p.add_argument("--sequences", type=argtypes.count, required=True, help="number of sequences")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="base seed (train and val never share a sequence)")
     p.add_argument("--split", default="train", choices=["train", "val"], help="split name")
     p.set_defaults(func=cmd_synth)
 
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default=None, help="output checkpoint (default: the shipped teacher file)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of batch 16 (default: the recipe's 12000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the pair sampler")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the initialisation and the pair sampler")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="auto", metavar="DEV", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_teacher_train)

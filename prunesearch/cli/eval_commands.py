@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+from prunesearch.cli import args as argtypes
 from prunesearch.cli.search_commands import add_crop_args, add_device_args
 from prunesearch.devices import PRECISIONS
 from prunesearch.errors import PrunesearchError
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--onnx", type=Path, metavar="DIR", help="folder with exported template.onnx and frame.onnx, run by onnxruntime")
     p.add_argument("--data", type=Path, metavar="DIR", help="GOT-10k or LaSOT folder (default: built-in synthetic sequences)")
     p.add_argument("--split", default=None, help="dataset split (GOT-10k: train, val, test; default val)")
-    p.add_argument("--sequences", type=int, default=None, metavar="N", help="only the first N sequences")
+    p.add_argument("--sequences", type=argtypes.count, default=None, metavar="N", help="only the first N sequences")
     p.add_argument("--baselines", default="", metavar="NAMES", help="comma list of OpenCV baselines to run beside: mil, kcf, csrt")
     p.add_argument("--out", type=Path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -46,7 +47,7 @@ def _load_sequences(args: argparse.Namespace) -> tuple[list, str]:
     if args.data is not None:
         from prunesearch.data import open_dataset
 
-        sequences, source = open_dataset(args.data, args.split), str(args.data)
+        sequences, source = open_dataset(args.data, args.split, args.sequences), str(args.data)
     else:
         try:
             from prunesearch.data.synthetic import builtin_sequences
@@ -58,11 +59,7 @@ def _load_sequences(args: argparse.Namespace) -> tuple[list, str]:
             ) from None
         split = args.split or "val"
         sequences, source = builtin_sequences(split), f"built-in synthetic ({split})"
-    if args.sequences is not None:
-        if args.sequences < 1:
-            raise PrunesearchError(f"--sequences must be at least 1, got {args.sequences}")
-        sequences = sequences[: args.sequences]
-    return sequences, source
+    return sequences[: args.sequences], source
 
 
 def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:

@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from prunesearch import __version__
 from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import PrunesearchError, PrunesearchWarning
 
 COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands)
+MAX_LINE = 600  # an error line longer than this is cut: it is read, not scrolled
+
+
+def one_line(message: str) -> str:
+    """``message`` as a single line of readable length."""
+    line = " ".join(str(message).split())
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE - 3] + "..."
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *rest: object, **kw: object) -> None:
+    if issubclass(category, PrunesearchWarning):
+        print(f"prunesearch: warning: {one_line(str(message))}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, *rest, **kw)  # type: ignore[arg-type]
+
+
+_default_show_warning = warnings.showwarning
+
+
 def _describe(parser: argparse.ArgumentParser) -> None:
     """A (sub)command registered with only a ``help`` line gets it as its ``--help`` description too."""
     for action in parser._actions:
@@ -51,10 +69,11 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except PrunesearchError as err:
-        print(f"prunesearch: error: {err}", file=sys.stderr)
+        print(f"prunesearch: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunesearch: interrupted", file=sys.stderr)

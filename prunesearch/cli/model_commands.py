@@ -169,6 +169,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from prunesearch.export import ATOL, OnnxTracker, check_export, describe, export_tracker
 
+    if args.out.exists() and not args.out.is_dir():
+        raise PrunesearchError(f"--out {args.out} is a file; give a folder for template.onnx and frame.onnx")
     model, weights = build_model(args)
     name = describe(model, weights)["prunesearch.model"]
     if weights == RANDOM_WEIGHTS:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from prunesearch.cli import args as argtypes
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -32,11 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (experiments/NAME.yaml) or file")
     p.add_argument("--target", action="append", required=True, metavar="T", help="device to price for; repeat for several")
     p.add_argument("--budget", required=True, help="per-frame latency budget: 10ms, 0.01s or 100fps")
-    p.add_argument("--trials", type=int, help="candidates to fine-tune (default: the experiment's)")
-    p.add_argument("--workers", type=int, help="worker processes on this machine sharing the study")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite optuna.db beside the MLflow store); "
+    p.add_argument("--trials", type=argtypes.count, help="candidates to fine-tune (default: the experiment's)")
+    p.add_argument("--workers", type=argtypes.count, help="worker processes on this machine sharing the study "
+                   "(at most one per CPU unless --force)")
+    p.add_argument("--force", action="store_true", help="allow more --workers than this machine has CPUs")
+    p.add_argument("--storage", type=argtypes.nonempty, help="Optuna storage URL (default: sqlite optuna.db beside the MLflow store); "
                    "a PostgreSQL URL lets several machines share one study")
-    p.add_argument("--seed", type=int, help="seed of the fine-tunes and the sampler (default: the experiment's)")
+    p.add_argument("--seed", type=argtypes.seed, help="seed of the fine-tunes and the sampler (default: the experiment's)")
     p.add_argument("--teacher", metavar="FILE", help="OSTrack, LiteTrack or prunesearch teacher checkpoint")
     p.add_argument("--data", metavar="DIR", help="GOT-10k or LaSOT root (default: built-in sequences)")
     p.add_argument("--workdir", metavar="DIR", help="where candidate checkpoints go (default: ./runs)")
@@ -57,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG plot (one per target: FILE_target.png when several)")
+    p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser(
@@ -101,7 +105,8 @@ class RichDisplay:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.overall is not None:  # a search that never began (bad input) prints nothing
+            self.progress.stop()
 
     def _describe(self) -> str:
         return f"fine-tunes: {self.done} done, {self.left} left"
@@ -164,6 +169,23 @@ def front_table(front: list["CandidateResult"], target: str, title: str) -> "Tab
     return table
 
 
+def _workers(args: argparse.Namespace) -> int:
+    """``--workers``, else the experiment's; more than one per CPU only with ``--force`` (each loads the data)."""
+    import os
+
+    from prunesearch.errors import PrunesearchError
+    from prunesearch.search.experiment import load_experiment
+
+    workers, where = args.workers, "--workers"
+    if workers is None:
+        exp = load_experiment(args.experiment)
+        workers, where = exp.search.workers, f"{exp.path}: search.workers"
+    cpus = os.cpu_count() or 1
+    if workers > cpus and not args.force:
+        raise PrunesearchError(f"{where}: {workers} worker processes on {cpus} CPUs; use at most {cpus}, or pass --force")
+    return workers
+
+
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default: the experiment's, else auto: "
                    "CUDA when available)")
@@ -188,14 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     CropGeometry().override(args.template_factor, args.search_factor)  # a bad factor fails here
     req = RunRequest(
         targets=tuple(args.target), budget=args.budget, experiment=args.experiment, trials=args.trials,
-        workers=args.workers, storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
+        workers=_workers(args), storage=args.storage, seed=args.seed, teacher=args.teacher, data=args.data,
         workdir=args.workdir, template_update=args.template_update, device=args.device, gpus=parse_gpus(args.gpus),
         template_factor=args.template_factor, search_factor=args.search_factor,
     )
-    if args.workers is not None and args.workers < 1:
-        from prunesearch.errors import PrunesearchError
-
-        raise PrunesearchError(f"--workers must be at least 1, got {args.workers}")
     with RichDisplay(console) as display:
         report = run_search(req, display)
     setup = report.setup

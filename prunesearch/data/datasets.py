@@ -2,16 +2,89 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from prunesearch.data import got10k, lasot
 from prunesearch.data.sequence import Sequence
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import PrunesearchError, PrunesearchWarning
+
+BAD_FRAME_ACTIONS = ("error", "skip")
+# Start and end markers of the image formats datasets ship; a truncated file lacks its end marker.
+_SIGNATURES = {
+    ".jpg": (b"\xff\xd8\xff", b"\xff\xd9"),
+    ".jpeg": (b"\xff\xd8\xff", b"\xff\xd9"),
+    ".png": (b"\x89PNG\r\n\x1a\n", b"IEND"),
+}
+_TAIL = 256  # bytes searched for the end marker (some encoders pad after it)
 
 
-def open_dataset(path: str | Path, split: str | None = None) -> list[Sequence]:
-    """The sequences of the GOT-10k or LaSOT data at ``path`` (detected from the layout)."""
-    path = Path(path)
+def open_dataset(
+    path: str | Path, split: str | None = None, count: int | None = None, bad_frames: str = "error"
+) -> list[Sequence]:
+    """The first ``count`` sequences (all if None) of the GOT-10k or LaSOT data at ``path``.
+
+    Every frame of those sequences is checked to be a whole image now, so a damaged file is named
+    before any training rather than changing a score later: ``bad_frames="error"`` stops on the
+    first, ``"skip"`` drops such frames with a warning.
+    """
+    if bad_frames not in BAD_FRAME_ACTIONS:
+        raise PrunesearchError(f"bad_frames must be one of {', '.join(BAD_FRAME_ACTIONS)}, got {bad_frames!r}")
+    sequences = _read(Path(path), split)[:count]
+    return [kept for seq in sequences if (kept := verify_frames(seq, bad_frames)) is not None]
+
+
+def frame_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole image (None if it is): its start and end markers, or a full decode for other formats."""
+    signature = _SIGNATURES.get(path.suffix.lower())
+    if signature is None:
+        import cv2
+
+        return None if cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None else "does not decode as an image"
+    start, end = signature
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(start))
+            f.seek(max(f.seek(0, 2) - _TAIL, 0))
+            tail = f.read()
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if head != start:
+        return f"is not a {path.suffix.lstrip('.').upper()} image"
+    if end not in tail:
+        return "is truncated (no end-of-image marker)"
+    return None
+
+
+def verify_frames(seq: Sequence, bad_frames: str = "error") -> Sequence | None:
+    """``seq`` if every frame is whole; else an error, or (``"skip"``) the sequence without those frames, or None."""
+    bad = [(i, problem) for i, frame in enumerate(seq.frames) if (problem := frame_problem(frame)) is not None]
+    if not bad:
+        return seq
+    first, problem = bad[0]
+    more = f" ({len(bad)} damaged frames in {seq.name})" if len(bad) > 1 else ""
+    if bad_frames == "error":
+        raise PrunesearchError(
+            f"frame {seq.frames[first]} {problem}{more}; replace it, or set data.bad_frames: skip to drop such frames"
+        )
+    keep = np.ones(len(seq.frames), dtype=bool)
+    keep[[i for i, _ in bad]] = False
+    if not keep.any() or not seq.visible[keep][0]:
+        warnings.warn(f"sequence {seq.name} skipped: frame {seq.frames[first]} {problem}{more}", PrunesearchWarning, 2)
+        return None
+    warnings.warn(f"frame {seq.frames[first]} {problem}; skipped{more}", PrunesearchWarning, 2)
+    attributes = {k: v[keep] if v.shape[:1] == keep.shape else v for k, v in seq.attributes.items()}
+    return dataclasses.replace(
+        seq, frames=[f for f, k in zip(seq.frames, keep) if k], boxes=seq.boxes[keep], visible=seq.visible[keep],
+        attributes=attributes,
+    )
+
+
+def _read(path: Path, split: str | None) -> list[Sequence]:
+    """Every sequence of the split, from the layout found at ``path``."""
     if not path.is_dir():
         raise PrunesearchError(f"dataset folder {path} does not exist")
     if got10k.is_got10k(path):

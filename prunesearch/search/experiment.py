@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prunesearch.data.datasets import BAD_FRAME_ACTIONS
 from prunesearch.errors import PrunesearchError
+from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
 from prunesearch.search.yamlfile import Section, locate, read_yaml
@@ -29,6 +31,9 @@ EXPERIMENT_KEYS = (
 RUNTIME_FINETUNE_KEYS = ("device", "loader_workers", "threads")
 STRATEGIES = ("auto", "enumerate", "sample")
 SAMPLERS = ("tpe", "nsga2", "random")
+# Built-in sequences are generated into the cache on first use (about 0.5 MB each): more than this
+# is a typo, not a wish to fill the disk; a dataset folder has no such bound.
+BUILTIN_MAX_SEQUENCES = 1000
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,9 @@ class DataSpec:
     path: Path | None = None
     train_split: str = "train"
     val_split: str = "val"
-    train_sequences: int | None = None
-    val_sequences: int = 4
+    train_sequences: int | None = checked(None, minimum=1)
+    val_sequences: int = checked(4, minimum=1)
+    bad_frames: str = checked("error", choices=BAD_FRAME_ACTIONS)  # a frame that does not decode: stop, or skip it with a warning
 
     @property
     def label(self) -> str:
@@ -54,25 +60,25 @@ class EarlyStop:
     fraction; one noisy comparison at an early rung should not stop a future front member.
     """
 
-    reduction: int = 3
-    rungs: int = 2
-    window: int = 10
-    margin: float = 0.05
+    reduction: int = checked(3, minimum=2)
+    rungs: int = checked(2, minimum=1)
+    window: int = checked(10, minimum=1)
+    margin: float = checked(0.05, minimum=0, maximum=1)
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    trials: int = 6
-    strategy: str = "auto"
-    sampler: str = "tpe"
+    trials: int = checked(6, minimum=1)
+    strategy: str = checked("auto", choices=STRATEGIES)
+    sampler: str = checked("tpe", choices=SAMPLERS)
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
-    workers: int = 1
+    workers: int = checked(1, minimum=1)
     # Sharing a study: a fine-tune that raises is retried this often; a worker silent for
     # grace_s seconds (it beats every heartbeat_s) is lost and its candidate trained again.
-    retries: int = 2
-    heartbeat_s: float = 10.0
-    grace_s: float = 60.0
+    retries: int = checked(2, minimum=0)
+    heartbeat_s: float = checked(10.0, minimum=0.1)
+    grace_s: float = checked(60.0, minimum=0.5)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,8 @@ class Experiment:
                 out, data=dataclasses.replace(out.data, path=_existing(Path(data), "--data", "data folder"))
             )
         if seed is not None:
+            if not 0 <= seed <= SEED_MAX:
+                raise PrunesearchError(f"--seed must be a whole number from 0 to {SEED_MAX}, got {seed}")
             out = dataclasses.replace(out, seed=seed)
         if trials is not None:
             if trials < 1:
@@ -152,39 +160,25 @@ class Experiment:
     def finetune_config(self) -> Any:
         """The experiment's ``finetune:`` keys as a :class:`prunesearch.training.FinetuneConfig`.
 
-        Keys and value types are checked against the dataclass (nested ones too, e.g. ``augment``)
-        so a typo names the key; the experiment's seed is the fine-tune seed, so every candidate
-        sees the same batches.
+        Keys, value types and ranges are checked against the dataclass's fields (nested ones too,
+        e.g. ``augment``) so a typo names the key; the experiment's seed is the fine-tune seed, so
+        every candidate sees the same batches.
         """
         from prunesearch.training import FinetuneConfig
 
-        config = build_dataclass(FinetuneConfig, Section(self.finetune, str(self.path), "finetune."))
-        return dataclasses.replace(config, seed=self.seed) if hasattr(config, "seed") else config
+        config = Section(self.finetune, str(self.path), "finetune.").build(FinetuneConfig)
+        return dataclasses.replace(config, seed=self.seed)
 
-
-def build_dataclass(cls: type, section: Section) -> Any:
-    """``cls(**section)`` with every key and value type checked against the field's default."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    section.only(fields)
-    values: dict[str, Any] = {}
-    for key, value in section.data.items():
-        f = fields[key]
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):
-            values[key] = build_dataclass(type(default), section.section(key))
-            continue
-        if isinstance(default, bool):
-            ok, allowed = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, allowed = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-        elif isinstance(default, float):
-            ok, allowed = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        else:
-            ok, allowed = default is None or isinstance(value, type(default)), f"a {type(default).__name__}"
-        if not ok:
-            raise section.fail(key, f"{allowed} (default {default!r})", value)
-        values[key] = float(value) if isinstance(default, float) else value
-    return cls(**values)
+    def candidates(self, teacher_depth: int) -> list[Candidate]:
+        """Every candidate of the space; a seed the space does not hold is an error, not a silent skip."""
+        found = self.space.candidates(teacher_depth)
+        outside = [c.key for c in self.search.seeds if c not in found]
+        if outside:
+            raise PrunesearchError(
+                f"{self.path}: search.seeds: {', '.join(outside)} not in the space {self.space.source} "
+                f"for a {teacher_depth}-block teacher (it holds {found[0].key} .. {found[-1].key}, {len(found)} in all)"
+            )
+        return found
 
 
 def _existing(path: Path, where: str, what: str) -> Path:
@@ -194,44 +188,23 @@ def _existing(path: Path, where: str, what: str) -> Path:
 
 
 def _parse_search(section: Section) -> SearchSettings:
-    section.only(("trials", "strategy", "sampler", "seeds", "early_stop", "workers", "retries", "heartbeat_s", "grace_s"))
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
-    default = SearchSettings()
-    early: EarlyStop | None = EarlyStop()
+    settings = section.build(SearchSettings, skip=("seeds", "early_stop"))
     if section.data.get("early_stop") is False:
-        early = None
-    elif section.has("early_stop"):
-        es = section.section("early_stop").only(("reduction", "rungs", "window", "margin"))
-        early = EarlyStop(
-            reduction=es.integer("reduction", early.reduction, minimum=2),
-            rungs=es.integer("rungs", early.rungs, minimum=1),
-            window=es.integer("window", early.window, minimum=1),
-            margin=es.number("margin", early.margin, minimum=0.0),
-        )
-    return SearchSettings(
-        trials=section.integer("trials", default.trials, minimum=1),
-        strategy=section.text("strategy", default.strategy, STRATEGIES),
-        sampler=section.text("sampler", default.sampler, SAMPLERS),
-        seeds=seeds,
-        early_stop=early,
-        workers=section.integer("workers", default.workers, minimum=1),
-        retries=section.integer("retries", default.retries, minimum=0),
-        heartbeat_s=section.number("heartbeat_s", default.heartbeat_s, minimum=0.1),
-        grace_s=section.number("grace_s", default.grace_s, minimum=0.5),
-    )
+        return dataclasses.replace(settings, seeds=seeds, early_stop=None)
+    return dataclasses.replace(settings, seeds=seeds, early_stop=section.section("early_stop").build(EarlyStop))
 
 
 def _parse_data(section: Section, base: Path) -> DataSpec:
-    section.only(("path", "train_split", "val_split", "train_sequences", "val_sequences"))
     path = section.optional_text("path")
-    default = DataSpec()
-    return DataSpec(
-        path=_existing(base / path, section.where("path"), "data folder") if path else None,
-        train_split=section.text("train_split", default.train_split),
-        val_split=section.text("val_split", default.val_split),
-        train_sequences=section.integer("train_sequences", minimum=1) if section.has("train_sequences") else None,
-        val_sequences=section.integer("val_sequences", default.val_sequences, minimum=1),
-    )
+    spec = section.build(DataSpec, skip=("path",))
+    if path:
+        return dataclasses.replace(spec, path=_existing(base / path, section.where("path"), "data folder"))
+    for key in ("train_sequences", "val_sequences"):
+        count = getattr(spec, key)
+        if count is not None and count > BUILTIN_MAX_SEQUENCES:
+            raise section.fail(key, f"at most {BUILTIN_MAX_SEQUENCES} for built-in data (set data.path for a dataset)", count)
+    return spec
 
 
 def _parse_reference(section: Section) -> tuple[PublishedResult, ...]:
@@ -239,7 +212,7 @@ def _parse_reference(section: Section) -> tuple[PublishedResult, ...]:
     for label in section.data:
         row = section.section(label).only(("depth", "ai_layers", "got10k_ao"))
         cand = Candidate(row.integer("depth", minimum=1), row.integer("ai_layers", minimum=1))
-        out.append(PublishedResult(str(label), cand, row.number("got10k_ao", minimum=0) / 100))
+        out.append(PublishedResult(str(label), cand, row.number("got10k_ao", minimum=0, maximum=100) / 100))
     return tuple(out)
 
 
@@ -256,7 +229,7 @@ def load_experiment(ref: str) -> Experiment:
         space = load_space(space_section.text("file", "litetrack"), space_section)
     teacher = top.section("teacher").only(("checkpoint",))
     checkpoint = teacher.optional_text("checkpoint")
-    return Experiment(
+    exp = Experiment(
         name=path.stem,
         path=path,
         description=top.optional_text("description") or "",
@@ -268,10 +241,12 @@ def load_experiment(ref: str) -> Experiment:
         teacher_checkpoint=_existing(path.parent / checkpoint, teacher.where("checkpoint"), "teacher checkpoint")
         if checkpoint
         else None,
-        seed=top.integer("seed", 0, minimum=0),
+        seed=top.integer("seed", 0, minimum=0, maximum=SEED_MAX),
         reference=_parse_reference(top.section("reference")),
         evaluation_device=_parse_evaluation(top.section("evaluation")),
     )
+    exp.finetune_config()  # every fine-tune key is checked now, not when the first fine-tune starts
+    return exp
 
 
 def _parse_evaluation(section: Section) -> str | None:

@@ -164,11 +164,11 @@ def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
         return builtin_sequences("train", count=spec.train_sequences), builtin_sequences("val", count=spec.val_sequences)
     from prunesearch.data import open_dataset
 
-    train = open_dataset(spec.path, split=spec.train_split)
-    val = open_dataset(spec.path, split=spec.val_split)
+    train = open_dataset(spec.path, spec.train_split, spec.train_sequences, spec.bad_frames)
+    val = open_dataset(spec.path, spec.val_split, spec.val_sequences, spec.bad_frames)
     if not train or not val:
         raise PrunesearchError(f"{spec.path} holds no sequences in split {spec.train_split!r} or {spec.val_split!r}")
-    return train[: spec.train_sequences], val[: spec.val_sequences]
+    return train, val
 
 
 def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
@@ -199,7 +199,7 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
     teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
     crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
     times.lap("teacher")
-    book = PriceBook(exp.space.candidates(teacher.depth), pricer, budget, exp.arch)
+    book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)
     times.lap("pricing")
     train, val = load_data(exp.data)
@@ -449,8 +449,8 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     _interrupt_on_term()
     uri = tracking_uri()
     storage = study_storage(uri, req.storage)
-    study_storage_ = open_storage(storage)  # a bad URL or a missing driver fails before any work
-    setup = prepare(req, storage, times=times)
+    setup = prepare(req, storage, times=times)  # every input is checked before the storage (a new SQLite file) is created
+    study_storage_ = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
     exp = setup.experiment
     study = open_study(study_storage_, setup.info.study, _sampler(exp, 0))
     with heartbeat(study, exp.search.heartbeat_s):

@@ -8,23 +8,18 @@ listed up front; that is what lets the controller price them all before fine-tun
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.pruning import RULES
+from prunesearch.search.constraints import Constraint, parse_constraint
 from prunesearch.search.yamlfile import Section, locate, read_yaml
 
 SPACE_KEYS = ("description", "depth", "ai_layers", "rules", "constraints")
-# Names a constraint may use: the candidate's own numbers and the teacher's depth.
-CONSTRAINT_NAMES = ("depth", "ai_layers", "search_blocks", "rule", "teacher_depth")
-_SAFE_NODES = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.BinOp, ast.Add,
-    ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt,
-    ast.GtE, ast.In, ast.NotIn, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List,
-)
+# Names a constraint may use, with their types: the candidate's own numbers, its rule and the teacher's depth.
+CONSTRAINT_NAMES: dict[str, type] = {"depth": int, "ai_layers": int, "search_blocks": int, "rule": str, "teacher_depth": int}
 _KEY = re.compile(r"^B(\d+)-(\d+)(?:/(\w+))?$")
 
 
@@ -58,22 +53,6 @@ class Candidate:
         return cls(int(match.group(1)), int(match.group(2)), match.group(3) or "first")
 
 
-def _check_expression(text: str, where: str) -> ast.Expression:
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError:
-        raise PrunesearchError(f"{where}: {text!r} is not an expression") from None
-    for node in ast.walk(tree):
-        if not isinstance(node, _SAFE_NODES):
-            raise PrunesearchError(
-                f"{where}: {text!r} uses {type(node).__name__}; allowed: numbers, strings, + - * // %, "
-                f"comparisons, and/or/not, in, and the names {', '.join(CONSTRAINT_NAMES)}"
-            )
-        if isinstance(node, ast.Name) and node.id not in CONSTRAINT_NAMES:
-            raise PrunesearchError(f"{where}: unknown name {node.id!r} in {text!r}; allowed: {', '.join(CONSTRAINT_NAMES)}")
-    return tree
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """Bounds and rules of a space; ``None`` bounds mean "the teacher's depth" / "the candidate's depth"."""
@@ -85,7 +64,7 @@ class SearchSpace:
     rules: tuple[str, ...] = ("first",)
     constraints: tuple[str, ...] = ()
     source: str = "<space>"
-    _compiled: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    _parsed: tuple[Constraint, ...] = field(default=(), repr=False, compare=False)
 
     def depth_range(self, teacher_depth: int) -> tuple[int, int]:
         top = teacher_depth if self.depth_max is None else self.depth_max
@@ -114,7 +93,7 @@ class SearchSpace:
             "rule": cand.rule,
             "teacher_depth": teacher_depth,
         }
-        return all(bool(eval(code, {"__builtins__": {}}, names)) for code in self._compiled)  # noqa: S307 - AST whitelisted
+        return all(constraint.holds(names) for constraint in self._parsed)
 
     def candidates(self, teacher_depth: int) -> list[Candidate]:
         """Every candidate of the space, ordered by depth, then M, then rule order."""
@@ -160,11 +139,8 @@ def parse_space(section: Section, base: SearchSpace | None = None) -> SearchSpac
         raise section.fail("rules", f"at least one of {', '.join(RULES)}", [])
     if space.depth_max is not None and space.depth_min > space.depth_max:
         raise section.fail("depth", "min <= max", {"min": space.depth_min, "max": space.depth_max})
-    compiled = tuple(
-        compile(_check_expression(text, section.where("constraints")), "<constraint>", "eval")
-        for text in space.constraints
-    )
-    object.__setattr__(space, "_compiled", compiled)
+    parsed = tuple(parse_constraint(text, section.where("constraints"), CONSTRAINT_NAMES) for text in space.constraints)
+    object.__setattr__(space, "_parsed", parsed)
     return space
 
 

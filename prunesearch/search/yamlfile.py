@@ -7,6 +7,9 @@ a traceback from deep inside the search.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,21 +17,114 @@ from typing import Any
 import yaml
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.fields import INT_MAX, Rule, clip, rule_of, shown
+
+# What one hand-written file may cost. Experiment and space files are a few hundred bytes, a few
+# levels deep; these bounds leave them far behind and stop a "billion laughs" or a 20,000-deep
+# nesting before it costs a second.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_ALIASES = 64
+MAX_NODES = 100_000  # counted with every alias expanded, as a reader of the loaded data sees them
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; an empty file is an empty mapping."""
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses deep nesting, many aliases and large expansions while composing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _Refused(f"more than {MAX_ALIASES} aliases (*name)", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded(node, {}, set())
+        return node
+
+
+class _Refused(yaml.YAMLError):
+    """A file over one of the bounds above."""
+
+    def __init__(self, problem: str, mark: Any = None) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+def _expanded(node: yaml.Node, seen: dict[int, tuple[int, int]], open_nodes: set[int], level: int = 1) -> tuple[int, int]:
+    """(values, depth) under ``node`` with aliases expanded, as a reader of the loaded data meets them.
+
+    Refuses a recursive alias, more than MAX_NODES values, or aliases stacking nesting past
+    MAX_DEPTH (which would overflow the recursion of whatever walks the data next).
+    """
+    key = id(node)
+    if key in open_nodes:
+        raise _Refused("an alias refers to a node that contains it")
+    size, depth = seen.get(key, (0, 0))
+    if not size:
+        if level > MAX_DEPTH:
+            raise _Refused(f"nested, through aliases, more than {MAX_DEPTH} levels deep")
+        children: list[Any] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        open_nodes.add(key)
+        below = [_expanded(child, seen, open_nodes, level + 1) for child in children]
+        open_nodes.discard(key)
+        size, depth = 1 + sum(s for s, _ in below), 1 + max((d for _, d in below), default=0)
+        seen[key] = (size, depth)
+    if size > MAX_NODES:
+        raise _Refused(f"expands to more than {MAX_NODES} values (aliases of aliases?)")
+    if level - 1 + depth > MAX_DEPTH:
+        raise _Refused(f"nested, through aliases, more than {MAX_DEPTH} levels deep")
+    return size, depth
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` as YAML data, within the bounds above; every failure is one line naming ``source``."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise PrunesearchError(f"cannot read {path}: {err.strerror}") from None
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise PrunesearchError(f"{path}:{where} is not valid YAML ({problem})") from None
+        verdict = "refused, a settings file is small" if isinstance(err, _Refused) else "is not valid YAML"
+        raise PrunesearchError(f"{source}:{where} {verdict} ({clip(problem)})") from None
+    except Exception as err:  # noqa: BLE001 - PyYAML's constructors fail on odd scalars ("!!int ''", 5000 digits)
+        raise PrunesearchError(f"{source}: is not valid YAML ({type(err).__name__}: {clip(str(err))})") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (UTF-8, at most MAX_BYTES); an empty file is an error."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as err:
+        raise PrunesearchError(f"cannot read {path}: {err.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise PrunesearchError(f"{path}: larger than {MAX_BYTES // 1024} KiB; a settings file is a few hundred bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PrunesearchError(f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
-        return {}
+        raise PrunesearchError(f"{path}: the file is empty; write at least one key (see the shipped files for examples)")
     if not isinstance(data, dict):
         raise PrunesearchError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
@@ -46,14 +142,14 @@ class Section:
         return f"{self.source}: {self.prefix}{key}"
 
     def fail(self, key: str, allowed: str, got: Any) -> PrunesearchError:
-        return PrunesearchError(f"{self.where(key)}: expected {allowed}, got {got!r}")
+        return PrunesearchError(f"{self.where(key)}: expected {allowed}, got {shown(got)}")
 
     def only(self, allowed: Iterable[str]) -> "Section":
         allowed = list(allowed)
         for key in self.data:
             if key not in allowed:
                 raise PrunesearchError(
-                    f"{self.where(str(key))}: unknown key; allowed keys here: {', '.join(allowed)}"
+                    f"{self.where(clip(str(key)))}: unknown key; allowed keys here: {', '.join(allowed)}"
                 )
         return self
 
@@ -66,18 +162,22 @@ class Section:
             raise self.fail(key, "a mapping of keys", value)
         return Section(value, self.source, f"{self.prefix}{key}.")
 
-    def integer(self, key: str, default: int | None = None, minimum: int | None = None) -> int:
-        value = self.data.get(key, default)
-        bound = "" if minimum is None else f" >= {minimum}"
-        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
-            raise self.fail(key, f"a whole number{bound}", value)
+    def integer(self, key: str, default: int | None = None, minimum: int | None = None, maximum: int | None = None) -> int:
+        return self._whole(key, self.data.get(key, default), Rule(minimum, maximum))
+
+    def number(self, key: str, default: float | None = None, minimum: float | None = None, maximum: float | None = None) -> float:
+        return self._real(key, self.data.get(key, default), Rule(minimum, maximum))
+
+    def _whole(self, key: str, value: Any, rule: Rule, note: str = "") -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not rule.allows(value):
+            raise self.fail(key, f"a whole number{rule.describe()}{note}", value)
+        if value > INT_MAX:
+            raise self.fail(key, f"a whole number up to {INT_MAX}", value)
         return value
 
-    def number(self, key: str, default: float | None = None, minimum: float | None = None) -> float:
-        value = self.data.get(key, default)
-        bound = "" if minimum is None else f" >= {minimum}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (minimum is not None and value < minimum):
-            raise self.fail(key, f"a number{bound}", value)
+    def _real(self, key: str, value: Any, rule: Rule, note: str = "") -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not rule.allows(float(value)):
+            raise self.fail(key, f"a finite number{rule.describe()}{note}", value)
         return float(value)
 
     def text(self, key: str, default: str | None = None, choices: Iterable[str] | None = None) -> str:
@@ -99,6 +199,42 @@ class Section:
         if choices is not None and any(v not in choices for v in value):
             raise self.fail(key, allowed, value)
         return list(value)
+
+    def build(self, cls: type, skip: Iterable[str] = ()) -> Any:
+        """``cls(**self)``, each key checked against the field's type and rule (nested dataclasses too).
+
+        Keys in ``skip`` are allowed but left to the caller (fields with a reading of their own).
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        self.only(fields)
+        values = {
+            key: self._field(key, value, hints[key], fields[key])
+            for key, value in self.data.items()
+            if key not in skip
+        }
+        return cls(**values)
+
+    def _field(self, key: str, value: Any, hint: Any, f: dataclasses.Field) -> Any:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+            return None if value is None else self._field(key, value, args[0], f)
+        if dataclasses.is_dataclass(hint):
+            return self.section(key).build(hint)
+        rule = rule_of(f)
+        note = f" (default {f.default!r})" if f.default not in (dataclasses.MISSING, None) else ""
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise self.fail(key, f"true or false{note}", value)
+            return value
+        if hint is int:
+            return self._whole(key, value, rule, note)
+        if hint is float:
+            return self._real(key, value, rule, note)
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else rule.choices
+        if hint is str or choices:
+            return self.text(key, choices=choices)
+        raise TypeError(f"{key}: no YAML reading for fields of type {hint}")  # a programming error, not a user's
 
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -26,6 +26,7 @@ from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
 from prunesearch.errors import PrunesearchError
+from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import LossWeights, tracking_loss
 from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
@@ -43,27 +44,27 @@ class FinetuneConfig:
     everything but the box head (0.1 when starting from teacher weights, as LiteTrack does).
     """
 
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 4e-4
-    backbone_lr_mult: float = 0.1
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.1
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
-    sampling: str = "auto"  # causal (real datasets) or nearby (built-in synthetic); see pairs.py
-    max_gap: int | None = None  # None: the sampling's own (causal 200, nearby 50)
-    focal_weight: float = 1.0
-    giou_weight: float = 2.0
-    l1_weight: float = 5.0
-    distill_weight: float = 1.0  # used only when a teacher is given
-    seed: int = 0
-    threads: int | None = None  # torch intra-op threads for this run; None keeps the current setting
-    log_every: int = 10
+    steps: int = checked(200, minimum=1)
+    batch_size: int = checked(16, minimum=1, maximum=4096)
+    lr: float = checked(4e-4, above=0)
+    backbone_lr_mult: float = checked(0.1, minimum=0)
+    weight_decay: float = checked(1e-4, minimum=0)
+    grad_clip: float = checked(0.1, above=0)
+    warmup_steps: int = checked(10, minimum=0)
+    min_lr_ratio: float = checked(0.05, minimum=0, maximum=1)  # cosine decay ends at lr * min_lr_ratio
+    sampling: str = checked("auto", choices=("auto", *PAIR_MODES))  # causal (real datasets) or nearby (built-in synthetic); see pairs.py
+    max_gap: int | None = checked(None, minimum=1)  # None: the sampling's own (causal 200, nearby 50)
+    focal_weight: float = checked(1.0, minimum=0)
+    giou_weight: float = checked(2.0, minimum=0)
+    l1_weight: float = checked(5.0, minimum=0)
+    distill_weight: float = checked(1.0, minimum=0)  # used only when a teacher is given
+    seed: int = checked(0, minimum=0, maximum=SEED_MAX)
+    threads: int | None = checked(None, minimum=1, maximum=1024)  # torch intra-op threads; None keeps the current setting
+    log_every: int = checked(10, minimum=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
-    precision: str = "auto"  # auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16
-    loader_workers: int | None = None  # None: none on the CPU, min(8, CPUs - 1) with a GPU
+    precision: str = checked("auto", choices=PRECISIONS)  # auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16
+    loader_workers: int | None = checked(None, minimum=0)  # None: none on the CPU, min(8, CPUs - 1) with a GPU
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:

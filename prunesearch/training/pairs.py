@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from prunesearch.data.processing import CropGeometry, box_window, crop_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
+from prunesearch.fields import checked
 
 PAIR_MODES = ("causal", "nearby")
 DEFAULT_GAP = {"causal": 200, "nearby": 50}
@@ -38,11 +39,11 @@ DEFAULT_GAP = {"causal": 200, "nearby": 50}
 class AugmentConfig:
     """Jitter and photometric augmentation of training pairs (the crop factors are the model's)."""
 
-    center_jitter: float = 3.0
-    scale_jitter: float = 0.25
-    brightness: float = 0.2  # per-channel gain drawn from [1 - b, 1 + b]
-    grayscale_prob: float = 0.05
-    flip_prob: float = 0.5
+    center_jitter: float = checked(3.0, minimum=0, maximum=16)
+    scale_jitter: float = checked(0.25, minimum=0, maximum=4)
+    brightness: float = checked(0.2, minimum=0, maximum=1)  # per-channel gain drawn from [1 - b, 1 + b]
+    grayscale_prob: float = checked(0.05, minimum=0, maximum=1)
+    flip_prob: float = checked(0.5, minimum=0, maximum=1)
 
 
 class PairBatch(NamedTuple):
