@@ -62,6 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
+    p.add_argument("--level", type=float, default=0.95, metavar="P",
+                   help="confidence level of the paired tests that mark tied candidates (default 0.95)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="paired bootstrap of AO(A) - AO(B) on the sequences both were scored on, e.g. B4-1/first B4-2/first")
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser(
@@ -146,25 +150,29 @@ class RichDisplay:
             self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
 
-def front_table(front: list["CandidateResult"], target: str, title: str) -> "Table":
-    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow."""
+def front_table(front: list["CandidateResult"], target: str, title: str, tied: list["CandidateResult"] = ()) -> "Table":
+    """Compact enough for an 80-column terminal; SR0.75, fps and the blocks kept are in --json/--csv
+    and MLflow. Tied candidates (off the front, not significantly worse than it) follow, marked ~.
+    """
     from rich import box
     from rich.table import Table
 
+    caption = (f"AO, SR0.5, AUC in %; 95% CI: AO's bootstrap interval over sequences; ms per frame and tmpl ms "
+               f"per template on {target}; GMACs per frame; M par: millions")
+    if tied:
+        caption += "; ~ tied: off the front but not significantly below a no-slower front member"
     table = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-        caption=f"AO, SR, AUC in %; ms per frame and tmpl ms per template on {target}; GMACs per frame; M par: millions",
-        caption_justify="left",
+        caption=caption, caption_justify="left",
     )
-    for col in ("candidate", "AO", "SR50", "SR75", "AUC", "ms", "fps", "tmpl ms", "GMACs", "M par"):
+    for col in ("candidate", "AO", "95% CI", "SR50", "AUC", "ms", "tmpl ms", "GMACs", "M par"):
         table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
-    for r in front:
+    for r, mark in [(r, "") for r in front] + [(r, "~ ") for r in tied]:
         row = r.row(target)
+        ci = "" if row["ao_ci_low"] is None else f"{100 * row['ao_ci_low']:.1f}-{100 * row['ao_ci_high']:.1f}"
         table.add_row(
-            r.key,
-            *(f"{100 * row[k]:.1f}" for k in ("ao", "sr50", "sr75", "auc")),
-            f"{row['frame_ms']:.2f}", f"{row['fps']:.1f}", f"{row['template_ms']:.2f}",
-            f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
+            mark + r.key, f"{100 * row['ao']:.1f}", ci, f"{100 * row['sr50']:.1f}", f"{100 * row['auc']:.1f}",
+            f"{row['frame_ms']:.2f}", f"{row['template_ms']:.2f}", f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
         )
     return table
 
@@ -225,7 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(line, style="bold yellow", markup=False)
     for target, front in report.fronts.items():
         title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
-        console.print(front_table(front, target, title))
+        console.print(front_table(front, target, title, report.ties.get(target, [])))
     for key, message in sorted(report.given_up.items()):
         console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
     if report.missing_models:
@@ -250,8 +258,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
-    from prunesearch.search.results import front_for
+    from prunesearch.search.results import compare, front_for, statuses, tied_for
 
+    if not 0.0 < args.level < 1.0:
+        raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     budget_ms = parse_budget(args.budget).ms if args.budget else None
     plot = Path(args.plot) if args.plot else None
     if plot is not None and not plot.parent.is_dir():
@@ -265,18 +275,32 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         if args.target not in targets:
             raise PrunesearchError(f"no run of {args.experiment!r} was priced on {args.target!r}; priced on: {', '.join(targets)}")
         targets = [args.target]
-    fronts, pools = {}, {}
+    fronts, pools, ties = {}, {}, {}
     for target in targets:
         pools[target] = comparable(stored, target, args.allow_mixed)
         fronts[target] = front_for(pools[target], target, budget_ms)
+        ties[target] = tied_for(pools[target], fronts[target], target, budget_ms, args.level)
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
+    if args.compare:
+        by_key = {r.key: r for pool in pools.values() for r in pool}
+        unknown = [k for k in args.compare if k not in by_key]
+        if unknown:
+            raise PrunesearchError(f"--compare: no fine-tuned candidate {unknown[0]!r}; known: {', '.join(sorted(by_key))}")
+        result = compare(by_key[args.compare[0]], by_key[args.compare[1]], args.level)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result.verdict())
+        return 0
+
+    def front_rows(t: str) -> list[dict[str, object]]:
+        status = statuses(pools[t], fronts[t], ties[t])
+        return [r.row(t, status[r.key]) for r in fronts[t] + ties[t]]
+
     if args.json:
-        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales),
-                          "fronts": {t: [r.row(t) for r in f] for t, f in fronts.items()}}, indent=2))
+        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales), "level": args.level,
+                          "fronts": {t: front_rows(t) for t in targets}}, indent=2))
     elif args.csv:
         import csv
 
-        rows = [r.row(t) for t, f in fronts.items() for r in f]
+        rows = [row for t in targets for row in front_rows(t)]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["candidate"])
         writer.writeheader()
         writer.writerows(rows)
@@ -284,7 +308,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         console = Console()
         for target, front in fronts.items():
             title = f"{args.experiment}: Pareto front on {target} ({len(pools[target])} fine-tuned; accuracy scale {', '.join(scales)})"
-            console.print(front_table(front, target, title))
+            console.print(front_table(front, target, title, ties[target]))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
     if plot is not None:
@@ -293,7 +317,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         line_ms = budget_ms if budget_ms is not None else (searched.pop() if len(searched) == 1 else None)
         for target in targets:
             path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
-            pareto_plot(pools[target], target, path, line_ms)
+            pareto_plot(pools[target], target, path, line_ms, tied={r.key for r in ties[target]})
             print(f"plot: {path}", file=sys.stderr)
     return 0
 

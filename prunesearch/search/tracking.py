@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prunesearch.evaluation.uncertainty import SequenceStats, bootstrap_intervals
 from prunesearch.mlflow_log.writer import MlflowWriter
 from prunesearch.search.budget import Budget
 from prunesearch.search.controller import RUN_STATUS
@@ -31,6 +33,10 @@ from prunesearch.search.pricing import PriceBook
 from prunesearch.search.results import CandidateResult
 from prunesearch.search.space import Candidate
 from prunesearch.search.study import Liveness, TrialRecord, this_worker
+
+
+# Per-sequence scores of a trained candidate, beside its metrics: what `pareto` resamples.
+SEQUENCES_FILE = "sequences.json"
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,10 @@ class SearchLog:
         """Params, metrics and tags of a settled fine-tune."""
         params = {"blocks": " ".join(str(b) for b in record.blocks)}
         metrics = {**record.accuracy, **{f"seconds.{k}": v for k, v in record.seconds.items()}}
+        if record.sequences is not None:
+            for key, iv in bootstrap_intervals(SequenceStats.from_dict(record.sequences)).items():
+                if math.isfinite(iv.low):
+                    metrics.update({f"{key}_ci_low": iv.low, f"{key}_ci_high": iv.high})
         return params, metrics, {"outcome": record.outcome, "steps": record.steps}
 
     def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
@@ -182,6 +192,8 @@ class SearchLog:
         if record is not None:
             params, metrics, tags = self._result(record)
             self.writer.log(run_id, params=params, metrics=metrics, tags=tags)
+            if record.sequences is not None:
+                self.writer.log_dict(run_id, record.sequences, SEQUENCES_FILE)
         else:
             self.writer.log(run_id, tags={"outcome": message or status.lower(), "message": message})
         self.writer.end(run_id, status)
@@ -200,11 +212,14 @@ class SearchLog:
                 self.writer.log(run.run_id, tags={"outcome": "lost"} if run.tags.get("kind") == "candidate" else {})
                 self.writer.end(run.run_id, "KILLED")
 
-    def mark_front(self, results: list[CandidateResult], fronts: dict[str, list[CandidateResult]]) -> None:
-        """Tag every candidate run of the study with its front membership per target."""
+    def mark_front(self, results: list[CandidateResult], fronts: dict[str, list[CandidateResult]],
+                   ties: dict[str, list[CandidateResult]]) -> None:
+        """Tag every candidate run of the study with its front membership per target, and
+        ``tied.TARGET`` where it is off the front but not significantly worse (see tied_for)."""
         for r in results:
             on = {t: any(f.key == r.key for f in front) for t, front in fronts.items()}
             tags = {f"pareto.{t}": str(flag).lower() for t, flag in on.items()}
+            tags.update({f"tied.{t}": str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
             self.writer.log(r.run_id, tags={**tags, "pareto": str(any(on.values())).lower()})
 
     def log_model(self, run_id: str, files: list[Path]) -> None:
@@ -220,14 +235,18 @@ class SearchLog:
         results: list[CandidateResult],
         metrics: dict[str, float],
         reference: dict[str, list[ReferencePoint]],
+        ties: dict[str, list[CandidateResult]],
     ) -> None:
-        """Front tables and plots per target, timings and counts; the parent run ends FINISHED."""
+        """Front tables (tied candidates after the front) and plots per target, timings and
+        counts; the parent run ends FINISHED."""
         for target, front in fronts.items():
-            rows = [r.row(target) for r in front]
+            tied = ties.get(target, [])
+            rows = [r.row(target, "front") for r in front] + [r.row(target, "tied") for r in tied]
             self.writer.log_text(self.parent_id, _csv(rows), f"front/{target}.csv")
             self.writer.log_dict(self.parent_id, {"accuracy_scale": self.info.accuracy_scale, "front": rows}, f"front/{target}.json")
             with tempfile.TemporaryDirectory() as tmp:
-                png = pareto_plot(results, target, Path(tmp) / f"pareto_{target}.png", self.info.budget.ms, reference.get(target))
+                png = pareto_plot(results, target, Path(tmp) / f"pareto_{target}.png", self.info.budget.ms,
+                                  reference.get(target), tied={r.key for r in tied})
                 self.writer.log_files(self.parent_id, [png], "front")
         self.writer.log(self.parent_id, metrics=metrics)
         self.writer.end(self.parent_id, "FINISHED")
