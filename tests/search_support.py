@@ -7,6 +7,7 @@ and the MLflow logging can be tested in seconds; the end-to-end test runs the re
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def accuracy_of(c: Candidate) -> float:
     return 0.30 + 0.05 * c.depth + 0.02 * c.ai_layers + (0.01 if c.rule == "first" else 0.0)
 
 
+def sequences_of(c: Candidate, acc: float, count: int = 10, frames: int = 10) -> dict:
+    """Per-sequence scores whose pooled AO is ``acc``: every candidate finds the same sequences
+    hard or easy (+-0.2), plus +-0.03 of its own noise, so candidates 0.01 apart are tied and
+    0.05 apart are not."""
+    shift = zlib.crc32(c.key.encode()) % count
+    noise = [0.015 * ((i + shift) % 5 - 2) for i in range(count)]
+    difficulty = [0.2 * (2 * i / (count - 1) - 1) for i in range(count)]
+    means = [acc + d + e for d, e in zip(difficulty, noise)]
+    return {
+        "names": [f"seq{i:02d}" for i in range(count)],
+        "iou_sum": [[m * frames for m in means]],
+        "frames": [[frames] * count],
+        "hits50": [[frames * (m > 0.5) for m in means]],
+        "hits75": [[frames * (m > 0.75) for m in means]],
+        "auc": [means],
+    }
+
+
 @dataclass
 class ScriptedEvaluator:
     """Loss falls with depth; ``diverge`` candidates diverge; ``interrupt`` raises Ctrl-C at a step."""
@@ -94,6 +113,7 @@ class ScriptedEvaluator:
             losses=losses,
             seconds={"finetune": 0.01, "evaluate": 0.01},
             blocks=tuple(range(cand.depth)),
+            sequences=sequences_of(cand, acc),
         )
 
 

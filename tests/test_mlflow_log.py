@@ -17,7 +17,7 @@ from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
 from prunesearch.search.study import redact, trained_results
 from prunesearch.search.tracking import SearchLog
-from prunesearch.search.results import front_for
+from prunesearch.search.results import front_for, tied_for
 from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
 
 EXPERIMENT = "unit-search"
@@ -57,8 +57,9 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     ctl.work()
     results = trained_results(ctl.study, book, "small")
     fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
-    log.mark_front(results, fronts)
-    log.finish(fronts, results, {"seconds.total": 1.0}, {}, {"fast": 13.0, "slow": 26.0}, "enumerate")
+    ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
+    log.mark_front(results, fronts, ties)
+    log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties, {"fast": 13.0, "slow": 26.0}, "enumerate")
     return log, results, fronts
 
 
@@ -104,7 +105,8 @@ def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path, monkeyp
         assert len(client.get_metric_history(run.info.run_id, "finetune.loss")) == 12
         assert "config.json" in [a.path for a in client.list_artifacts(run.info.run_id)]
     front_json = json.loads(open(client.download_artifacts(log.parent_id, "front/fast.json", str(tmp_path))).read())
-    assert [row["candidate"] for row in front_json["front"]] == [r.key for r in fronts["fast"]]
+    front_rows = [row["candidate"] for row in front_json["front"] if row["status"] == "front"]
+    assert front_rows == [r.key for r in fronts["fast"]]
 
 
 def test_front_models_are_registered_once(searched, tmp_path):
@@ -165,14 +167,16 @@ def test_pareto_command_prints_table_json_csv_and_plot(searched, tmp_path, capsy
     expected = [r.key for r in front_for(results, "fast")]
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["accuracy_scale"] == "small" and [r["candidate"] for r in out["fronts"]["fast"]] == expected
-    assert {"checkpoint", "model_uri", "run_id"} <= set(out["fronts"]["fast"][0]) and out["fronts"]["fast"][0]["pareto"]
+    front_rows = [r["candidate"] for r in out["fronts"]["fast"] if r["status"] == "front"]
+    assert out["accuracy_scale"] == "small" and front_rows == expected
+    assert {"checkpoint", "model_uri", "run_id"} <= set(out["fronts"]["fast"][0])
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json", "--all"]) == 0
     listed = json.loads(capsys.readouterr().out)["candidates"]["fast"]
-    assert len(listed) == 7 and {r["candidate"] for r in listed if r["pareto"]} == set(expected)
+    assert len(listed) == 7 and {r["candidate"] for r in listed if r["status"] == "front"} == set(expected)
+    assert any(r["status"] == "dominated" for r in listed)
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--csv", "--budget", "5.3ms"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["candidate"] for r in rows] == [r.key for r in front_for(results, "fast", 5.3)]
+    assert [r["candidate"] for r in rows if r["status"] == "front"] == [r.key for r in front_for(results, "fast", 5.3)]
     assert rows[0]["accuracy_scale"] == "small"
     assert main(["pareto", "--experiment", EXPERIMENT, "--plot", str(tmp_path / "p.png")]) == 0
     table = capsys.readouterr().out
@@ -194,3 +198,40 @@ def test_study_storage_sits_beside_the_store_and_passwords_are_hidden(tmp_path):
 
 def test_budget_text_is_kept_for_logs():
     assert parse_budget("100fps").text == "100fps"
+
+
+def test_scores_carry_intervals_and_ties_are_marked(searched, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)
+    client = MlflowClient(searched.uri)
+    trained = {r.key: r for r in searched.results}
+    run = client.get_run(trained["B4-2/first"].run_id)
+    m = run.data.metrics
+    assert m["ao_ci_low"] < m["ao"] < m["ao_ci_high"] and "auc_ci_high" in m
+    assert run.data.tags["pareto.fast"] == "true" and run.data.tags["tied.fast"] == "false"
+    assert client.get_run(trained["B4-2/uniform"].run_id).data.tags["tied.fast"] == "true"
+    assert "sequences.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["fronts"]["fast"]
+    status = {r["candidate"]: r["status"] for r in rows}
+    assert [k for k, s in status.items() if s == "front"] == [r.key for r in front_for(searched.results, "fast")]
+    # 'uniform' is 0.01 below 'first' at the same price, within the sequences' noise: tied.
+    assert {k for k, s in status.items() if s == "tied"} == {"B2-1/uniform", "B4-1/uniform", "B4-2/uniform"}
+    assert all(r["ao_ci_low"] <= r["ao"] <= r["ao_ci_high"] for r in rows)
+
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast"]) == 0
+    table = capsys.readouterr().out
+    assert "~ B4-2/uniform" in table and "95% CI" in table
+
+
+def test_pareto_compare_says_whether_one_candidate_is_better(searched, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)
+    assert main(["pareto", "--experiment", EXPERIMENT, "--compare", "B4-2/first", "B4-2/uniform"]) == 0
+    assert "are not told apart on 10 sequences" in capsys.readouterr().out
+    assert main(["pareto", "--experiment", EXPERIMENT, "--compare", "B4-2/first", "B2-1/first", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["significant"] and verdict["difference"]["value"] == pytest.approx(0.12)
+    assert main(["pareto", "--experiment", EXPERIMENT, "--compare", "B4-2/first", "B9-9/first"]) == 2
+    assert "no fine-tuned candidate 'B9-9/first'" in capsys.readouterr().err
+    assert main(["pareto", "--experiment", EXPERIMENT, "--level", "1.5"]) == 2
+    assert "--level must lie strictly between 0 and 1" in capsys.readouterr().err

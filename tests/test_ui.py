@@ -36,7 +36,7 @@ def store(tmp_path_factory):
     from prunesearch.checkpoints import save_checkpoint
     from prunesearch.mlflow_log.tracker_model import TrackerModel
     from prunesearch.search.controller import plan_search
-    from prunesearch.search.results import front_for
+    from prunesearch.search.results import front_for, tied_for
     from prunesearch.search.study import trained_results
     from prunesearch.search.tracking import SearchLog
     from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
@@ -53,13 +53,14 @@ def store(tmp_path_factory):
         ctl.work()
         results = trained_results(ctl.study, book, "small")
         fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
-        log.mark_front(results, fronts)
+        ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
+        log.mark_front(results, fronts, ties)
         member = fronts["fast"][0]
         teacher, graphs = tiny_teacher_graphs()
         model = TrackerModel("tiny-search", member.key, save_checkpoint(teacher, root / "member.pt"), graphs / "template.onnx",
                              graphs / "frame.onnx", TINY.template_size, TINY.search_size, stand_in=True, config={})
         log.log_model(member.run_id, model)
-        log.finish(fronts, results, {"seconds.total": 1.0}, {}, {"fast": 13.0, "slow": 26.0}, "enumerate")
+        log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties, {"fast": 13.0, "slow": 26.0}, "enumerate")
     return SimpleNamespace(root=root, exp=log.experiment_id, parent=log.parent_id, front=fronts["fast"], model=model)
 
 

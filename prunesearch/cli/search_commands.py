@@ -55,11 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", help="only candidates within this budget, e.g. 10ms")
     p.add_argument("--study", help="only runs of this study (run tag 'study')")
     p.add_argument("--allow-mixed", action="store_true", help="combine runs with different table, data or teacher fingerprints")
-    p.add_argument("--all", action="store_true", help="list every fine-tuned candidate, dominated ones too (front members starred)")
+    p.add_argument("--all", action="store_true", help="list the dominated candidates too (after the front and the tied ones)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
     p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
+    p.add_argument("--level", type=float, default=0.95, metavar="P",
+                   help="confidence level of the paired tests that mark tied candidates (default 0.95)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="paired bootstrap of AO(A) - AO(B) on the sequences both were scored on, e.g. B4-1/first B4-2/first")
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser(
@@ -144,27 +148,33 @@ class RichDisplay:
             self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
 
-def front_table(front: list["CandidateResult"], target: str, title: str, marked: set[str] | None = None) -> "Table":
-    """Compact enough for an 80-column terminal; blocks kept are in --json/--csv and MLflow.
-
-    ``marked``: the keys to star (the front members, when the table lists every candidate)."""
+def front_table(front: list["CandidateResult"], target: str, title: str, tied: list["CandidateResult"] = (),
+                dominated: list["CandidateResult"] = ()) -> "Table":
+    """Compact enough for an 80-column terminal; SR0.75, fps and the blocks kept are in --json/--csv
+    and MLflow. Tied candidates (off the front, not significantly worse than it) follow, marked ~,
+    then the dominated ones (``pareto --all``), marked -.
+    """
     from rich import box
     from rich.table import Table
 
+    caption = (f"AO, SR0.5, AUC in %; 95% CI: AO's bootstrap interval over sequences; ms per frame and tmpl ms "
+               f"per template on {target}; GMACs per frame; M par: millions")
+    if tied:
+        caption += "; ~ tied: off the front but not significantly below a no-slower front member"
+    if dominated:
+        caption += "; - dominated"
     table = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-        caption=f"AO, SR, AUC in %; ms per frame and tmpl ms per template on {target}; GMACs per frame; M par: millions",
-        caption_justify="left",
+        caption=caption, caption_justify="left",
     )
-    for col in ("candidate", "AO", "SR50", "SR75", "AUC", "ms", "fps", "tmpl ms", "GMACs", "M par"):
+    for col in ("candidate", "AO", "95% CI", "SR50", "AUC", "ms", "tmpl ms", "GMACs", "M par"):
         table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
-    for r in front:
+    for r, mark in [(r, "") for r in front] + [(r, "~ ") for r in tied] + [(r, "- ") for r in dominated]:
         row = r.row(target)
+        ci = "" if row["ao_ci_low"] is None else f"{100 * row['ao_ci_low']:.1f}-{100 * row['ao_ci_high']:.1f}"
         table.add_row(
-            f"{r.key} *" if marked and r.key in marked else r.key,
-            *(f"{100 * row[k]:.1f}" for k in ("ao", "sr50", "sr75", "auc")),
-            f"{row['frame_ms']:.2f}", f"{row['fps']:.1f}", f"{row['template_ms']:.2f}",
-            f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
+            mark + r.key, f"{100 * row['ao']:.1f}", ci, f"{100 * row['sr50']:.1f}", f"{100 * row['auc']:.1f}",
+            f"{row['frame_ms']:.2f}", f"{row['template_ms']:.2f}", f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
         )
     return table
 
@@ -225,7 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(line, style="bold yellow", markup=False)
     for target, front in report.fronts.items():
         title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
-        console.print(front_table(front, target, title))
+        console.print(front_table(front, target, title, report.ties.get(target, [])))
     for key, message in sorted(report.given_up.items()):
         console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
     if report.missing_models:
@@ -250,8 +260,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
-    from prunesearch.search.results import front_for
+    from prunesearch.search.results import compare, front_for, statuses, tied_for
 
+    if not 0.0 < args.level < 1.0:
+        raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     budget_ms = parse_budget(args.budget).ms if args.budget else None
     plot = Path(args.plot) if args.plot else None
     if plot is not None and not plot.parent.is_dir():
@@ -265,39 +277,48 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         if args.target not in targets:
             raise PrunesearchError(f"no run of {args.experiment!r} was priced on {args.target!r}; priced on: {', '.join(targets)}")
         targets = [args.target]
-    fronts, pools = {}, {}
+    fronts, pools, ties = {}, {}, {}
     for target in targets:
         pools[target] = comparable(stored, target, args.allow_mixed)
         fronts[target] = front_for(pools[target], target, budget_ms)
+        ties[target] = tied_for(pools[target], fronts[target], target, budget_ms, args.level)
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
     where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
-    on_front = {t: {r.key for r in f} for t, f in fronts.items()}
-    # --all: every fine-tuned candidate, fastest first, each saying whether it is on the front.
-    shown = {t: sorted(pools[t], key=lambda r: r.latency_ms[t]) if args.all else f for t, f in fronts.items()}
+    if args.compare:
+        by_key = {r.key: r for pool in pools.values() for r in pool}
+        unknown = [k for k in args.compare if k not in by_key]
+        if unknown:
+            raise PrunesearchError(f"--compare: no fine-tuned candidate {unknown[0]!r}; known: {', '.join(sorted(by_key))}")
+        result = compare(by_key[args.compare[0]], by_key[args.compare[1]], args.level)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result.verdict())
+        return 0
+    status = {t: statuses(pools[t], fronts[t], ties[t]) for t in targets}
+    # --all: the dominated candidates too.
+    dominated = {t: [r for r in sorted(pools[t], key=lambda r: r.latency_ms[t]) if status[t][r.key] == "dominated"]
+                 if args.all else [] for t in targets}
 
-    def rows(target: str) -> list[dict[str, object]]:
-        return [{**r.row(target), "pareto": r.key in on_front[target], **where[r.run_id]} for r in shown[target]]
+    def front_rows(t: str) -> list[dict[str, object]]:
+        return [{**r.row(t, status[t][r.key]), **where[r.run_id]} for r in fronts[t] + ties[t] + dominated[t]]
 
     if args.json:
-        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales),
-                          "candidates" if args.all else "fronts": {t: rows(t) for t in shown}}, indent=2))
+        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales), "level": args.level,
+                          "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets}}, indent=2))
     elif args.csv:
         import csv
 
-        flat = [row for t in shown for row in rows(t)]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(flat[0]) if flat else ["candidate"])
+        rows = [row for t in targets for row in front_rows(t)]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["candidate"])
         writer.writeheader()
-        writer.writerows(flat)
+        writer.writerows(rows)
     else:
         console = Console()
         stopped = stopped_early(uri, args.experiment, args.study)
-        for target, front in shown.items():
+        for target, front in fronts.items():
             count = f"{len(pools[target]) + len(stopped)} fine-tuned"
             if stopped:
                 count += f", {len(stopped)} of them stopped early"
-            what = "every fine-tuned candidate (* on the front)" if args.all else "Pareto front"
-            title = f"{args.experiment}: {what} on {target} ({count}; accuracy scale {', '.join(scales)})"
-            console.print(front_table(front, target, title, on_front[target] if args.all else None))
+            title = f"{args.experiment}: Pareto front on {target} ({count}; accuracy scale {', '.join(scales)})"
+            console.print(front_table(front, target, title, ties[target], dominated[target]))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
     if plot is not None:
@@ -306,7 +327,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         line_ms = budget_ms if budget_ms is not None else (searched.pop() if len(searched) == 1 else None)
         for target in targets:
             path = plot if len(targets) == 1 else plot.with_name(f"{plot.stem}_{target}{plot.suffix or '.png'}")
-            pareto_plot(pools[target], target, path, line_ms)
+            pareto_plot(pools[target], target, path, line_ms, tied={r.key for r in ties[target]})
             print(f"plot: {path}", file=sys.stderr)
     return 0
 

@@ -11,11 +11,13 @@ from prunesearch.sqlite_lock import creation_lock
 
 
 def quiet() -> None:
-    """MLflow and its migrations log at INFO on first use, and a tracking server's client prints
-    a link for every run it ends; keep the terminal for the search."""
+    """MLflow and its migrations log at INFO on first use, a tracking server's client prints a
+    link for every run it ends, and downloads draw progress bars; keep the terminal for the search."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # Reading back one small file per run would otherwise draw a progress bar per run.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def tracking_uri() -> str:

@@ -19,6 +19,7 @@ from prunesearch.data.processing import CropGeometry, box_window, extract, norma
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker
 from prunesearch.pruning import student_from_teacher
 from prunesearch.search.controller import Outcome, StepCallback
@@ -115,6 +116,7 @@ class CandidateTrainer:
         )
         scored = time.perf_counter()
         outcome.accuracy = {k: float(getattr(scores, k)) for k in ACCURACY_KEYS}
+        outcome.sequences = SequenceStats.from_results(scores.sequences).to_dict()
         path = self.workdir / f"{cand.key.replace('/', '-')}.pt"
         outcome.checkpoint = str(save_checkpoint(student, path, crop=self.crop))
         outcome.seconds.update(evaluate=scored - tuned, checkpoint=time.perf_counter() - scored)

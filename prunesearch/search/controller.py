@@ -72,6 +72,7 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)
     checkpoint: str | None = None
     blocks: tuple[int, ...] = ()
+    sequences: dict | None = None  # per-sequence scores (SequenceStats.to_dict()) for intervals
 
 
 class Evaluator(Protocol):
@@ -416,7 +417,8 @@ class SearchController:
         values = (result.accuracy["ao"], latency) if outcome == "trained" else ()
         seconds = {**result.seconds, "log_candidate": logging}
         try:
-            record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks, result.checkpoint, values)
+            record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks, result.checkpoint, values,
+                                   result.sequences)
         except UpdateFinishedTrialError:
             # Failed as lost while it trained (a missed heartbeat): the retry elsewhere counts.
             self._end_unsettled(writer, run_id, cand, "KILLED", "superseded")

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from prunesearch.search.pareto import pareto_front
+from prunesearch.evaluation.uncertainty import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    Comparison,
+    Interval,
+    SequenceStats,
+    bootstrap_intervals,
+    paired_difference,
+)
+from prunesearch.search.pareto import pareto_front, tied_with_front
 
 ACCURACY_KEYS = ("ao", "sr50", "sr75", "auc")
 
@@ -31,6 +40,9 @@ class CandidateResult:
     blocks: list[int] = field(default_factory=list)
     run_id: str = ""
     trial: int = -1
+    # Per-sequence sufficient statistics (SequenceStats.to_dict()), for intervals and paired tests.
+    sequences: dict | None = None
+    _intervals: dict[str, Interval] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -40,15 +52,31 @@ class CandidateResult:
     def ao(self) -> float:
         return self.accuracy["ao"]
 
-    def row(self, target: str) -> dict[str, object]:
-        """Flat record for one target: what the table, CSV and JSON outputs show."""
+    def stats(self) -> SequenceStats | None:
+        return None if self.sequences is None else SequenceStats.from_dict(self.sequences)
+
+    def intervals(self) -> dict[str, Interval]:
+        """95% bootstrap intervals over the scored sequences (empty for results that lack them)."""
+        if self._intervals is None:
+            stats = self.stats()
+            self._intervals = {} if stats is None or not stats.names else bootstrap_intervals(stats)
+        return self._intervals
+
+    def row(self, target: str, status: str | None = None) -> dict[str, object]:
+        """Flat record for one target: what the table, CSV and JSON outputs show. ``status``:
+        ``front``, ``tied`` or ``dominated`` where the caller knows it."""
         ms = self.latency_ms[target]
+        intervals = self.intervals()
+        bounds = {f"{k}_ci_{side}": getattr(intervals[k], side) if k in intervals else None
+                  for k in ACCURACY_KEYS for side in ("low", "high")}
         return {
             "candidate": self.key,
+            **({"status": status} if status else {}),
             "depth": self.depth,
             "ai_layers": self.ai_layers,
             "rule": self.rule,
             **{k: self.accuracy.get(k) for k in ACCURACY_KEYS},
+            **bounds,
             "target": target,
             "frame_ms": ms,
             "fps": 1000.0 / ms,
@@ -61,7 +89,9 @@ class CandidateResult:
         }
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("_intervals")
+        return out
 
 
 def front_for(results: list[CandidateResult], target: str, budget_ms: float | None = None) -> list[CandidateResult]:
@@ -70,3 +100,38 @@ def front_for(results: list[CandidateResult], target: str, budget_ms: float | No
         r for r in results if target in r.latency_ms and (budget_ms is None or r.latency_ms[target] <= budget_ms)
     ]
     return pareto_front(fitting, accuracy=lambda r: r.ao, latency=lambda r: r.latency_ms[target])
+
+
+def compare(a: CandidateResult, b: CandidateResult, level: float = DEFAULT_LEVEL,
+            resamples: int = DEFAULT_RESAMPLES) -> Comparison:
+    """Paired bootstrap of AO(a) - AO(b) on the sequences both were scored on."""
+    sa, sb = a.stats(), b.stats()
+    missing = [r.key for r, s in ((a, sa), (b, sb)) if s is None]
+    if missing:
+        from prunesearch.errors import PrunesearchError
+
+        raise PrunesearchError(f"{missing[0]} has no per-sequence scores (logged before they were kept); it cannot be compared")
+    return paired_difference(sa, sb, (a.key, b.key), resamples=resamples, level=level)
+
+
+def tied_for(results: list[CandidateResult], front: list[CandidateResult], target: str,
+             budget_ms: float | None = None, level: float = DEFAULT_LEVEL) -> list[CandidateResult]:
+    """Candidates within the budget but off ``front`` that no front member at the same or lower
+    latency on ``target`` beats significantly (paired bootstrap at ``level``): the search cannot
+    tell them from the front. Results without per-sequence scores are never called tied."""
+    pool = [r for r in results if target in r.latency_ms and r.sequences is not None
+            and (budget_ms is None or r.latency_ms[target] <= budget_ms)]
+
+    def better(f: CandidateResult, r: CandidateResult) -> bool:
+        if f.sequences is None:
+            return True
+        comparison = compare(f, r, level)
+        return comparison.significant and comparison.difference.value > 0
+
+    return tied_with_front(pool, front, lambda r: r.latency_ms[target], better)
+
+
+def statuses(results: list[CandidateResult], front: list[CandidateResult], tied: list[CandidateResult]) -> dict[str, str]:
+    """``front``, ``tied`` or ``dominated`` for each result's key."""
+    on_front, ties = {r.key for r in front}, {r.key for r in tied}
+    return {r.key: "front" if r.key in on_front else "tied" if r.key in ties else "dominated" for r in results}

@@ -44,7 +44,7 @@ from prunesearch.search.plot import FULL_SCALE, ReferencePoint
 from prunesearch.search.space import Candidate
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
-from prunesearch.search.results import CandidateResult, front_for
+from prunesearch.search.results import CandidateResult, front_for, tied_for
 from prunesearch.search.study import (
     StudyCounts,
     StudyState,
@@ -391,6 +391,7 @@ class RunReport:
     counts: StudyCounts
     missing_models: list[str]
     given_up: dict[str, str]  # candidate -> its last error, after search.retries retries
+    ties: dict[str, list[CandidateResult]] = field(default_factory=dict)  # per target, see tied_for
 
 
 def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
@@ -503,12 +504,14 @@ def _search_and_report(
     times.lap("search")
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
     fronts = {t: front_for(results, t, setup.budget.ms) for t in setup.book.targets}
-    log.mark_front(results, fronts)
+    ties = {t: tied_for(results, fronts[t], t, setup.budget.ms) for t in setup.book.targets}
+    log.mark_front(results, fronts, ties)
     times.lap("log_search")
     missing = _export_front(setup, log, fronts, checkpoints(study))
     times.lap("export")
     counts = StudyCounts.of(study, since=started)
-    log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), teacher_ms(setup), plan.strategy)
+    log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), ties, teacher_ms(setup),
+               plan.strategy)
     times.lap("log_search")
     given_up = StudyState.read(study, exp.search.retries).given_up
-    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up)
+    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties)

@@ -7,11 +7,17 @@ a different teacher, are not comparable: they are refused together unless the ca
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import client, experiment_id
 from prunesearch.search.results import ACCURACY_KEYS, CandidateResult
+from prunesearch.search.tracking import SEQUENCES_FILE
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,17 @@ class StoredResult:
     model_uri: str = ""  # the logged MLflow model, for front members
 
 
-def _from_run(run) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
+def _sequences(mlflow_client, run_id: str) -> dict | None:  # noqa: ANN001 - mlflow.MlflowClient
+    """The run's per-sequence scores, or None for runs logged before they were kept."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow_client.download_artifacts(run_id, SEQUENCES_FILE, tmp)
+        except (MlflowException, OSError):
+            return None
+        return json.loads(Path(path).read_text())
+
+
+def _from_run(run, sequences: dict | None) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
     p, m, t = run.data.params, run.data.metrics, run.data.tags
     targets = [k.split(".", 1)[1] for k in m if k.startswith("latency_ms.")]
     result = CandidateResult(
@@ -42,6 +58,7 @@ def _from_run(run) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
         blocks=[int(b) for b in p.get("blocks", "").split()],
         run_id=run.info.run_id,
         trial=int(t.get("trial", -1)),
+        sequences=sequences,
     )
     prints = {"data": t.get("data_fingerprint", ""), "teacher": t.get("teacher_fingerprint", "")}
     prints.update({f"latency_table.{x}": t.get(f"latency_table.{x}", "") for x in targets})
@@ -50,17 +67,19 @@ def _from_run(run) -> StoredResult:  # noqa: ANN001 - mlflow.entities.Run
 
 def read_results(uri: str, experiment: str, study: str | None = None) -> list[StoredResult]:
     """Every trained candidate of an MLflow experiment (optionally one study), oldest first."""
-    runs = _candidate_runs(uri, experiment, "trained", study)
-    return sorted((_from_run(r) for r in runs), key=lambda s: s.start_time)
+    mlflow_client = client(uri)
+    runs = _candidate_runs(mlflow_client, uri, experiment, "trained", study)
+    stored = [_from_run(r, _sequences(mlflow_client, r.info.run_id)) for r in runs]
+    return sorted(stored, key=lambda s: s.start_time)
 
 
 def stopped_early(uri: str, experiment: str, study: str | None = None) -> list[str]:
     """The candidates fine-tuned and stopped early (no accuracy: never on a front), by key."""
-    return sorted({r.data.tags["candidate"] for r in _candidate_runs(uri, experiment, "early_stopped", study)})
+    runs = _candidate_runs(client(uri), uri, experiment, "early_stopped", study)
+    return sorted({r.data.tags["candidate"] for r in runs})
 
 
-def _candidate_runs(uri: str, experiment: str, outcome: str, study: str | None) -> list:
-    mlflow_client = client(uri)
+def _candidate_runs(mlflow_client, uri: str, experiment: str, outcome: str, study: str | None) -> list:  # noqa: ANN001
     exp_id = experiment_id(mlflow_client, experiment, create=False)
     if exp_id is None:
         raise PrunesearchError(

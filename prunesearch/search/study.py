@@ -190,6 +190,7 @@ class TrialRecord:
     accuracy: dict[str, float] = field(default_factory=dict)
     blocks: tuple[int, ...] = ()
     checkpoint: str | None = None
+    sequences: dict | None = None  # per-sequence scores of a trained candidate (SequenceStats.to_dict())
     values: tuple[float, ...] = ()  # the objectives, kept so a recovered trial can be completed
     retry_of: int | None = None
     started: datetime | None = None
@@ -218,6 +219,7 @@ class TrialRecord:
             accuracy=dict(result.get("accuracy", {})),
             blocks=tuple(result.get("blocks", ())),
             checkpoint=result.get("checkpoint"),
+            sequences=result.get("sequences"),
             values=tuple(result.get("values", ())),
             retry_of=a.get("retry_of"),
             started=t.datetime_start,
@@ -270,14 +272,15 @@ class TrialWriter:
         self.trial.set_user_attr("outcome", outcome)
 
     def settle(self, outcome: str, steps: int, seconds: dict[str, float], accuracy: dict[str, float],
-               blocks: tuple[int, ...], checkpoint: str | None, values: tuple[float, ...]) -> TrialRecord:
+               blocks: tuple[int, ...], checkpoint: str | None, values: tuple[float, ...],
+               sequences: dict | None = None) -> TrialRecord:
         """Store a finished fine-tune: the result first, the outcome (which settles it) last.
 
         Raises :class:`optuna.exceptions.UpdateFinishedTrialError` when the trial was failed as
         lost meanwhile (its candidate re-queued): the caller discards its result.
         """
         result = {"steps": steps, "seconds": seconds, "accuracy": accuracy, "blocks": list(blocks),
-                  "checkpoint": checkpoint, "values": list(values)}
+                  "checkpoint": checkpoint, "values": list(values), "sequences": sequences}
         self.trial.set_user_attr("result", result)
         self.trial.set_user_attr("outcome", outcome)
         return TrialRecord.of(self.trial.study._storage.get_trial(self.trial._trial_id))
@@ -498,6 +501,7 @@ def trained_results(study: optuna.Study, book: PriceBook, accuracy_scale: str) -
                 blocks=list(r.blocks),
                 run_id=r.run_id or "",
                 trial=r.number,
+                sequences=r.sequences,
             )
         )
     return results

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import asdict, dataclass
 
+from prunesearch.evaluation.uncertainty import SequenceStats, bootstrap_intervals
 from prunesearch.mlflow_log.tracker_model import TrackerModel, log_tracker_model
 from prunesearch.mlflow_log.writer import MlflowWriter
 from prunesearch.search.budget import Budget
@@ -30,6 +32,10 @@ from prunesearch.search.pricing import PriceBook
 from prunesearch.search.results import ACCURACY_KEYS, CandidateResult
 from prunesearch.search.space import Candidate
 from prunesearch.search.study import Liveness, TrialRecord, this_worker
+
+
+# Per-sequence scores of a trained candidate, beside its metrics: what `pareto` resamples.
+SEQUENCES_FILE = "sequences.json"
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,10 @@ class SearchLog:
         """Params, metrics and tags of a settled fine-tune."""
         params = {"blocks": " ".join(str(b) for b in record.blocks)}
         metrics = {**record.accuracy, **percent(record.accuracy), **{f"seconds.{k}": v for k, v in record.seconds.items()}}
+        if record.sequences is not None:
+            for key, iv in bootstrap_intervals(SequenceStats.from_dict(record.sequences)).items():
+                if math.isfinite(iv.low):
+                    metrics.update({f"{key}_ci_low": iv.low, f"{key}_ci_high": iv.high})
         tags: dict[str, object] = {"outcome": record.outcome, "steps": record.steps}
         if record.checkpoint:
             tags["checkpoint"] = record.checkpoint
@@ -201,6 +211,8 @@ class SearchLog:
         if record is not None:
             params, metrics, tags = self._result(record)
             self.writer.log(run_id, params=params, metrics=metrics, tags=tags)
+            if record.sequences is not None:
+                self.writer.log_dict(run_id, record.sequences, SEQUENCES_FILE)
             for rung, score in sorted(record.rungs.items()):
                 self.writer.log(run_id, metrics={"early_stop.rung_loss": score}, step=rung)
             label, reason = STATUS_TAG.get(record.outcome or "", record.outcome or ""), record.message or ""
@@ -228,11 +240,14 @@ class SearchLog:
                 self.writer.log(run.run_id, tags={"outcome": "lost"} if run.tags.get("kind") == "candidate" else {})
                 self.writer.end(run.run_id, "KILLED")
 
-    def mark_front(self, results: list[CandidateResult], fronts: dict[str, list[CandidateResult]]) -> None:
-        """Tag every candidate run of the study with its front membership per target."""
+    def mark_front(self, results: list[CandidateResult], fronts: dict[str, list[CandidateResult]],
+                   ties: dict[str, list[CandidateResult]]) -> None:
+        """Tag every candidate run of the study with its front membership per target, and
+        ``tied.TARGET`` where it is off the front but not significantly worse (see tied_for)."""
         for r in results:
             on = {t: any(f.key == r.key for f in front) for t, front in fronts.items()}
             tags = {f"pareto.{t}": str(flag).lower() for t, flag in on.items()}
+            tags.update({f"tied.{t}": str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
             self.writer.log(r.run_id, tags={**tags, "pareto": str(any(on.values())).lower()})
 
     def log_model(self, run_id: str, model: TrackerModel) -> str:
@@ -253,20 +268,24 @@ class SearchLog:
         results: list[CandidateResult],
         metrics: dict[str, float],
         reference: dict[str, list[ReferencePoint]],
+        ties: dict[str, list[CandidateResult]],
         teacher_ms: dict[str, float],
         strategy: str,
     ) -> None:
-        """Fronts (CSV, JSON, MLflow tables), plots, the description and best AO per target, the
-        pricing table, timings and counts; the parent run ends FINISHED."""
+        """Fronts (CSV, JSON, MLflow tables; tied candidates after the front), plots, the description
+        and best AO per target, timings and counts; the parent run ends FINISHED."""
         import matplotlib.pyplot as plt
 
         best: dict[str, float] = {}
         for target, front in fronts.items():
-            rows = [r.row(target) for r in front]
+            tied = ties.get(target, [])
+            rows = [r.row(target, "front") for r in front] + [r.row(target, "tied") for r in tied]
             self.writer.log_text(self.parent_id, _csv(rows), f"front/{target}.csv")
             self.writer.log_dict(self.parent_id, {"accuracy_scale": self.info.accuracy_scale, "front": rows}, f"front/{target}.json")
-            self.writer.log_table(self.parent_id, [{**row, **percent(r.accuracy)} for r, row in zip(front, rows)], f"front_{target}.json")
-            fig = pareto_figure(results, target, self.info.budget.ms, reference.get(target), teacher_ms.get(target))
+            self.writer.log_table(self.parent_id, [{**row, **percent(r.accuracy)} for r, row in zip(front + tied, rows)],
+                                  f"front_{target}.json")
+            fig = pareto_figure(results, target, self.info.budget.ms, reference.get(target), teacher_ms.get(target),
+                                {r.key for r in tied})
             self.writer.log_figure(self.parent_id, fig, f"front/pareto_{target}.png")
             plt.close(fig)
             best[f"front_size.{target}"] = len(front)
