@@ -36,7 +36,13 @@ def load() -> str:
 def _pytest(node: str, env: dict[str, str] | None = None) -> tuple[bool, str]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", node], cwd=ROOT,
                           env=env or dict(os.environ), capture_output=True, text=True)
-    return proc.returncode == 0, proc.stdout[-2000:]
+    return proc.returncode == 0, proc.stdout[-20000:]
+
+
+def _why(out: str) -> str:
+    """The assertion lines of a failed pytest run (``E ...``), else its last line."""
+    failed = [line[1:].strip() for line in out.splitlines() if line.startswith("E ")][:3]
+    return " / ".join(failed) or (out.strip().splitlines()[-1] if out.strip() else "no output")
 
 
 def rehearsal(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
@@ -57,7 +63,7 @@ def rehearsal(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
                 f"| {counts.get('running', '?')} | {seconds:.0f} | {load()} |"
             )
             if not ok:
-                notes.append(f"repetition {i + 1}: {out.strip().splitlines()[-1] if out.strip() else 'no output'}")
+                notes.append(f"repetition {i + 1}: {_why(out)}")
     head = ["| # | test | trials lost | trained twice | runs or trials left RUNNING | seconds | load after |",
             "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     return head + rows, notes
@@ -78,7 +84,7 @@ def e2e(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
             ok, out = _pytest(node)
             rows.append(f"| {i + 1} | {'pass' if ok else 'FAIL'} | {time.time() - start:.0f} | {load()} |")
             if not ok:
-                notes.append(f"repetition {i + 1}: {out.strip().splitlines()[-1] if out.strip() else 'no output'}")
+                notes.append(f"repetition {i + 1}: {_why(out)}")
     finally:
         os.killpg(beside.pid, 15)
         beside.wait()
