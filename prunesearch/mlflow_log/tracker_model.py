@@ -46,7 +46,8 @@ class TrackerPyfunc(mlflow.pyfunc.PythonModel):
     def __getstate__(self) -> dict:
         return {}
 
-    def predict(self, context, model_input: dict, params: dict | None = None) -> dict:  # noqa: ANN001, ARG002
+    # Untyped on purpose: MLflow would read hints on predict as the model's signature.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201, ARG002
         import torch
 
         out = self.tracker(torch.from_numpy(np.asarray(model_input["z"])), torch.from_numpy(np.asarray(model_input["x"])))
