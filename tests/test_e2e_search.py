@@ -53,8 +53,15 @@ def _env(folder):
 
 
 def _study(folder):
+    """The run's study once it exists; opened under the same lock as the run creates the storage
+    with (unlocked, the poll raced the run's migration: UNIQUE constraint failed: alembic_version)."""
+    from prunesearch.sqlite_lock import creation_lock
+
     storage = f"sqlite:///{folder / 'optuna.db'}"
-    names = optuna.get_all_study_names(storage) if (folder / "optuna.db").exists() else []
+    if not (folder / "optuna.db").exists():
+        return None
+    with creation_lock(storage):
+        names = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=names[0], storage=storage) if names else None
 
 
