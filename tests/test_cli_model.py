@@ -23,6 +23,20 @@ def test_help(capsys, command):
     assert "--depth" in capsys.readouterr().out
 
 
+def test_inspect_influence_measures_on_calibration_crops(capsys, tmp_path):
+    """The search's calibration crops, from a dataset folder (--data) or the built-in sequences."""
+    from prunesearch.data.synthetic import SynthParams, generate
+
+    generate(tmp_path / "data", 3, seed=1, split="train", params=SynthParams(min_frames=8, max_frames=10))
+    argv = ["inspect", "--preset", "small", "--depth", "4", "--ai-layers", "2", "--rule", "influence", "--json"]
+    code, out, err = _run(capsys, *argv, "--data", str(tmp_path / "data"))
+    assert code == 0, err
+    blocks = json.loads(out)["blocks"]
+    assert len(blocks) == 4 and blocks == sorted(set(blocks)) and max(blocks) < 12
+    code, _, err = _run(capsys, "inspect", "--preset", "small", "--data", str(tmp_path / "data"))
+    assert code == 2 and "--data gives --rule influence its calibration crops" in err
+
+
 def test_inspect_json_reports_costs_tokens_and_blocks(capsys, small_cfg):
     code, out, _ = _run(capsys, "inspect", "--preset", "small", "--depth", "4", "--ai-layers", "2", "--rule", "uniform", "--json")
     assert code == 0

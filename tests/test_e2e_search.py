@@ -38,6 +38,14 @@ def folder(tmp_path_factory):
     return root
 
 
+def _model_files(model_uri):
+    """Every file of a logged MLflow model, relative paths."""
+    import mlflow
+
+    root = Path(mlflow.artifacts.download_artifacts(model_uri))
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+
+
 def _env(folder):
     # One thread per process: on a busy 2-core machine more only makes torch spin.
     store = f"sqlite:///{folder / 'mlflow.db'}"
@@ -45,8 +53,15 @@ def _env(folder):
 
 
 def _study(folder):
+    """The run's study once it exists; opened under the same lock as the run creates the storage
+    with (unlocked, the poll raced the run's migration: UNIQUE constraint failed: alembic_version)."""
+    from prunesearch.sqlite_lock import creation_lock
+
     storage = f"sqlite:///{folder / 'optuna.db'}"
-    names = optuna.get_all_study_names(storage) if (folder / "optuna.db").exists() else []
+    if not (folder / "optuna.db").exists():
+        return None
+    with creation_lock(storage):
+        names = optuna.get_all_study_names(storage)
     return optuna.load_study(study_name=names[0], storage=storage) if names else None
 
 
@@ -105,10 +120,13 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
     assert sorted(trained) == sorted(FITTING)  # each fitting candidate once: none repeated, none lost
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     parents = client.search_runs([exp.experiment_id], "tags.kind = 'search'", order_by=["start_time ASC"])
     assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
+    note = parents[1].data.tags["mlflow.note.content"]
+    assert "### Pareto front on orin-nx" in note and f"`{folder / 'runs'}" in note and ".stand-in |" in note
     every_child = client.search_runs([exp.experiment_id], "tags.kind = 'candidate'")
     assert {c.info.status for c in every_child} <= {"FINISHED", "KILLED"}  # none left RUNNING
     children = [c for c in every_child if c.info.status == "FINISHED"]
@@ -123,11 +141,15 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
         assert tags["accuracy_scale"] == "small" and tags["feasible.orin-nx"] == "true"
         assert 0 <= metrics["ao"] <= 1 and metrics["latency_ms.orin-nx"] <= 9.0
         assert len(client.get_metric_history(run.info.run_id, "finetune.loss")) == 2
-        model = sorted(Path(a.path).name for a in client.list_artifacts(run.info.run_id, "model"))
-        if tags["pareto"] == "true":
-            assert model[1:] == ["frame.onnx", "template.onnx"] and model[0].endswith(".pt")
+        assert Path(tags["checkpoint"]).is_file() and metrics["ao_pct"] == pytest.approx(100 * metrics["ao"])
+        if tags["pareto"] == "true":  # a registered MLflow model holding the ONNX pair and the checkpoint
+            name = f"tiny.{tags['candidate'].replace('/', '-')}.stand-in"
+            assert tags["registered_model"] == name and "not for deployment" in client.get_registered_model(name).description
+            files = {Path(a.path).name for a in client.list_artifacts(run.info.run_id)} | set(
+                Path(p).name for p in _model_files(tags["model_uri"]))
+            assert {"template.onnx", "frame.onnx", Path(tags["checkpoint"]).name} <= files
         else:
-            assert model == []
+            assert "model_uri" not in tags
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     assert main(["pareto", "--experiment", "tiny", "--target", "orin-nx", "--json"]) == 0

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
-from prunesearch.search.stored import comparable, read_results
+from prunesearch.search.stored import comparable, read_results, stopped_early
 from prunesearch.mlflow_log.store import default_study_storage
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
@@ -59,11 +59,12 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
     ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
     log.mark_front(results, fronts, ties)
-    log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties)
+    log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties, {"fast": 13.0, "slow": 26.0}, "enumerate")
     return log, results, fronts
 
 
-def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path):
+def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", searched.uri)  # load_table searches through mlflow's global store
     log, fronts = searched.log, searched.fronts
     client = MlflowClient(searched.uri)
     parent = client.get_run(log.parent_id)
@@ -73,6 +74,16 @@ def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path):
     assert parent.data.params["budget"] == "6ms" and parent.data.params["targets"] == "fast,slow"
     files = {a.path for a in client.list_artifacts(log.parent_id)} | {a.path for a in client.list_artifacts(log.parent_id, "front")}
     assert {"reproducibility.json", "pricing.csv", "front/fast.csv", "front/fast.json", "front/pareto_fast.png", "front/pareto_slow.png"} <= files
+    # The evaluation-tables view: the front (with percent) and the pricing table.
+    table = client.load_table(log.experiment_id, "front_fast.json", run_ids=[log.parent_id])
+    assert [c for c, st in zip(table["candidate"], table["status"]) if st == "front"] == [r.key for r in fronts["fast"]]
+    assert list(table["ao_pct"]) == pytest.approx([100 * a for a in table["ao"]])
+    assert len(client.load_table(log.experiment_id, "pricing.json", run_ids=[log.parent_id])) == 32
+    note = parent.data.tags["mlflow.note.content"]
+    assert "budget **6ms**" in note and "strategy **enumerate**" in note and "accuracy scale: small" in note
+    assert "Checkpoints: `" in note and f"| {fronts['fast'][0].key} | {100 * fronts['fast'][0].ao:.1f} |" in note
+    assert parent.data.metrics["best_ao_pct.fast"] == pytest.approx(100 * max(r.ao for r in fronts["fast"]))
+    assert parent.data.metrics["front_size.slow"] == 0 and "best_ao.slow" not in parent.data.metrics
     pricing = list(csv.DictReader(io.StringIO(client.download_artifacts(log.parent_id, "pricing.csv", str(tmp_path)) and open(tmp_path / "pricing.csv").read())))
     assert len(pricing) == 32 and {"frame_ms.fast", "fits.slow", "gmacs_per_frame", "params_m"} <= set(pricing[0])
 
@@ -81,12 +92,14 @@ def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path):
     by_key = {r.data.tags["candidate"]: r for r in children}
     failed = by_key.pop("B3-1/uniform")
     assert failed.info.status == "FAILED" and failed.data.tags["outcome"] == "diverged" and "ao" not in failed.data.metrics
+    assert failed.data.tags["status"] == "diverged" and failed.info.run_name.endswith("[diverged]")
     front_keys = {r.key for r in fronts["fast"]}
     assert front_keys and fronts["slow"] == []
     for key, run in by_key.items():
         p, m, t = run.data.params, run.data.metrics, run.data.tags
         assert {"depth", "ai_layers", "rule", "blocks", "targets", "budget", "teacher", "data", "seed", "finetune.steps"} <= set(p)
         assert {"ao", "sr50", "sr75", "auc", "latency_ms.fast", "fps.slow", "template_ms.fast", "gmacs_per_frame", "params_m"} <= set(m)
+        assert m["ao_pct"] == pytest.approx(100 * m["ao"]) and t["status"] == "trained"
         assert t["feasible.fast"] == "true" and t["feasible.slow"] == "false" and t["accuracy_scale"] == "small"
         assert t["pareto"] == t["pareto.fast"] == str(key in front_keys).lower()
         assert len(client.get_metric_history(run.info.run_id, "finetune.loss")) == 12
@@ -96,13 +109,41 @@ def test_parent_and_child_runs_hold_what_is_promised(searched, tmp_path):
     assert front_rows == [r.key for r in fronts["fast"]]
 
 
-def test_front_models_are_logged_once(searched, tmp_path):
+def test_front_models_are_registered_once(searched, tmp_path):
+    from exported_graphs import TINY, tiny_teacher_graphs
+    from prunesearch.checkpoints import save_checkpoint
+    from prunesearch.mlflow_log.tracker_model import TrackerModel
+
     log, member = searched.log, searched.fronts["fast"][0]
-    assert not log.has_model(member.run_id)
-    model = tmp_path / "model.pt"
-    model.write_bytes(b"weights")
-    log.log_model(member.run_id, [model])
-    assert log.has_model(member.run_id)
+    assert log.models([member]) == {}
+    teacher, graphs = tiny_teacher_graphs()
+    model = TrackerModel(EXPERIMENT, member.key, save_checkpoint(teacher, tmp_path / "model.pt"), graphs / "template.onnx",
+                         graphs / "frame.onnx", TINY.template_size, TINY.search_size, stand_in=True, config={})
+    uri = log.log_model(member.run_id, model)
+    assert log.models([member]) == {member.key: model.registered_name}
+    assert MlflowClient(searched.uri).get_run(member.run_id).data.tags["model_uri"] == uri
+
+
+def test_an_early_stopped_candidate_says_why_in_its_run(empty_store, tmp_path, monkeypatch):
+    from optuna.trial import TrialState
+
+    from prunesearch.search.space import Candidate
+    from prunesearch.search.study import TrialRecord
+
+    monkeypatch.chdir(tmp_path)
+    uri = _store(empty_store, tmp_path)
+    book = make_book()
+    log = SearchLog.start(uri, search_info(book, EXPERIMENT), book, "enumerate", {"git_commit": "abc", "seed": 0})
+    cand = Candidate(4, 2, "uniform")
+    run_id = log.begin(3, cand, "me")
+    reason = "stopped at rung 6/12: loss 5 vs 0.25 of a no-slower peer"
+    record = TrialRecord(3, TrialState.RUNNING, cand.key, outcome="early_stopped", message=reason, steps=6, rungs={6: 5.0})
+    log.end(run_id, cand, record, "FINISHED")
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.data.tags["status"] == "early-stopped" and run.data.tags["reason"] == reason
+    assert run.info.run_name == "B4-2 uniform [early-stopped]" and reason in run.data.tags["mlflow.note.content"]
+    assert [m.step for m in MlflowClient(uri).get_metric_history(run_id, "early_stop.rung_loss")] == [6]
+    assert stopped_early(uri, EXPERIMENT) == ["B4-2/uniform"]
 
 
 def test_reading_back_refuses_to_mix_fingerprints(empty_store, tmp_path, monkeypatch):
@@ -128,6 +169,11 @@ def test_pareto_command_prints_table_json_csv_and_plot(searched, tmp_path, capsy
     out = json.loads(capsys.readouterr().out)
     front_rows = [r["candidate"] for r in out["fronts"]["fast"] if r["status"] == "front"]
     assert out["accuracy_scale"] == "small" and front_rows == expected
+    assert {"checkpoint", "model_uri", "run_id"} <= set(out["fronts"]["fast"][0])
+    assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--json", "--all"]) == 0
+    listed = json.loads(capsys.readouterr().out)["candidates"]["fast"]
+    assert len(listed) == 7 and {r["candidate"] for r in listed if r["status"] == "front"} == set(expected)
+    assert {r["status"] for r in listed} <= {"front", "tied", "dominated"}
     assert main(["pareto", "--experiment", EXPERIMENT, "--target", "fast", "--csv", "--budget", "5.3ms"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["candidate"] for r in rows if r["status"] == "front"] == [r.key for r in front_for(results, "fast", 5.3)]

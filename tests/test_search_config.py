@@ -41,7 +41,11 @@ def test_b4_b9_space_follows_the_paper():
     assert len(published) == 4
 
 
-def test_litetrack_space_reaches_the_teachers_depth():
+def test_litetrack_space_reaches_the_teachers_depth(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a folder with no spaces/: the README's path still finds the shipped file
+    assert load_space("spaces/litetrack.yaml").source == load_space("litetrack").source
+    with pytest.raises(PrunesearchError, match="space file elsewhere/litetrack.yaml does not exist"):
+        load_space("elsewhere/litetrack.yaml")
     space = load_space("litetrack")
     assert max(c.depth for c in space.candidates(12)) == 12
     assert max(c.depth for c in space.candidates(6)) == 6

@@ -22,6 +22,7 @@ from prunesearch.search.study import (
     SETTLED,
     SKIPPED,
     Liveness,
+    TrialRecord,
     TrialWriter,
     WorkerId,
     open_study,
@@ -257,6 +258,8 @@ def test_early_stopping_stops_a_candidate_dominated_at_a_rung(storage):
     stopped = [t for t in ctl.study.get_trials() if t.user_attrs.get("outcome") == "early_stopped"]
     assert [t.user_attrs["candidate"] for t in stopped] == ["B4-2/uniform"]
     assert stopped[0].state == TrialState.PRUNED and stopped[0].user_attrs["result"]["steps"] == 6
+    # The numbers compared at the rung, for the runs table (all 7 no-slower peers trained to 12 steps first).
+    assert TrialRecord.of(stopped[0]).message == "stopped at rung 6/12: loss 5; 7 of 7 no-slower peers lower (best 0.25)"
     assert "B4-2/uniform" not in {r.key for r in trained_results(ctl.study, book, "small")}
     assert len(trained_results(ctl.study, book, "small")) == 7
 

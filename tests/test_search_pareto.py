@@ -1,6 +1,6 @@
 """Pareto fronts and the Pareto-aware successive-halving rule."""
 
-from prunesearch.search.early_stop import RungTracker, rung_steps, should_stop
+from prunesearch.search.early_stop import RungTracker, rung_steps, should_stop, stop_reason
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.pareto import pareto_front
 from prunesearch.search.results import CandidateResult, front_for
@@ -44,6 +44,7 @@ def test_stop_only_when_faster_peers_do_better():
     assert not should_stop(rule, 5.0, 9.0, [(6.0, 0.1), (7.0, 0.2)])
     # One faster peer with a lower loss dominates it at the rung.
     assert should_stop(rule, 5.0, 0.5, [(4.0, 0.4)])
+    assert stop_reason(rule, 5.0, 0.91, [(4.0, 0.62)], 70, 200) == "stopped at rung 70/200: loss 0.91 vs 0.62 of a no-slower peer"
     assert not should_stop(rule, 5.0, 0.3, [(4.0, 0.4)])
     # Among 5 (itself + 4 no-slower peers) the best ceil(5/3) = 2 go on.
     peers = [(4.0, 0.1), (5.0, 0.2), (3.0, 0.5), (2.0, 0.6)]

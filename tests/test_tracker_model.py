@@ -26,14 +26,19 @@ def test_front_member_is_a_loadable_registered_model(tmp_path):
         template_onnx=graphs / "template.onnx", frame_onnx=graphs / "frame.onnx",
         template_size=TINY.template_size, search_size=TINY.search_size, stand_in=True, config={"embed_dim": 32},
     )
+    before = mlflow.get_tracking_uri()
     model_uri = log_tracker_model(uri, run.info.run_id, model)
+    assert mlflow.get_tracking_uri() == before  # MLFLOW_TRACKING_URI still decides for the rest of the process
 
     registered = client.get_registered_model("tiny.B2-1-first.stand-in")
     assert STAND_IN_NOTE in registered.description and registered.tags["stand_in"] == "true"
     (version,) = client.search_model_versions("name = 'tiny.B2-1-first.stand-in'")
     assert version.run_id == run.info.run_id
 
-    loaded = mlflow.pyfunc.load_model(model_uri)
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):  # not left set: it would outrank MLFLOW_TRACKING_URI in later tests
+        loaded = mlflow.pyfunc.load_model(model_uri)
     z = np.random.default_rng(0).standard_normal((1, 3, TINY.template_size, TINY.template_size)).astype(np.float32)
     x = np.random.default_rng(1).standard_normal((1, 3, TINY.search_size, TINY.search_size)).astype(np.float32)
     box = loaded.predict({"z": z, "x": x})["box"]

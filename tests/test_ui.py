@@ -1,5 +1,6 @@
-"""``prunesearch ui``: bad ports are one line, the printed URL opens the runs table in a real
-headless Chromium, and SIGTERM leaves nothing listening or running."""
+"""``prunesearch ui`` over the store of a tiny search: bad ports are one line; the printed URL opens
+the runs table in a real headless Chromium, the parent run shows the search's description, the front
+is an MLflow table and its member a registered model; SIGTERM leaves nothing listening or running."""
 
 import os
 import shutil
@@ -7,6 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
@@ -26,16 +30,38 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A store with one search: a parent run and a child candidate, written before the tag existed."""
+    """The store of a tiny search, as ``prunesearch run`` logs it (scripted fine-tunes, the real
+    SearchLog), with one front member registered as an MLflow model from real ONNX graphs."""
+    from exported_graphs import TINY, tiny_teacher_graphs
+    from prunesearch.checkpoints import save_checkpoint
+    from prunesearch.mlflow_log.tracker_model import TrackerModel
+    from prunesearch.search.controller import plan_search
+    from prunesearch.search.results import front_for, tied_for
+    from prunesearch.search.study import trained_results
+    from prunesearch.search.tracking import SearchLog
+    from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
+
     root = tmp_path_factory.mktemp("ui")
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    exp = client.create_experiment("tiny-search", tags={"prunesearch": "search"})
-    parent = client.create_run(exp, run_name="search tiny-search")
-    child = client.create_run(exp, run_name="B2-1/first", tags={"mlflow.parentRunId": parent.info.run_id})
-    client.log_metric(child.info.run_id, "ao", 0.5)
-    for run in (child, parent):
-        client.set_terminated(run.info.run_id)
-    return root, exp
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow puts artifacts in ./mlruns
+        book = make_book("6ms")
+        log = SearchLog.start(uri, search_info(book, "tiny-search"), book, "enumerate", {"git_commit": "abc", "seed": 0})
+        search = settings(trials=5)
+        ctl = controller(f"sqlite:///{root / 'optuna.db'}", book, search, None, ScriptedEvaluator(diverge={"B3-1/uniform"}), log)
+        ctl.plan = plan_search(ctl.study, book, search)
+        ctl.work()
+        results = trained_results(ctl.study, book, "small")
+        fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
+        ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
+        log.mark_front(results, fronts, ties)
+        member = fronts["fast"][0]
+        teacher, graphs = tiny_teacher_graphs()
+        model = TrackerModel("tiny-search", member.key, save_checkpoint(teacher, root / "member.pt"), graphs / "template.onnx",
+                             graphs / "frame.onnx", TINY.template_size, TINY.search_size, stand_in=True, config={})
+        log.log_model(member.run_id, model)
+        log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties, {"fast": 13.0, "slow": 26.0}, "enumerate")
+    return SimpleNamespace(root=root, exp=log.experiment_id, parent=log.parent_id, front=fronts["fast"], model=model)
 
 
 def _env(root):
@@ -43,7 +69,7 @@ def _env(root):
 
 
 def test_invalid_and_busy_ports_are_one_line(store, capsys, monkeypatch):
-    root, _ = store
+    root = store.root
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     for port in ("-1", "70000"):
         assert main(["ui", "--port", port, "--no-browser"]) == 2
@@ -64,8 +90,19 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path):
-    root, exp = store
+def _browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran, as headless Chromium sees it; a PNG too when asked."""
+    shot = [f"--screenshot={screenshot}", "--window-size=1400,900"] if screenshot else []
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *shot, "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+
+
+def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypatch):
+    """Also writes what a reviewer sees: PRUNESEARCH_SCREENSHOTS=docs/screenshots keeps the PNGs."""
+    root, exp = store.root, store.exp
+    shots = Path(os.environ.get("PRUNESEARCH_SCREENSHOTS", tmp_path))
     ui = subprocess.Popen(
         [sys.executable, "-m", "prunesearch", "ui", "--port", "0", "--no-browser"],
         cwd=root, env=_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -79,19 +116,32 @@ def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path):
         assert _listening(port)
         # ui itself, the server and its web worker: the check below sees all of them.
         assert len(_processes_using(root / "mlflow.db")) >= 3
+        client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
         # The experiment was marked a model-development one, so MLflow 3 does not open it as GenAI.
-        tags = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").get_experiment(exp).tags
+        tags = client.get_experiment(exp).tags
         assert all(tags.get(k) == v for k, v in EXPERIMENT_TAGS.items())
+        # The front and the pricing table are MLflow tables (the evaluation-tables view), the
+        # front member a registered model.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")  # load_table reads the global store
+        table = client.load_table(exp, "front_fast.json", run_ids=[store.parent])
+        assert [c for c, st in zip(table["candidate"], table["status"]) if st == "front"] == [r.key for r in store.front]
+        assert client.get_registered_model(store.model.registered_name).latest_versions
 
         if CHROMIUM is None:
             pytest.skip("headless Chromium is not installed (apt-get install chromium); the browser check needs it")
-        dom = subprocess.run(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120,
-        ).stdout
+        shots.mkdir(parents=True, exist_ok=True)
+        dom = _browse(url, tmp_path / "chromium", shots / "runs_view.png")
         # The runs table with the search's parent run, not the GenAI traces overview.
-        assert "Run Name" in dom and "matching runs" in dom and "search tiny-search" in dom
+        assert "Run Name" in dom and "matching runs" in dom and "tiny-search fast+slow 6ms" in dom
         assert "Tokens" not in dom
+        base, mode = url.split("#")[0], url.split("?")[1]
+        page = _browse(f"{base}#/experiments/{exp}/runs/{store.parent}?{mode}", tmp_path / "chromium", shots / "parent_run.png")
+        # The description: the front as a table, the accuracy scale, where the checkpoints are.
+        assert "Pareto front on fast" in page and "accuracy scale: small" in page and "Checkpoints" in page
+        model_page = _browse(f"{base}#/models/{store.model.registered_name}?{mode}", tmp_path / "chromium",
+                             shots / "registered_model.png")
+        assert store.model.registered_name in model_page and "not for deployment" in model_page
+        assert (shots / "runs_view.png").stat().st_size > 10_000
     finally:
         ui.send_signal(signal.SIGTERM)
         code = ui.wait(timeout=60)

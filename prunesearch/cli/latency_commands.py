@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = lsub.add_parser("show", help="price every candidate of a space on one target")
     p.add_argument("--target", required=True, help="a target name (see 'prunesearch latency list') or a table .yaml")
-    p.add_argument("--space", default=None, help="space file (spaces/NAME.yaml); default: depth 1..teacher, M 1..depth")
+    p.add_argument("--space", default=None, help="space name or file (litetrack, spaces/litetrack.yaml: the shipped one when the folder has none); "
+                   "default: depth 1..teacher, M 1..depth")
     p.add_argument("--template-update", type=int, default=None, metavar="K",
                    help="the template is re-encoded every K frames: amortise its cost over K frames")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "statistic, unit, models: {B4-2: 8.1, teacher: 12.0}); needs --name")
     p.add_argument("--name", default=None, help="with --measured: the new target's name (writes OUT_DIR/NAME.yaml)")
     p.add_argument("--published", default=None,
-                   help="published figures (e.g. shared/reference/published.yaml); default: those recorded in the shipped tables")
+                   help="a YAML file of published figures, in the format of shared/reference/published.yaml; default: the "
+                   "LiteTrack paper's figures recorded in the shipped tables (no file needed)")
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
     p.add_argument("--tie", default="flops",
                    help="what fixes the part kinds' relative costs: 'flops' (default) or a measured ViT-B table")

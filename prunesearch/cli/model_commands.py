@@ -21,8 +21,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=None, help="student depth N (omit for the teacher)")
     p.add_argument("--ai-layers", type=int, default=None, help="interaction layers M of the student")
     p.add_argument(
-        "--rule", default="first", help="teacher blocks a student keeps: first, uniform, or a comma list such as 0,2,4"
+        "--rule", default="first", help="teacher blocks a student keeps: first, uniform, influence (measured on "
+        "calibration crops, see --data), or a comma list such as 0,2,4"
     )
+    p.add_argument("--data", type=Path, default=None, help="dataset folder (GOT-10k, LaSOT) whose train split gives "
+                   "--rule influence its calibration crops, as the search takes them (default: built-in sequences)")
     p.add_argument(
         "--preset",
         default=None,
@@ -90,9 +93,14 @@ def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     from prunesearch.pruning import student_from_teacher
 
     rule = _parse_rule(args.rule)
+    if args.data is not None and rule != "influence":
+        raise PrunesearchError("--data gives --rule influence its calibration crops; it has no use with --rule " + args.rule)
     if args.checkpoint is not None:
         if args.preset is not None:
             raise PrunesearchError("give --preset or --checkpoint, not both: a checkpoint's shapes decide its architecture")
+        if rule == "influence" and args.depth is not None:
+            teacher = load_checkpoint(args.checkpoint, num_heads=args.heads)
+            return _influence_student(teacher, args), str(args.checkpoint)
         model = load_checkpoint(args.checkpoint, depth=args.depth, ai_layers=args.ai_layers, rule=rule, num_heads=args.heads)
         return model, str(args.checkpoint)
     if args.heads is not None:
@@ -104,7 +112,30 @@ def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     teacher = build_teacher(get_preset(args.preset or DEFAULT_PRESET)).eval()
     if args.depth is None:
         return teacher, RANDOM_WEIGHTS
+    if rule == "influence":
+        return _influence_student(teacher, args), RANDOM_WEIGHTS
     return student_from_teacher(teacher, args.depth, args.ai_layers, rule).eval(), RANDOM_WEIGHTS
+
+
+def _influence_student(teacher: TrackerBase, args: argparse.Namespace) -> TrackerBase:
+    """The student whose blocks are the teacher's most influential on calibration crops taken as the
+    search takes them (:func:`prunesearch.search.candidate.calibration_batch`)."""
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.pruning import student_from_teacher
+    from prunesearch.search.candidate import CALIBRATION_PAIRS, calibration_batch
+
+    if args.ai_layers is None:
+        raise PrunesearchError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
+    if args.data is None:
+        from prunesearch.data.synthetic import builtin_sequences
+
+        train = builtin_sequences("train", count=CALIBRATION_PAIRS * 4)
+    else:
+        from prunesearch.data import open_dataset
+
+        train = open_dataset(args.data, split="train")
+    crops = calibration_batch(teacher, train, CALIBRATION_PAIRS, CropGeometry())
+    return student_from_teacher(teacher, args.depth, args.ai_layers, "influence", crops).eval()
 
 
 def _architecture_name(cfg: TrackerConfig) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunesearch.cli import args as argtypes
+from prunesearch.search.plot import SCALE_NOTE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,10 +19,6 @@ if TYPE_CHECKING:
     from prunesearch.search.results import CandidateResult
 
 DEFAULT_EXPERIMENT = "b4-b9"
-SCALE_NOTE = {
-    "small": "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
-    "full": "accuracy scale: full — AO from a teacher of the deployment architecture",
-}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", help="only candidates within this budget, e.g. 10ms")
     p.add_argument("--study", help="only runs of this study (run tag 'study')")
     p.add_argument("--allow-mixed", action="store_true", help="combine runs with different table, data or teacher fingerprints")
+    p.add_argument("--all", action="store_true", help="list the dominated candidates too (after the front and the tied ones)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--csv", action="store_true", help="print CSV")
@@ -150,9 +148,11 @@ class RichDisplay:
             self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
 
-def front_table(front: list["CandidateResult"], target: str, title: str, tied: list["CandidateResult"] = ()) -> "Table":
+def front_table(front: list["CandidateResult"], target: str, title: str, tied: list["CandidateResult"] = (),
+                dominated: list["CandidateResult"] = ()) -> "Table":
     """Compact enough for an 80-column terminal; SR0.75, fps and the blocks kept are in --json/--csv
-    and MLflow. Tied candidates (off the front, not significantly worse than it) follow, marked ~.
+    and MLflow. Tied candidates (off the front, not significantly worse than it) follow, marked ~,
+    then the dominated ones (``pareto --all``), marked -.
     """
     from rich import box
     from rich.table import Table
@@ -161,13 +161,15 @@ def front_table(front: list["CandidateResult"], target: str, title: str, tied: l
                f"per template on {target}; GMACs per frame; M par: millions")
     if tied:
         caption += "; ~ tied: off the front but not significantly below a no-slower front member"
+    if dominated:
+        caption += "; - dominated"
     table = Table(
         title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
         caption=caption, caption_justify="left",
     )
     for col in ("candidate", "AO", "95% CI", "SR50", "AUC", "ms", "tmpl ms", "GMACs", "M par"):
         table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
-    for r, mark in [(r, "") for r in front] + [(r, "~ ") for r in tied]:
+    for r, mark in [(r, "") for r in front] + [(r, "~ ") for r in tied] + [(r, "- ") for r in dominated]:
         row = r.row(target)
         ci = "" if row["ao_ci_low"] is None else f"{100 * row['ao_ci_low']:.1f}-{100 * row['ao_ci_high']:.1f}"
         table.add_row(
@@ -254,7 +256,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.search.stored import comparable, read_results
+    from prunesearch.search.stored import comparable, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
@@ -281,6 +283,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         fronts[target] = front_for(pools[target], target, budget_ms)
         ties[target] = tied_for(pools[target], fronts[target], target, budget_ms, args.level)
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
+    where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
     if args.compare:
         by_key = {r.key: r for pool in pools.values() for r in pool}
         unknown = [k for k in args.compare if k not in by_key]
@@ -289,14 +292,17 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         result = compare(by_key[args.compare[0]], by_key[args.compare[1]], args.level)
         print(json.dumps(result.to_dict(), indent=2) if args.json else result.verdict())
         return 0
+    status = {t: statuses(pools[t], fronts[t], ties[t]) for t in targets}
+    # --all: the dominated candidates too.
+    dominated = {t: [r for r in sorted(pools[t], key=lambda r: r.latency_ms[t]) if status[t][r.key] == "dominated"]
+                 if args.all else [] for t in targets}
 
     def front_rows(t: str) -> list[dict[str, object]]:
-        status = statuses(pools[t], fronts[t], ties[t])
-        return [r.row(t, status[r.key]) for r in fronts[t] + ties[t]]
+        return [{**r.row(t, status[t][r.key]), **where[r.run_id]} for r in fronts[t] + ties[t] + dominated[t]]
 
     if args.json:
         print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales), "level": args.level,
-                          "fronts": {t: front_rows(t) for t in targets}}, indent=2))
+                          "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets}}, indent=2))
     elif args.csv:
         import csv
 
@@ -306,9 +312,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         console = Console()
+        stopped = stopped_early(uri, args.experiment, args.study)
         for target, front in fronts.items():
-            title = f"{args.experiment}: Pareto front on {target} ({len(pools[target])} fine-tuned; accuracy scale {', '.join(scales)})"
-            console.print(front_table(front, target, title, ties[target]))
+            count = f"{len(pools[target]) + len(stopped)} fine-tuned"
+            if stopped:
+                count += f", {len(stopped)} of them stopped early"
+            title = f"{args.experiment}: Pareto front on {target} ({count}; accuracy scale {', '.join(scales)})"
+            console.print(front_table(front, target, title, ties[target], dominated[target]))
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
     if plot is not None:

@@ -13,6 +13,12 @@ is not a model to deploy.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +79,39 @@ class TrackerModel:
         return f"{what} {STAND_IN_NOTE}." if self.stand_in else what
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's chatter while logging a model (progress bars, "Successfully registered", pickling
+    warnings) kept off the search's terminal; errors still raise."""
+    log = logging.getLogger("mlflow")
+    level, bar = log.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    log.setLevel(logging.ERROR)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
+
+
 def log_tracker_model(uri: str, run_id: str, model: TrackerModel) -> str:
-    """Log ``model`` under ``run_id`` as an MLflow model and register it; returns the model URI."""
-    mlflow.set_tracking_uri(uri)
+    """Log ``model`` under ``run_id`` as an MLflow model and register it; returns the model URI.
+
+    MLflow's fluent API logs models; its tracking URI is set for this call only (left set, it
+    would outrank ``MLFLOW_TRACKING_URI`` for everything after in the process).
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _quiet(), _use_tracking_uri(uri):
+        return _log(uri, run_id, model)
+
+
+def _log(uri: str, run_id: str, model: TrackerModel) -> str:
     example = {
         "z": np.zeros((1, 3, model.template_size, model.template_size), np.float32),
         "x": np.zeros((1, 3, model.search_size, model.search_size), np.float32),

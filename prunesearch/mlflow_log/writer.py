@@ -86,8 +86,17 @@ class MlflowWriter:
         for f in files:
             self.client.log_artifact(run_id, str(f), folder)
 
-    def has_files(self, run_id: str, folder: str) -> bool:
-        return bool(self.client.list_artifacts(run_id, folder))
+    def log_table(self, run_id: str, rows: list[dict[str, object]], path: str) -> None:
+        """Rows as an MLflow table (``path`` ends in ``.json``): the UI's evaluation-tables view shows it."""
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        self.client.log_table(run_id, {c: [row.get(c) for row in rows] for c in columns}, path)
+
+    def log_figure(self, run_id: str, figure: object, path: str) -> None:
+        """A matplotlib figure as an image artifact, shown on the run's page."""
+        self.client.log_figure(run_id, figure, path)
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
 
     def end(self, run_id: str, status: str) -> None:
         if status not in STATUSES:

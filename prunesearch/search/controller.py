@@ -42,7 +42,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import Trial, TrialState
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.search.early_stop import RungTracker, should_stop
+from prunesearch.search.early_stop import RungTracker, stop_reason
 from prunesearch.search.experiment import SearchSettings
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.space import Candidate, SearchSpace
@@ -387,7 +387,10 @@ class SearchController:
                     for r in records(self.study)
                     if r.number != trial.number and rung in r.rungs
                 ]
-                stop = stop or should_stop(early, latency, score, peers)
+                reason = None if stop else stop_reason(early, latency, score, peers, rung, self.evaluator.steps)
+                if reason:
+                    writer.stopping(reason)
+                    stop = True
             return stop
 
         try:

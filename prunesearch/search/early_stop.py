@@ -29,12 +29,28 @@ def rung_steps(settings: EarlyStop, steps: int) -> list[int]:
 
 def should_stop(settings: EarlyStop, latency_ms: float, score: float, peers: list[tuple[float, float]]) -> bool:
     """``peers`` are (latency, score) of other candidates at this rung; lower score is better."""
+    return stop_reason(settings, latency_ms, score, peers) is not None
+
+
+def stop_reason(
+    settings: EarlyStop, latency_ms: float, score: float, peers: list[tuple[float, float]], rung: int = 0, steps: int = 0
+) -> str | None:
+    """Why the candidate stops at ``rung`` of ``steps`` (see :func:`should_stop`), or None: it goes on.
+
+    The reason is what a reviewer reads on the stopped candidate's run, with the numbers compared.
+    """
     group = [s for lat, s in peers if lat <= latency_ms]
     if not group:
-        return False
+        return None
     keep = math.ceil((len(group) + 1) / settings.reduction)
-    better = sum(1 for s in group if s < score * (1 - settings.margin))
-    return better >= keep
+    better = sorted(s for s in group if s < score * (1 - settings.margin))
+    if len(better) < keep:
+        return None
+    if len(group) == 1:
+        compared = f"loss {score:.3g} vs {better[0]:.3g} of a no-slower peer"
+    else:
+        compared = f"loss {score:.3g}; {len(better)} of {len(group)} no-slower peers lower (best {better[0]:.3g})"
+    return f"stopped at rung {rung}/{steps}: {compared}"
 
 
 class RungTracker:

@@ -21,6 +21,11 @@ from pathlib import Path
 from prunesearch.search.results import CandidateResult, front_for
 
 FULL_SCALE = "full"
+# What each accuracy scale means, in one line (the CLI, the plot and the MLflow description say it).
+SCALE_NOTE = {
+    "small": "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
+    FULL_SCALE: "accuracy scale: full — AO from a teacher of the deployment architecture",
+}
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,10 @@ from prunesearch.search.budget import Budget, parse_budget
 from prunesearch.search.candidate import CandidateTrainer, export_onnx
 from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
-from prunesearch.search.plot import ReferencePoint
+from prunesearch.checkpoints import load_checkpoint
+from prunesearch.mlflow_log.tracker_model import TrackerModel
+from prunesearch.search.plot import FULL_SCALE, ReferencePoint
+from prunesearch.search.space import Candidate
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
 from prunesearch.search.results import CandidateResult, front_for, tied_for
@@ -209,6 +212,8 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
     if crop != CropGeometry():
         identity += f"|crop {crop.template_factor} {crop.search_factor}"
     study = f"{exp.name}/{'+'.join(book.targets)}/{budget.text}/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+    root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
+    workdir = root.resolve() / study.replace("/", "-")
     info = SearchInfo(
         experiment=exp.name,
         study=study,
@@ -225,9 +230,8 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
         finetune=dataclasses.asdict(finetune_config) | {"crop": crop.to_dict()},
         table_hashes=book.table_hashes,
         template_update=book.template_update,
+        workdir=str(workdir),
     )
-    root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
-    workdir = root / study.replace("/", "-")
     return Setup(exp, budget, book, teacher, train, val, finetune_config, info, workdir, times, crop, eval_device)
 
 
@@ -298,7 +302,7 @@ def _worker(
     torch.set_num_threads(threads)
     try:
         setup = prepare(req, storage, index)
-        study = open_study(storage, setup.info.study, _sampler(setup.experiment, index))
+        study = open_study(storage, setup.info.study, _sampler(setup.experiment, index), setup.book.primary)
         log = SearchLog(uri, setup.info, setup.book, parent_id)
         _controller(setup, study, log, plan, QueueProgress(events), index).work()
     except PrunesearchError as err:
@@ -401,19 +405,33 @@ def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
     return out
 
 
-def _export_front(log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
-    """Checkpoint and ONNX graphs of every front member not yet holding them; returns those it cannot reach."""
+def teacher_ms(setup: Setup) -> dict[str, float]:
+    """The unpruned teacher's per-frame price on each target (every block joint), drawn on the plot."""
+    depth = setup.teacher.depth
+    return {t: p.priced_ms for t, p in setup.book.pricer.price(Candidate(depth, depth)).items()}
+
+
+def _export_front(setup: Setup, log: SearchLog, fronts: dict[str, list[CandidateResult]], trials: dict[str, str]) -> list[str]:
+    """Every front member not yet logged, as an MLflow model (ONNX pair and checkpoint); returns
+    those whose checkpoint is not on this machine."""
     missing = []
     members = {r.key: r for front in fronts.values() for r in front}
     for key, r in sorted(members.items()):
-        if log.has_model(r.run_id):
+        if log.models([r]):
             continue
         checkpoint = trials.get(key)
         if not checkpoint or not Path(checkpoint).is_file():
             missing.append(key)
             continue
+        cfg = load_checkpoint(checkpoint).cfg
         with tempfile.TemporaryDirectory() as tmp:
-            log.log_model(r.run_id, [Path(checkpoint), *export_onnx(checkpoint, Path(tmp))])
+            template, frame = export_onnx(checkpoint, Path(tmp))
+            log.log_model(r.run_id, TrackerModel(
+                experiment=setup.info.experiment, candidate=key, checkpoint=Path(checkpoint), template_onnx=template,
+                frame_onnx=frame, template_size=cfg.template_size, search_size=cfg.search_size,
+                stand_in=setup.info.accuracy_scale != FULL_SCALE,
+                config={**dataclasses.asdict(cfg), **r.row(setup.book.primary), "accuracy_scale": setup.info.accuracy_scale},
+            ))
     return missing
 
 
@@ -453,7 +471,7 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     setup = prepare(req, storage, times=times)  # every input is checked before the storage (a new SQLite file) is created
     study_storage_ = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
     exp = setup.experiment
-    study = open_study(study_storage_, setup.info.study, _sampler(exp, 0))
+    study = open_study(study_storage_, setup.info.study, _sampler(exp, 0), setup.book.primary)
     with heartbeat(study, exp.search.heartbeat_s):
         plan = plan_search(study, setup.book, exp.search)
         times.lap("study")
@@ -489,10 +507,11 @@ def _search_and_report(
     ties = {t: tied_for(results, fronts[t], t, setup.budget.ms) for t in setup.book.targets}
     log.mark_front(results, fronts, ties)
     times.lap("log_search")
-    missing = _export_front(log, fronts, checkpoints(study))
+    missing = _export_front(setup, log, fronts, checkpoints(study))
     times.lap("export")
     counts = StudyCounts.of(study, since=started)
-    log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), ties)
+    log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), ties, teacher_ms(setup),
+               plan.strategy)
     times.lap("log_search")
     given_up = StudyState.read(study, exp.search.retries).given_up
     return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties)

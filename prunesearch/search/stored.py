@@ -26,6 +26,8 @@ class StoredResult:
     fingerprints: dict[str, str]  # data, teacher, and the latency table of each target
     study: str
     start_time: int
+    checkpoint: str = ""  # the fine-tuned weights, on the machine that trained it
+    model_uri: str = ""  # the logged MLflow model, for front members
 
 
 def _sequences(mlflow_client, run_id: str) -> dict | None:  # noqa: ANN001 - mlflow.MlflowClient
@@ -60,18 +62,30 @@ def _from_run(run, sequences: dict | None) -> StoredResult:  # noqa: ANN001 - ml
     )
     prints = {"data": t.get("data_fingerprint", ""), "teacher": t.get("teacher_fingerprint", "")}
     prints.update({f"latency_table.{x}": t.get(f"latency_table.{x}", "") for x in targets})
-    return StoredResult(result, prints, t.get("study", ""), run.info.start_time)
+    return StoredResult(result, prints, t.get("study", ""), run.info.start_time, t.get("checkpoint", ""), t.get("model_uri", ""))
 
 
 def read_results(uri: str, experiment: str, study: str | None = None) -> list[StoredResult]:
     """Every trained candidate of an MLflow experiment (optionally one study), oldest first."""
     mlflow_client = client(uri)
+    runs = _candidate_runs(mlflow_client, uri, experiment, "trained", study)
+    stored = [_from_run(r, _sequences(mlflow_client, r.info.run_id)) for r in runs]
+    return sorted(stored, key=lambda s: s.start_time)
+
+
+def stopped_early(uri: str, experiment: str, study: str | None = None) -> list[str]:
+    """The candidates fine-tuned and stopped early (no accuracy: never on a front), by key."""
+    runs = _candidate_runs(client(uri), uri, experiment, "early_stopped", study)
+    return sorted({r.data.tags["candidate"] for r in runs})
+
+
+def _candidate_runs(mlflow_client, uri: str, experiment: str, outcome: str, study: str | None) -> list:  # noqa: ANN001
     exp_id = experiment_id(mlflow_client, experiment, create=False)
     if exp_id is None:
         raise PrunesearchError(
             f"the MLflow store {uri} holds no experiment {experiment!r}; run `prunesearch run --experiment {experiment}` first"
         )
-    query = "tags.kind = 'candidate' AND tags.outcome = 'trained'"
+    query = f"tags.kind = 'candidate' AND tags.outcome = '{outcome}'"
     if study:
         query += f" AND tags.study = '{study}'"
     runs, token = [], None
@@ -80,9 +94,7 @@ def read_results(uri: str, experiment: str, study: str | None = None) -> list[St
         runs.extend(page)
         token = page.token
         if not token:
-            break
-    stored = [_from_run(r, _sequences(mlflow_client, r.info.run_id)) for r in runs]
-    return sorted(stored, key=lambda s: s.start_time)
+            return runs
 
 
 def comparable(stored: list[StoredResult], target: str, allow_mixed: bool) -> list[CandidateResult]:

@@ -184,7 +184,7 @@ class TrialRecord:
     run_id: str | None = None  # MLflow child run, created when the fine-tune starts
     rungs: dict[int, float] = field(default_factory=dict)  # early-stopping score per rung step
     outcome: str | None = None
-    message: str | None = None
+    message: str | None = None  # why it failed, or why it was stopped early
     steps: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
@@ -258,6 +258,10 @@ class TrialWriter:
 
     def rung(self, step: int, score: float) -> None:
         self.trial.set_user_attr(f"rung_{step}", score)
+
+    def stopping(self, reason: str) -> None:
+        """Why the fine-tune is being stopped early (the outcome follows when it settles)."""
+        self.trial.set_user_attr("message", reason)
 
     def skip(self, outcome: str) -> None:
         self.trial.set_user_attr("outcome", outcome)
@@ -365,13 +369,23 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     return storage
 
 
-def open_study(storage: str | optuna.storages.RDBStorage, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    """Create the study, or load it to resume: the same name in the same storage is the same search."""
+def open_study(
+    storage: str | optuna.storages.RDBStorage, name: str, sampler: optuna.samplers.BaseSampler, primary: str = "target"
+) -> optuna.Study:
+    """Create the study, or load it to resume: the same name in the same storage is the same search.
+
+    The objectives are named (``ao``, ``latency_ms.<primary target>``) for optuna-dashboard.
+    """
     if isinstance(storage, str):
         storage = open_storage(storage)
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage, study_name=name, directions=list(DIRECTIONS), sampler=sampler, load_if_exists=True
     )
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["ao", f"latency_ms.{primary}"])
+    return study
 
 
 @dataclass

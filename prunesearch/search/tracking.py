@@ -20,17 +20,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from prunesearch.evaluation.uncertainty import SequenceStats, bootstrap_intervals
+from prunesearch.mlflow_log.tracker_model import TrackerModel, log_tracker_model
 from prunesearch.mlflow_log.writer import MlflowWriter
 from prunesearch.search.budget import Budget
 from prunesearch.search.controller import RUN_STATUS
-from prunesearch.search.plot import ReferencePoint, pareto_plot
+from prunesearch.search.plot import SCALE_NOTE, ReferencePoint, pareto_figure
 from prunesearch.search.pricing import PriceBook
-from prunesearch.search.results import CandidateResult
+from prunesearch.search.results import ACCURACY_KEYS, CandidateResult
 from prunesearch.search.space import Candidate
 from prunesearch.search.study import Liveness, TrialRecord, this_worker
 
@@ -58,6 +57,7 @@ class SearchInfo:
     finetune: dict[str, object]
     table_hashes: dict[str, str]
     template_update: int | None = None
+    workdir: str = ""  # where this machine keeps the fine-tuned checkpoints
 
     def common_params(self) -> dict[str, object]:
         return {
@@ -103,6 +103,15 @@ def _csv(rows: list[dict[str, object]]) -> str:
     return out.getvalue()
 
 
+def percent(accuracy: dict[str, float]) -> dict[str, float]:
+    """``ao_pct`` and so on beside the fractions: the UI then shows what the CLI shows."""
+    return {f"{k}_pct": 100 * v for k, v in accuracy.items() if k in ACCURACY_KEYS and v is not None}
+
+
+# The child run's ``status`` tag per outcome: the runs table tells a stopped candidate from a trained one.
+STATUS_TAG = {"trained": "trained", "early_stopped": "early-stopped", "diverged": "diverged", "failed": "failed"}
+
+
 def pricing_rows(book: PriceBook) -> list[dict[str, object]]:
     """Every candidate of the space, priced: what was never trained is visible too."""
     rows = []
@@ -138,10 +147,13 @@ class SearchLog:
         writer.log(
             parent,
             params={**info.common_params(), "storage": info.storage},
-            tags={**info.common_tags(), "strategy": strategy, "git_commit": record["git_commit"]},
+            tags={**info.common_tags(), "strategy": strategy, "git_commit": record["git_commit"],
+                  NOTE: describe(info, strategy) + "\n\nRunning: the front is added here when the search ends."},
         )
         writer.log_dict(parent, record, "reproducibility.json")
-        writer.log_text(parent, _csv(pricing_rows(book)), "pricing.csv")
+        rows = pricing_rows(book)
+        writer.log_text(parent, _csv(rows), "pricing.csv")
+        writer.log_table(parent, rows, "pricing.json")
         return cls(uri, info, book, parent)
 
     def _params(self, cand: Candidate) -> dict[str, object]:
@@ -178,15 +190,22 @@ class SearchLog:
     def _result(self, record: TrialRecord) -> tuple[dict[str, object], dict[str, float], dict[str, object]]:
         """Params, metrics and tags of a settled fine-tune."""
         params = {"blocks": " ".join(str(b) for b in record.blocks)}
-        metrics = {**record.accuracy, **{f"seconds.{k}": v for k, v in record.seconds.items()}}
+        metrics = {**record.accuracy, **percent(record.accuracy), **{f"seconds.{k}": v for k, v in record.seconds.items()}}
         if record.sequences is not None:
             for key, iv in bootstrap_intervals(SequenceStats.from_dict(record.sequences)).items():
                 if math.isfinite(iv.low):
                     metrics.update({f"{key}_ci_low": iv.low, f"{key}_ci_high": iv.high})
-        return params, metrics, {"outcome": record.outcome, "steps": record.steps}
+        tags: dict[str, object] = {"outcome": record.outcome, "steps": record.steps}
+        if record.checkpoint:
+            tags["checkpoint"] = record.checkpoint
+        return params, metrics, tags
 
     def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
-        """Close a child run: with its result when the fine-tune settled, else with why it stopped."""
+        """Close a child run: with its result when the fine-tune settled, else with why it stopped.
+
+        Anything but a trained candidate says so in its run name, ``status`` tag and description,
+        with the reason (the early-stop comparison, the error): the runs table shows it unclicked.
+        """
         if not run_id:
             return
         if record is not None:
@@ -194,8 +213,17 @@ class SearchLog:
             self.writer.log(run_id, params=params, metrics=metrics, tags=tags)
             if record.sequences is not None:
                 self.writer.log_dict(run_id, record.sequences, SEQUENCES_FILE)
+            for rung, score in sorted(record.rungs.items()):
+                self.writer.log(run_id, metrics={"early_stop.rung_loss": score}, step=rung)
+            label, reason = STATUS_TAG.get(record.outcome or "", record.outcome or ""), record.message or ""
         else:
-            self.writer.log(run_id, tags={"outcome": message or status.lower(), "message": message})
+            label, reason = message or status.lower(), message
+            self.writer.log(run_id, tags={"outcome": label, "message": message})
+        tags: dict[str, object] = {"status": label}
+        if label != "trained":
+            tags.update({"reason": reason, "mlflow.runName": f"{cand.name} {cand.rule} [{label}]",
+                         NOTE: f"**{label}**" + (f": {reason}" if reason else "")})
+        self.writer.log(run_id, tags=tags)
         self.writer.end(run_id, status)
 
     def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
@@ -222,12 +250,17 @@ class SearchLog:
             tags.update({f"tied.{t}": str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
             self.writer.log(r.run_id, tags={**tags, "pareto": str(any(on.values())).lower()})
 
-    def log_model(self, run_id: str, files: list[Path]) -> None:
-        """A front member's checkpoint and ONNX graphs, under ``model/`` of its child run."""
-        self.writer.log_files(run_id, files, "model")
+    def log_model(self, run_id: str, model: TrackerModel) -> str:
+        """A front member as a registered MLflow model in its child run (the UI's "Logged models"),
+        the registered name and model URI as run tags; returns the model URI."""
+        model_uri = log_tracker_model(self.uri, run_id, model)
+        self.writer.log(run_id, tags={"model_uri": model_uri, "registered_model": model.registered_name})
+        return model_uri
 
-    def has_model(self, run_id: str) -> bool:
-        return self.writer.has_files(run_id, "model")
+    def models(self, results: list[CandidateResult]) -> dict[str, str]:
+        """Registered model name per candidate key, for those logged."""
+        names = {r.key: self.writer.tags(r.run_id).get("registered_model", "") for r in results}
+        return {k: v for k, v in names.items() if v}
 
     def finish(
         self,
@@ -236,21 +269,69 @@ class SearchLog:
         metrics: dict[str, float],
         reference: dict[str, list[ReferencePoint]],
         ties: dict[str, list[CandidateResult]],
+        teacher_ms: dict[str, float],
+        strategy: str,
     ) -> None:
-        """Front tables (tied candidates after the front) and plots per target, timings and
-        counts; the parent run ends FINISHED."""
+        """Fronts (CSV, JSON, MLflow tables; tied candidates after the front), plots, the description
+        and best AO per target, timings and counts; the parent run ends FINISHED."""
+        import matplotlib.pyplot as plt
+
+        best: dict[str, float] = {}
         for target, front in fronts.items():
             tied = ties.get(target, [])
             rows = [r.row(target, "front") for r in front] + [r.row(target, "tied") for r in tied]
             self.writer.log_text(self.parent_id, _csv(rows), f"front/{target}.csv")
             self.writer.log_dict(self.parent_id, {"accuracy_scale": self.info.accuracy_scale, "front": rows}, f"front/{target}.json")
-            with tempfile.TemporaryDirectory() as tmp:
-                png = pareto_plot(results, target, Path(tmp) / f"pareto_{target}.png", self.info.budget.ms,
-                                  reference.get(target), tied={r.key for r in tied})
-                self.writer.log_files(self.parent_id, [png], "front")
-        self.writer.log(self.parent_id, metrics=metrics)
+            self.writer.log_table(self.parent_id, [{**row, **percent(r.accuracy)} for r, row in zip(front + tied, rows)],
+                                  f"front_{target}.json")
+            fig = pareto_figure(results, target, self.info.budget.ms, reference.get(target), teacher_ms.get(target),
+                                {r.key for r in tied})
+            self.writer.log_figure(self.parent_id, fig, f"front/pareto_{target}.png")
+            plt.close(fig)
+            best[f"front_size.{target}"] = len(front)
+            if front:
+                best[f"best_ao.{target}"] = max(r.ao for r in front)
+                best[f"best_ao_pct.{target}"] = 100 * best[f"best_ao.{target}"]
+        summary = describe(self.info, strategy) + "\n\n" + front_markdown(fronts, self.models([r for f in fronts.values() for r in f]))
+        self.writer.log(self.parent_id, metrics=metrics | best, tags={NOTE: summary})
         self.writer.end(self.parent_id, "FINISHED")
 
     def stop(self, status: str) -> None:
         """End the parent run early (``KILLED`` on Ctrl-C or kill, ``FAILED`` on an error)."""
         self.writer.end(self.parent_id, status)
+
+
+NOTE = "mlflow.note.content"  # the run's description (Markdown) on its MLflow page
+
+
+def describe(info: SearchInfo, strategy: str) -> str:
+    """What the search is, in Markdown: targets, budget, strategy, accuracy scale, where things are."""
+    return "\n".join([
+        f"**Search** `{info.experiment}` on {', '.join(f'`{t}`' for t in info.targets)}, budget **{info.budget.text}** "
+        f"per frame, strategy **{strategy}**; teacher {info.teacher}, data {info.data}, seed {info.seed}.",
+        "",
+        f"**{SCALE_NOTE.get(info.accuracy_scale, 'accuracy scale: ' + info.accuracy_scale)}.**",
+        "",
+        f"Checkpoints: `{info.workdir}` on the machine that trained each candidate (the `checkpoint` tag of "
+        "its run); front members are also logged as MLflow models (*Logged models*, and the registry). "
+        f"Study `{info.study}` in `{info.storage}`.",
+    ])
+
+
+def front_markdown(fronts: dict[str, list[CandidateResult]], models: dict[str, str]) -> str:
+    """The fronts as Markdown tables, percent and milliseconds as the CLI shows them."""
+    parts = []
+    for target, front in fronts.items():
+        parts += [f"### Pareto front on {target}", "",
+                  "| candidate | AO % | SR50 % | ms / frame | fps | GMACs | M params | registered model |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for r in front:
+            row = r.row(target)
+            parts.append(
+                f"| {r.key} | {100 * r.ao:.1f} | {100 * (row['sr50'] or 0):.1f} | {row['frame_ms']:.2f} | {row['fps']:.1f} "
+                f"| {row['gmacs_per_frame']:.1f} | {row['params_m']:.1f} | {models.get(r.key, '—')} |"
+            )
+        if not front:
+            parts.append("| (no candidate fits the budget) | | | | | | | |")
+        parts.append("")
+    return "\n".join(parts)

@@ -259,9 +259,14 @@ def locate(kind: str, ref: str) -> Path:
     """A file path as given, else ``NAME`` looked up in :func:`config_dirs`."""
     path = Path(ref).expanduser()
     if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise PrunesearchError(f"{kind[:-1]} file {path} does not exist")
-        return path
+        if path.is_file():
+            return path
+        # ``spaces/litetrack.yaml`` as the README writes it, from a folder without one: the shipped file.
+        if path.parent in (Path("."), Path(kind)):
+            for folder in config_dirs(kind):
+                if (folder / path.name).is_file():
+                    return folder / path.name
+        raise PrunesearchError(f"{kind[:-1]} file {path} does not exist")
     for folder in config_dirs(kind):
         candidate = folder / f"{ref}.yaml"
         if candidate.is_file():
