@@ -429,6 +429,12 @@ class StudyState:
         return self.settled | set(self.given_up)
 
 
+# A worker records itself on its trial milliseconds after asking for it; a trial without a worker
+# this much older was asked by a process killed in between (waiting a whole grace period for it
+# would let a resume finish with it still RUNNING).
+ORPHAN_S = 10.0
+
+
 def fail_lost(study: optuna.Study, live: Liveness) -> list[TrialRecord]:
     """End the RUNNING trials of lost workers; returns the records of the trials ended.
 
@@ -439,7 +445,7 @@ def fail_lost(study: optuna.Study, live: Liveness) -> list[TrialRecord]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         rec = TrialRecord.of(t)
         orphan = rec.worker is None and rec.started is not None and (
-            live.now - rec.started.timestamp() > live.grace_s
+            live.now - rec.started.timestamp() > min(live.grace_s, ORPHAN_S)
         )
         if not (orphan or (rec.worker is not None and not live.alive(rec.worker))):
             continue
