@@ -436,9 +436,13 @@ def load_tracker(
             # The block schedule does not change the weights: any valid M builds a LiteTrack teacher.
             build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
             model = _load_external(payload, fmt, source, build_m, num_heads)
+        # Which file format it came from: its training conventions (e.g. the heat-map target) follow.
+        model.source_format = fmt
         if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
             return model.eval(), crop
-        return convert(model, into or "student", depth, ai_layers, rule), crop
+        converted = convert(model, into or "student", depth, ai_layers, rule)
+        converted.source_format = fmt
+        return converted, crop
 
 
 def crop_of(payload: dict, source: str) -> CropGeometry | None:

@@ -197,6 +197,7 @@ def test_ostrack_checkpoint_is_a_teacher_computing_ostrack(tmp_path, inputs):
     torch.save({"net": state, "epoch": 300, "net_type": "OSTrack"}, tmp_path / "OSTrack_ep0300.pth.tar")
     model = load_checkpoint(tmp_path / "OSTrack_ep0300.pth.tar")
     assert isinstance(model, JointTracker) and not model.training
+    assert model.source_format == "ostrack"  # its students learn OSTrack's heat-map target
     assert (model.cfg.embed_dim, model.cfg.num_heads, model.depth) == (DIM, HEADS, 3)
     assert (model.cfg.template_size, model.cfg.search_size) == (Z_SIZE, X_SIZE)
     assert model.cfg.head_channels == (32, 16, 8, 4) and model.cfg.final_norm
@@ -230,6 +231,7 @@ def test_ostrack_teacher_prunes_into_a_student(tmp_path, small_cfg):
     teacher = load_checkpoint(tmp_path / "ost.pth", into="teacher")
     student = load_checkpoint(tmp_path / "ost.pth", depth=3, ai_layers=1, rule="uniform")
     assert student.spec.blocks == (0, 2, 3) and student.spec.name == "B3-1"
+    assert teacher.source_format == student.source_format == "ostrack"
     expected = student_from_teacher(teacher, 3, 1, "uniform").state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in student.state_dict().items())
 

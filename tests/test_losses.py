@@ -31,19 +31,23 @@ def perfect_output(boxes: torch.Tensor, feat: int = 8) -> TrackerOutput:
     return TrackerOutput(score, size, offset, decode_box(score, size, offset))
 
 
-def test_heatmap_peaks_once_at_centre_cell():
-    hm = gaussian_heatmap(BOXES, 8)
+def test_heatmap_peaks_once_at_the_cell_of_each_convention():
+    hm = gaussian_heatmap(BOXES, 8, "ostrack")
     assert hm.shape == (2, 1, 8, 8)
     assert int((hm == 1).sum()) == 2
     # OSTrack: peak at round(c * feat); 4.5 rounds half to even, 0.8 rounds up
     assert hm[0, 0, 2, 4] == 1 and hm[1, 0, 7, 1] == 1
+    # prunesearch (the shipped teacher's): the cell holding the centre, the Gaussian over the whole map
+    own = gaussian_heatmap(BOXES, 8)
+    cx, cy = (BOXES[:, 0] * 8).floor().long(), (BOXES[:, 1] * 8).floor().long()
+    assert int((own == 1).sum()) == 2 and own[0, 0, cy[0], cx[0]] == 1 and own[1, 0, cy[1], cx[1]] == 1
 
 
 def test_heatmap_follows_ostrack_by_hand():
     # cx*16 = 8.8 -> column 9, cy*16 = 4.8 -> row 5 (flooring would give 8 and 4).
     # w = h = 12 cells: CenterNet's radius min(22.9, 44.1, 3.28) = 3.28, truncated to 3;
     # sigma = (2*3 + 1)/6 = 7/6, drawn only within 3 cells of the peak.
-    hm = gaussian_heatmap(torch.tensor([[0.55, 0.3, 0.75, 0.75]]), 16)[0, 0]
+    hm = gaussian_heatmap(torch.tensor([[0.55, 0.3, 0.75, 0.75]]), 16, "ostrack")[0, 0]
     assert hm[5, 9] == 1 and int((hm == 1).sum()) == 1
     assert float(hm[5, 12]) == pytest.approx(math.exp(-9 / (2 * (7 / 6) ** 2)), rel=1e-5)  # 0.0367
     assert float(hm[5, 13]) == 0 and float(hm[1, 9]) == 0 and float(hm[9, 9]) == 0

@@ -200,6 +200,10 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
     pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
     times.lap("pricing")
     teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
+    if finetune_config.heatmap == "auto":
+        # The student learns its teacher's target: OSTrack's for external teachers.
+        external = getattr(teacher, "source_format", "prunesearch") != "prunesearch"
+        finetune_config = dataclasses.replace(finetune_config, heatmap="ostrack" if external else "prunesearch")
     crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
     times.lap("teacher")
     book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)

@@ -28,7 +28,7 @@ from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_devic
 from prunesearch.errors import PrunesearchError
 from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
-from prunesearch.training.losses import LossWeights, tracking_loss
+from prunesearch.training.losses import HEATMAP_CONVENTIONS, LossWeights, tracking_loss
 from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
 
 Callback = Callable[[int, dict[str, float]], bool]
@@ -65,6 +65,9 @@ class FinetuneConfig:
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     precision: str = checked("auto", choices=PRECISIONS)  # auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16
     loader_workers: int | None = checked(None, minimum=0)  # None: none on the CPU, min(8, CPUs - 1) with a GPU
+    # The teacher's heat-map target convention (losses.gaussian_heatmap); auto: ostrack for an
+    # OSTrack or LiteTrack teacher, prunesearch for the shipped teacher and prunesearch's own files.
+    heatmap: str = checked("auto", choices=("auto", *HEATMAP_CONVENTIONS))
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -154,7 +157,8 @@ class TrainStep:
         # The losses in fp32: log(p) and IoUs lose too much in bf16.
         out = TrackerOutput(*(t.float() for t in out))
         t_out = None if t_out is None else TrackerOutput(*(t.float() for t in t_out))
-        loss, parts = tracking_loss(out, boxes, self.cfg.weights, t_out)
+        heatmap = "prunesearch" if self.cfg.heatmap == "auto" else self.cfg.heatmap
+        loss, parts = tracking_loss(out, boxes, self.cfg.weights, t_out, heatmap)
         self.optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(parts["loss"]):
             return parts, f"loss became {parts['loss']} at step {step + 1}"

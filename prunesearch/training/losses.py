@@ -52,25 +52,37 @@ def peak_cells(boxes: torch.Tensor, feat: int) -> tuple[torch.Tensor, torch.Tens
     return ix, iy
 
 
-def gaussian_heatmap(boxes: torch.Tensor, feat: int) -> torch.Tensor:
-    """[B, 1, feat, feat] target in OSTrack's convention (lib/utils/heapmap_utils.py, after
-    CenterNet's ``draw_umich_gaussian``): 1 at the peak cell, a Gaussian of sigma ``(2r + 1) / 6``
-    with CenterNet's radius truncated to a whole number of cells, drawn only within ``r`` cells.
+# Heat-map target conventions: a student learns the one its teacher was trained on, so the
+# distilled maps and the focal target agree on the peak cell (docs/design.md, "Training").
+HEATMAP_CONVENTIONS = ("prunesearch", "ostrack")
 
-    A real teacher was trained on this target, so the distilled maps and the focal target agree
-    on the peak cell (docs/design.md, "Training").
+
+def gaussian_heatmap(boxes: torch.Tensor, feat: int, convention: str = "prunesearch") -> torch.Tensor:
+    """[B, 1, feat, feat] target: 1 at the peak cell, a Gaussian of sigma ``(2r + 1) / 6`` around it.
+
+    ``ostrack`` (lib/utils/heapmap_utils.py, after CenterNet's ``draw_umich_gaussian``): the peak
+    at ``round(c * feat)``, CenterNet's radius truncated to whole cells, drawn only within ``r``
+    cells; what real OSTrack and LiteTrack teachers were trained on. ``prunesearch``: the peak at
+    the cell holding the centre (where the box is decoded), the radius unrounded, over the whole
+    map; what the shipped small teacher and ``prunesearch teacher train`` use.
     """
-    ix, iy = peak_cells(boxes, feat)
+    if convention not in HEATMAP_CONVENTIONS:
+        raise ValueError(f"heat-map convention {convention!r}: use {', '.join(HEATMAP_CONVENTIONS)}")
+    ostrack = convention == "ostrack"
+    ix, iy = peak_cells(boxes, feat) if ostrack else centre_cells(boxes, feat)
     sizes = boxes[:, 2:].detach().cpu().tolist()
     grid = torch.arange(feat, dtype=torch.float32, device=boxes.device)
     maps = []
     for k in range(len(boxes)):
         w, h = sizes[k]
-        r = int(max(0.0, gaussian_radius(h * feat, w * feat)))
+        r = max(0.0, gaussian_radius(h * feat, w * feat))
+        r = int(r) if ostrack else r
         sigma = (2 * r + 1) / 6
         dy, dx = grid - iy[k], grid - ix[k]
-        gy = torch.exp(-(dy**2) / (2 * sigma**2)) * (dy.abs() <= r)
-        gx = torch.exp(-(dx**2) / (2 * sigma**2)) * (dx.abs() <= r)
+        gy = torch.exp(-(dy**2) / (2 * sigma**2))
+        gx = torch.exp(-(dx**2) / (2 * sigma**2))
+        if ostrack:
+            gy, gx = gy * (dy.abs() <= r), gx * (dx.abs() <= r)
         maps.append(gy[:, None] * gx[None, :])
     return torch.stack(maps)[:, None]
 
@@ -119,11 +131,13 @@ def distill_loss(student: TrackerOutput, teacher: TrackerOutput) -> torch.Tensor
 
 
 def tracking_loss(
-    out: TrackerOutput, boxes: torch.Tensor, weights: LossWeights, teacher: TrackerOutput | None = None
+    out: TrackerOutput, boxes: torch.Tensor, weights: LossWeights, teacher: TrackerOutput | None = None,
+    heatmap: str = "prunesearch",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted total and its parts (as floats, for logging); ``iou`` is the predicted-peak box's IoU."""
+    """Weighted total and its parts (as floats, for logging); ``iou`` is the predicted-peak box's IoU.
+    ``heatmap`` is the target convention (see :func:`gaussian_heatmap`)."""
     feat = out.score_map.shape[-1]
-    focal = focal_loss(out.score_map, gaussian_heatmap(boxes, feat))
+    focal = focal_loss(out.score_map, gaussian_heatmap(boxes, feat, heatmap))
     ix, iy = centre_cells(boxes, feat)
     pred = cxcywh_to_xyxy(box_at_cells(out, ix, iy))
     gt = cxcywh_to_xyxy(boxes)
