@@ -108,6 +108,8 @@ class MlflowServer:
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
             cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "wb"),
+            # No GenAI job runner: seven more processes the tests never use.
+            env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
         )
         return cls(root, port, proc)
 
