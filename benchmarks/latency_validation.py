@@ -10,9 +10,11 @@ Goal: at least 95% of models within 10% of the table's estimate (on a GPU also K
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.latency import load_table
 from prunesearch.latency.backends import RUNTIMES, TORCH_MODES, TORCH_PRECISIONS, Backend, RuntimeSettings, TorchSettings
 from prunesearch.latency.profiler import ProfileRequest, profile
@@ -107,4 +109,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PrunesearchError as err:
+        sys.exit(f"latency_validation: error: {err}")
