@@ -1,5 +1,3 @@
-import sys
+from prunesearch.cli import run
 
-from prunesearch.cli import main
-
-sys.exit(main())
+run()

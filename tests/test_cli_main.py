@@ -56,3 +56,43 @@ def test_a_closed_pipe_ends_quietly():
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
+INTERRUPTING = """
+import argparse, atexit, importlib, sys
+
+cli = importlib.import_module("prunesearch.cli.main")  # the module; `prunesearch.cli.main` is also the function
+
+atexit.register(print, "shut down")
+
+
+def interrupt(args):
+    if sys.argv[1:] == ["exec"]:
+        exec("raise KeyboardInterrupt", {})  # as when Ctrl-C lands in a dataclass built by a lazy import
+    raise KeyboardInterrupt
+
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(func=interrupt)
+
+
+cli.build_parser = Parser
+cli.run()
+"""
+
+
+@pytest.mark.parametrize("where", ["plain", "exec"])
+def test_ctrl_c_ends_the_command_by_sigint_after_a_full_shutdown(tmp_path, where):
+    """One line, no traceback, atexit handlers run, and a SIGINT death (so a calling shell script
+    stops too) wherever the interrupt landed; the CI run that exited -2 instead of 130 was an
+    interrupt crossing a string exec under ``python -m``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "interrupting.py").write_text(INTERRUPTING)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.getcwd()]))
+    done = subprocess.run([sys.executable, "-m", "interrupting", where], env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stderr, done.stdout) == (-signal.SIGINT, "prunesearch: interrupted\n", "shut down\n")

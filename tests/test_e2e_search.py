@@ -173,7 +173,7 @@ def test_ctrl_c_with_two_workers_stops_cleanly_and_leaves_nothing_running(tmp_pa
         time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out
+    assert proc.returncode == -signal.SIGINT, out  # dies of the signal, as Python does: see cli.main.run
     assert "Traceback" not in out
     recs = records(_study(tmp_path))
     assert not [r for r in recs if r.state == optuna.trial.TrialState.RUNNING]

@@ -18,6 +18,7 @@ from prunesearch.errors import PrunesearchError, PrunesearchWarning
 
 COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands)
 MAX_LINE = 600  # an error line longer than this is cut: it is read, not scrolled
+INTERRUPTED = 130  # what main() returns after Ctrl-C: the code shells show for it
 
 
 def one_line(message: str) -> str:
@@ -77,12 +78,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("prunesearch: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`prunesearch pareto --json | head`): stop quietly, as `cat` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 
 
+def run() -> None:
+    """The ``prunesearch`` command, as installed and as ``python -m prunesearch``.
+
+    After Ctrl-C the process dies of SIGINT (after a full interpreter shutdown), as Python does
+    with a KeyboardInterrupt nobody handled, instead of exiting 130. A calling shell script then
+    stops too (bash reads a child's exit 130 as "it handled the signal" and goes on), and the
+    outcome no longer depends on where the signal landed: under ``-m`` CPython already turns an
+    interrupt that crossed a string ``exec`` (a dataclass built during a lazy import) into a SIGINT
+    death, whatever the code returns.
+    """
+    code = main()
+    if code != INTERRUPTED:
+        sys.exit(code)
+    sys.excepthook = _quiet_interrupt  # the one line is already printed
+    raise KeyboardInterrupt
+
+
+def _quiet_interrupt(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
