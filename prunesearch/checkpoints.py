@@ -151,6 +151,13 @@ def read_file(path: str | Path, device: torch.device | None = None) -> dict:
     return payload
 
 
+def read_extra(path: str | Path) -> dict:
+    """What a prunesearch checkpoint records beside its weights (``steps``, ``crop``, ``stage``,
+    ``seed``); empty for other formats."""
+    extra = read_file(path).get("extra")
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
 def _unsafe_reason(path: Path, message: str) -> str:
     """One line on why ``weights_only`` refused ``path``, and what to do."""
     found = re.search(r"Unsupported global: GLOBAL (\S+)", message)

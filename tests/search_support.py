@@ -184,7 +184,7 @@ space: {file: litetrack, depth: {min: 2, max: 4}, rules: [first, uniform]}
 teacher: {checkpoint: teacher.pt}
 data: {path: data, train_sequences: 3, val_sequences: 2}
 finetune: {steps: 4, batch_size: 2, log_every: 2, warmup_steps: 1}
-search: {trials: 4, seeds: [B3-1], early_stop: false%s}
+search: {trials: 4, seeds: [B3-1], early_stop: false, confirm: false%s}
 seed: 0
 """
 TINY_FITTING = {"B2-1/first", "B2-1/uniform", "B3-1/first", "B3-1/uniform"}

@@ -62,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
     p.add_argument("--level", type=float, default=0.95, metavar="P",
                    help="confidence level of the paired tests that mark tied candidates (default 0.95)")
+    p.add_argument("--stage", choices=("brief", "confirm"),
+                   help="which results: the confirmation stage's (the default where the search confirmed its front) "
+                   "or the brief fine-tunes'")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="paired bootstrap of AO(A) - AO(B) on the sequences both were scored on, e.g. B4-1/first B4-2/first")
     p.set_defaults(func=cmd_pareto)
@@ -102,6 +105,7 @@ class RichDisplay:
         self.lock = threading.Lock()
         self.tasks: dict[int, int] = {}
         self.left = self.done = self.steps = 0
+        self.noun = "fine-tunes"
 
     def __enter__(self) -> "RichDisplay":
         return self
@@ -111,7 +115,7 @@ class RichDisplay:
             self.progress.stop()
 
     def _describe(self) -> str:
-        return f"fine-tunes: {self.done} done, {self.left} left"
+        return f"{self.noun}: {self.done} done, {self.left} left"
 
     def begin(self, plan: "Plan", steps: int, workers: int, settled: int) -> None:
         self.steps, self.left = steps, max(plan.target - settled, 0)
@@ -120,9 +124,23 @@ class RichDisplay:
             f"strategy: [bold]{plan.strategy}[/]; {plan.feasible} candidates fit the budget; "
             f"{settled} already done, {self.left} to fine-tune with {workers} worker(s){extra}"
         )
-        total = max(self.left * steps, 1)
-        self.overall = self.progress.add_task(self._describe(), total=total, completed=0 if self.left else total)
+        self._overall()
         self.progress.start()
+
+    def _overall(self) -> None:
+        total = max(self.left * self.steps, 1)
+        self.overall = self.progress.add_task(self._describe(), total=total, completed=0 if self.left else total)
+
+    def confirm(self, stage: "ConfirmStage") -> None:
+        s = stage.settings
+        with self.lock:
+            self.steps, self.left, self.done, self.noun = s.steps * s.seeds, len(stage.members) - stage.settled, 0, "confirmations"
+            self.progress.console.print(
+                f"confirmation: {len(stage.members)} candidates (the brief front and those tied with it), each "
+                f"{s.steps} more steps x {s.seeds} seed(s) from its brief checkpoint, scored on {stage.sequences} "
+                f"sequences; {stage.settled} already done"
+            )
+            self._overall()
 
     def started(self, worker: int, key: str, steps: int) -> None:
         with self.lock:
@@ -233,9 +251,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"latency: {template_policy(setup.book.template_update)}")
     for line in setup.book.pricer.warnings():
         console.print(line, style="bold yellow", markup=False)
+    stage = report.confirmation
     for target, front in report.fronts.items():
-        title = f"Pareto front on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
+        which = "Pareto front" if stage is None else (
+            f"Confirmed Pareto front ({stage.settings.steps} more steps x {stage.settings.seeds} seed(s), {stage.sequences} sequences)")
+        title = f"{which} on {target}, budget {setup.budget.text} ({scale} accuracy scale; {template_policy(setup.book.template_update)})"
         console.print(front_table(front, target, title, report.ties.get(target, [])))
+        if stage is not None:
+            console.print(f"brief front on {target}: {', '.join(r.key for r in report.brief_fronts[target]) or 'none'}")
+            for key, why in report.dropped.get(target, {}).items():
+                console.print(f"  dropped by the confirmation: {key}: {why}", markup=False)
     for key, message in sorted(report.given_up.items()):
         console.print(f"skipped {key}: its fine-tune failed {setup.experiment.search.retries + 1} times (last: {message})")
     if report.missing_models:
@@ -260,7 +285,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
-    from prunesearch.search.results import compare, front_for, statuses, tied_for
+    from prunesearch.search.confirm import dropped as dropped_by
+    from prunesearch.search.results import compare, front_for, fronts_and_ties, statuses
 
     if not 0.0 < args.level < 1.0:
         raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
@@ -269,19 +295,28 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if plot is not None and not plot.parent.is_dir():
         raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
     uri = tracking_uri()
-    stored = read_results(uri, args.experiment, args.study)
-    if not stored:
+    everything = read_results(uri, args.experiment, args.study)
+    if not everything:
         raise PrunesearchError(f"experiment {args.experiment!r} in {uri} has no fine-tuned candidates yet")
+    stages = {s.stage for s in everything}
+    stage = args.stage or ("confirm" if "confirm" in stages else "brief")
+    if stage not in stages:
+        raise PrunesearchError(f"experiment {args.experiment!r} has no {stage} results (it has: {', '.join(sorted(stages))}); "
+                               "set search.confirm in the experiment and run it again")
+    stored = [s for s in everything if s.stage == stage]
     targets = sorted({t for s in stored for t in s.result.latency_ms})
     if args.target:
         if args.target not in targets:
             raise PrunesearchError(f"no run of {args.experiment!r} was priced on {args.target!r}; priced on: {', '.join(targets)}")
         targets = [args.target]
-    fronts, pools, ties = {}, {}, {}
+    fronts, pools, ties, dropped = {}, {}, {}, {}
     for target in targets:
         pools[target] = comparable(stored, target, args.allow_mixed)
-        fronts[target] = front_for(pools[target], target, budget_ms)
-        ties[target] = tied_for(pools[target], fronts[target], target, budget_ms, args.level)
+        front, tied = fronts_and_ties(pools[target], [target], budget_ms, args.level)
+        fronts[target], ties[target] = front[target], tied[target]
+        if stage == "confirm":
+            brief = front_for(comparable([s for s in everything if s.stage == "brief"], target, args.allow_mixed), target, budget_ms)
+            dropped[target] = dropped_by(brief, fronts[target], pools[target], target, {})
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
     where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
     if args.compare:
@@ -301,8 +336,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         return [{**r.row(t, status[t][r.key]), **where[r.run_id]} for r in fronts[t] + ties[t] + dominated[t]]
 
     if args.json:
-        print(json.dumps({"experiment": args.experiment, "accuracy_scale": ",".join(scales), "level": args.level,
-                          "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets}}, indent=2))
+        print(json.dumps({"experiment": args.experiment, "stage": stage, "accuracy_scale": ",".join(scales), "level": args.level,
+                          "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets},
+                          **({"dropped": dropped} if stage == "confirm" else {})}, indent=2))
     elif args.csv:
         import csv
 
@@ -312,13 +348,18 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         console = Console()
-        stopped = stopped_early(uri, args.experiment, args.study)
+        stopped = stopped_early(uri, args.experiment, args.study) if stage == "brief" else []  # none in a confirmation
         for target, front in fronts.items():
             count = f"{len(pools[target]) + len(stopped)} fine-tuned"
             if stopped:
                 count += f", {len(stopped)} of them stopped early"
-            title = f"{args.experiment}: Pareto front on {target} ({count}; accuracy scale {', '.join(scales)})"
+            which = "confirmed Pareto front" if stage == "confirm" else "Pareto front"
+            title = f"{args.experiment}: {which} on {target} ({count}; accuracy scale {', '.join(scales)})"
             console.print(front_table(front, target, title, ties[target], dominated[target]))
+            for key, why in dropped.get(target, {}).items():
+                console.print(f"  dropped by the confirmation: {key}: {why}", markup=False)
+        if stage == "brief" and "confirm" in stages:
+            console.print("brief-stage results; without --stage brief, pareto shows the confirmed front")
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
     if plot is not None:

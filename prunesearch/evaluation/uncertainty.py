@@ -81,14 +81,22 @@ class SequenceStats:
         )
 
     @classmethod
-    def from_results(cls, results: Sequence) -> SequenceStats:
-        """One seed's per-sequence results (``SequenceResult``); sequences without ground truth are left out."""
-        scored = [r for r in results if r.scores is not None]
-        return cls.from_scores([r.name for r in scored], [[r.scores for r in scored]])
+    def from_results(cls, *per_seed: Sequence) -> SequenceStats:
+        """Per-sequence results (``SequenceResult``) of one or more seeds, each over the same
+        sequences; sequences without ground truth are left out."""
+        scored = [[r for r in results if r.scores is not None] for results in per_seed]
+        names = [r.name for r in scored[0]]
+        if any([r.name for r in results] != names for results in scored):
+            raise ValueError("every seed must be scored on the same sequences")
+        return cls.from_scores(names, [[r.scores for r in results] for results in scored])
 
     @property
     def seeds(self) -> int:
         return self.iou_sum.shape[0]
+
+    def point(self) -> dict[str, float]:
+        """Each metric's figure: the mean over seeds of the pooled (AO, SR) or averaged (AUC) value."""
+        return {metric: float(_metric(self, metric, *_identity(self))[0]) for metric in INTERVAL_METRICS}
 
     def to_dict(self) -> dict[str, list]:
         """Plain lists (JSON, Optuna attributes, MLflow artifacts)."""
@@ -175,10 +183,10 @@ def bootstrap_intervals(
     seqs, uniform = _draws(len(stats.names), resamples, level, seed)
     seeds = _seed_draws(uniform, stats.seeds)
     out = {}
+    points = stats.point()
     for metric in INTERVAL_METRICS:
-        point = float(_metric(stats, metric, *_identity(stats))[0])
         low, high = _percentiles(_metric(stats, metric, seeds, seqs), level)
-        out[metric] = Interval(point, low, high, level)
+        out[metric] = Interval(points[metric], low, high, level)
     return out
 
 

@@ -7,6 +7,7 @@ evaluation (:func:`prunesearch.evaluation.evaluate`), checkpoints and ONNX expor
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from prunesearch.checkpoints import load_checkpoint, save_checkpoint
+from prunesearch.checkpoints import load_checkpoint, read_extra, save_checkpoint
 from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
-from prunesearch.models.vit_tracker import JointTracker
+from prunesearch.models.vit_tracker import JointTracker, TrackerBase
 from prunesearch.pruning import student_from_teacher
 from prunesearch.search.controller import Outcome, StepCallback
 from prunesearch.search.results import ACCURACY_KEYS
@@ -57,12 +58,26 @@ def calibration_batch(
     return normalize(zs), normalize(xs)
 
 
-class CandidateTrainer:
-    """The product :class:`~prunesearch.search.controller.Evaluator`; checkpoints go to ``workdir``.
+def checkpoint_path(workdir: Path, key: str, stage: str = "brief", seed: int = 0) -> Path:
+    """Where a candidate's fine-tuned weights go: ``B4-1-uniform.pt`` for the brief stage's first
+    seed, ``B4-1-uniform.seed1.pt``, ``B4-1-uniform.confirm.pt`` and so on for the others."""
+    parts = [key.replace("/", "-")] + ([stage] if stage != "brief" else []) + ([f"seed{seed}"] if seed else [])
+    return workdir / (".".join(parts) + ".pt")
 
-    The teacher is moved once to the fine-tune's device; students are pruned from it there,
-    fine-tuned there and evaluated on ``eval_device`` (default: the same) in the same precision.
+
+class CandidateTrainer:
+    """The product :class:`~prunesearch.search.controller.Evaluator` of the brief stage: prune the
+    teacher, fine-tune, score; checkpoints go to ``workdir``.
+
+    With ``finetune.seeds: K`` each candidate is fine-tuned K times (seeds seed .. seed+K-1) and
+    scored on the same sequences after each: its figures are the means over seeds and its
+    per-sequence statistics keep every seed, so intervals cover seed noise. The first seed's
+    weights are the candidate's checkpoint (exported if it makes the front); ``on_step`` counts
+    the steps of all seeds in a row. The teacher is moved once to the fine-tune's device; students
+    are fine-tuned there and evaluated on ``eval_device`` (default: the same) in the same precision.
     """
+
+    stage = "brief"
 
     def __init__(
         self,
@@ -79,7 +94,7 @@ class CandidateTrainer:
         self.eval_device = str(resolve_device(eval_device, "evaluation.device")) if eval_device else str(self.device)
         self.teacher, self.train, self.val = teacher.to(self.device).eval(), train, val
         self.config = finetune_config
-        self.steps = int(finetune_config.steps)
+        self.steps = int(finetune_config.steps) * int(finetune_config.seeds)
         self.workdir = workdir
         self.crop = crop or CropGeometry()
         self.real_data = real_data
@@ -91,36 +106,85 @@ class CandidateTrainer:
             self._calibration = (z.to(self.device), x.to(self.device))
         return self._calibration
 
+    def start(self, cand: Candidate, seed: int) -> tuple[TrackerBase, int]:
+        """The model the ``seed``-th fine-tune trains, and the steps it has already had."""
+        calib = self.calibration() if cand.rule == "influence" else None
+        return student_from_teacher(self.teacher, cand.depth, cand.ai_layers, cand.rule, calibration=calib), 0
+
+    def seed_of(self, seed: int) -> int:
+        """The data seed of the ``seed``-th fine-tune."""
+        return self.config.seed + seed
+
     def run(self, cand: Candidate, on_step: StepCallback) -> Outcome:
         from prunesearch.evaluation import TrackingParams, evaluate
         from prunesearch.training import finetune
 
-        start = time.perf_counter()
-        calib = self.calibration() if cand.rule == "influence" else None
-        student = student_from_teacher(self.teacher, cand.depth, cand.ai_layers, cand.rule, calibration=calib)
-        trained = finetune(
-            student, self.train, self.config, teacher=self.teacher, callback=on_step, crop=self.crop, real_data=self.real_data
-        )
-        tuned = time.perf_counter()
-        outcome = Outcome(
-            status=trained.status,
-            losses=list(trained.losses),
-            seconds={"finetune": tuned - start},
-            blocks=tuple(student.spec.blocks),
-        )
-        if trained.status != "ok":
-            return outcome
-        scores = evaluate(
-            student.eval(), self.val, params=TrackingParams(crop=self.crop), device=self.eval_device,
-            precision=self.config.precision,
-        )
-        scored = time.perf_counter()
-        outcome.accuracy = {k: float(getattr(scores, k)) for k in ACCURACY_KEYS}
-        outcome.sequences = SequenceStats.from_results(scores.sequences).to_dict()
-        path = self.workdir / f"{cand.key.replace('/', '-')}.pt"
-        outcome.checkpoint = str(save_checkpoint(student, path, crop=self.crop))
-        outcome.seconds.update(evaluate=scored - tuned, checkpoint=time.perf_counter() - scored)
+        outcome = Outcome(status="ok", seconds={"finetune": 0.0, "evaluate": 0.0, "checkpoint": 0.0})
+        per_seed = []
+        for k in range(self.config.seeds):
+            clock = time.perf_counter()
+            model, before = self.start(cand, k)
+            config = dataclasses.replace(self.config, seed=self.seed_of(k))
+            offset = k * self.config.steps
+            trained = finetune(
+                model, self.train, config, teacher=self.teacher, callback=lambda step, m: on_step(offset + step, m),
+                crop=self.crop, real_data=self.real_data,
+            )
+            tuned = time.perf_counter()
+            outcome.seconds["finetune"] += tuned - clock
+            outcome.losses += trained.losses
+            outcome.blocks = tuple(model.spec.blocks)
+            if trained.status != "ok":
+                outcome.status = trained.status
+                return outcome
+            scores = evaluate(
+                model.eval(), self.val, params=TrackingParams(crop=self.crop), device=self.eval_device,
+                precision=self.config.precision,
+            )
+            scored = time.perf_counter()
+            per_seed.append(scores.sequences)
+            path = save_checkpoint(model, checkpoint_path(self.workdir, cand.key, self.stage, k), crop=self.crop,
+                                   steps=before + trained.steps, stage=self.stage, seed=config.seed)
+            outcome.checkpoint = outcome.checkpoint or str(path)
+            outcome.seconds["evaluate"] += scored - tuned
+            outcome.seconds["checkpoint"] += time.perf_counter() - scored
+        stats = SequenceStats.from_results(*per_seed)
+        outcome.accuracy = stats.point()
+        outcome.sequences = stats.to_dict()
         return outcome
+
+
+class ConfirmTrainer(CandidateTrainer):
+    """The confirmation stage's :class:`~prunesearch.search.controller.Evaluator`: each seed goes on
+    from the candidate's brief checkpoint (the weights, and the step count it records) for
+    ``finetune_config.steps`` more steps on fresh pairs, and is scored on ``val`` (more sequences).
+
+    The optimiser starts afresh with its warm-up (a warm restart of the cosine schedule): its
+    moments are not kept in checkpoints, which would triple their size for ViT-B students.
+    """
+
+    stage = "confirm"
+
+    def __init__(self, brief: dict[str, str], brief_seeds: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.brief, self.brief_seeds = brief, brief_seeds
+
+    def start(self, cand: Candidate, seed: int) -> tuple[TrackerBase, int]:
+        first = self.brief.get(cand.key)
+        if not first:
+            raise PrunesearchError(f"{cand.key} has no brief checkpoint in the study to confirm it from")
+        path = checkpoint_path(Path(first).parent, cand.key, "brief", seed % self.brief_seeds)
+        if not path.is_file():
+            raise PrunesearchError(
+                f"the brief checkpoint {path} of {cand.key} is not on this machine; on many machines give "
+                "every machine the same --workdir on a shared file system"
+            )
+        model = load_checkpoint(path, device=str(self.device))
+        return model, int(read_extra(path).get("steps", 0))
+
+    def seed_of(self, seed: int) -> int:
+        """Seeds after the brief ones: a continued fine-tune never replays its brief pairs."""
+        return self.config.seed + self.brief_seeds + seed
 
 
 def export_onnx(checkpoint: str | Path, out_dir: Path) -> list[Path]:

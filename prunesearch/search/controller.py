@@ -251,6 +251,7 @@ class SearchController:
         self.depth_bounds = space.depth_range(teacher_depth)
         self.ai_bounds = space.ai_range(teacher_depth)
         self.feasible = book.feasible()
+        self.members = {c.key for c in book.candidates}  # the confirmation stage's book holds a few
         self.gate = _Gate()
 
     def state(self) -> StudyState:
@@ -342,7 +343,7 @@ class SearchController:
         cand = self._suggest(trial)
         writer = TrialWriter(trial)
         writer.take(cand, this_worker())
-        inside = self.space.contains(cand, self.teacher_depth)
+        inside = self.space.contains(cand, self.teacher_depth) and cand.key in self.members
         margin = self.book.margin_ms(cand) if inside else 0.0
         trial.set_constraint("space", 0.0 if inside else 1.0)
         trial.set_constraint("budget_ms", margin)

@@ -18,6 +18,7 @@ from typing import Any
 
 from prunesearch.data.datasets import BAD_FRAME_ACTIONS
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluation.uncertainty import MAX_SEEDS
 from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
@@ -67,6 +68,24 @@ class EarlyStop:
 
 
 @dataclass(frozen=True)
+class ConfirmSettings:
+    """The confirmation stage (:mod:`prunesearch.search.confirm`): the brief front and its tied
+    candidates fine-tuned further from their brief checkpoints and scored on more sequences.
+
+    ``steps``: steps per seed on top of the brief ones (None: 4x the brief fine-tune, 5x in all);
+    ``val_sequences``: validation sequences scored, the brief ones first (None: 4x the brief
+    number, as many as the split holds); ``seeds``: continued fine-tunes per candidate.
+    """
+
+    steps: int | None = checked(None, minimum=1)
+    val_sequences: int | None = checked(None, minimum=1)
+    seeds: int = checked(1, minimum=1, maximum=MAX_SEEDS)
+
+    def resolved(self, brief_steps: int, brief_val: int) -> "ConfirmSettings":
+        return ConfirmSettings(self.steps or 4 * brief_steps, self.val_sequences or 4 * brief_val, self.seeds)
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     trials: int = checked(6, minimum=1)
     strategy: str = checked("auto", choices=STRATEGIES)
@@ -79,6 +98,8 @@ class SearchSettings:
     retries: int = checked(2, minimum=0)
     heartbeat_s: float = checked(10.0, minimum=0.1)
     grace_s: float = checked(60.0, minimum=0.5)
+    # None: no confirmation stage. Unset in the file: on with a dataset folder, off with built-in data.
+    confirm: ConfirmSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -187,12 +208,22 @@ def _existing(path: Path, where: str, what: str) -> Path:
     return path.resolve()
 
 
-def _parse_search(section: Section) -> SearchSettings:
+def _parse_search(section: Section, real_data: bool) -> SearchSettings:
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
-    settings = section.build(SearchSettings, skip=("seeds", "early_stop"))
-    if section.data.get("early_stop") is False:
-        return dataclasses.replace(settings, seeds=seeds, early_stop=None)
-    return dataclasses.replace(settings, seeds=seeds, early_stop=section.section("early_stop").build(EarlyStop))
+    settings = section.build(SearchSettings, skip=("seeds", "early_stop", "confirm"))
+    early_stop = None if section.data.get("early_stop") is False else section.section("early_stop").build(EarlyStop)
+    return dataclasses.replace(settings, seeds=seeds, early_stop=early_stop, confirm=_parse_confirm(section, real_data))
+
+
+def _parse_confirm(search: Section, real_data: bool) -> ConfirmSettings | None:
+    """``search.confirm``: false, true, or its settings; unset, on for a dataset and off for built-in
+    data (whose quick default run must stay within its ten minutes)."""
+    value = search.data.get("confirm", real_data)
+    if value is False or value is True:
+        return ConfirmSettings() if value else None
+    if not isinstance(value, dict):
+        raise search.fail("confirm", "true, false or a mapping of steps, val_sequences, seeds", value)
+    return search.section("confirm").build(ConfirmSettings)
 
 
 def _parse_data(section: Section, base: Path) -> DataSpec:
@@ -221,6 +252,7 @@ def load_experiment(ref: str) -> Experiment:
     path = locate("experiments", ref)
     raw = read_yaml(path)
     top = Section(raw, str(path)).only(EXPERIMENT_KEYS)
+    data = _parse_data(top.section("data"), path.parent)
     space_ref = raw.get("space")
     if isinstance(space_ref, str):
         space = load_space(space_ref)
@@ -235,8 +267,8 @@ def load_experiment(ref: str) -> Experiment:
         description=top.optional_text("description") or "",
         architecture=top.text("architecture", "vit-b", sorted(PRESETS)),
         space=space,
-        data=_parse_data(top.section("data"), path.parent),
-        search=_parse_search(top.section("search")),
+        data=data,
+        search=_parse_search(top.section("search"), data.path is not None),
         finetune=dict(top.section("finetune").data),
         teacher_checkpoint=_existing(path.parent / checkpoint, teacher.where("checkpoint"), "teacher checkpoint")
         if checkpoint

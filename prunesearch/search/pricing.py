@@ -10,6 +10,8 @@ space is priced first; the controller never fine-tunes a candidate that fits no 
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -138,6 +140,12 @@ class PriceBook:
     def margin_ms(self, cand: Candidate) -> float:
         """How far over budget on its most lenient target (<= 0: feasible); Optuna's constraint value."""
         return min(p.priced_ms for p in self.prices[cand.key].values()) - self.budget.ms
+
+    def only(self, keys: list[str]) -> "PriceBook":
+        """The same prices with ``keys`` alone as candidates (the confirmation stage's book)."""
+        book = copy.copy(self)
+        book.candidates = [c for c in self.candidates if c.key in set(keys)]
+        return book
 
     def feasible(self) -> list[Candidate]:
         return [c for c in self.candidates if self.margin_ms(c) <= 0]

@@ -131,6 +131,13 @@ def tied_for(results: list[CandidateResult], front: list[CandidateResult], targe
     return tied_with_front(pool, front, lambda r: r.latency_ms[target], better)
 
 
+def fronts_and_ties(results: list[CandidateResult], targets: tuple[str, ...] | list[str], budget_ms: float | None = None,
+                    level: float = DEFAULT_LEVEL) -> tuple[dict[str, list[CandidateResult]], dict[str, list[CandidateResult]]]:
+    """Each target's front (:func:`front_for`) and the candidates tied with it (:func:`tied_for`)."""
+    fronts = {t: front_for(results, t, budget_ms) for t in targets}
+    return fronts, {t: tied_for(results, fronts[t], t, budget_ms, level) for t in targets}
+
+
 def statuses(results: list[CandidateResult], front: list[CandidateResult], tied: list[CandidateResult]) -> dict[str, str]:
     """``front``, ``tied`` or ``dominated`` for each result's key."""
     on_front, ties = {r.key for r in front}, {r.key for r in tied}

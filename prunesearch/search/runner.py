@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from collections.abc import Callable
 
 import optuna
 import torch
@@ -35,16 +36,17 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import default_study_storage, is_remote, tracking_uri
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
 from prunesearch.search.budget import Budget, parse_budget
-from prunesearch.search.candidate import CandidateTrainer, export_onnx
+from prunesearch.search import confirm
+from prunesearch.search.candidate import CandidateTrainer, ConfirmTrainer, export_onnx
 from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
-from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
+from prunesearch.search.experiment import ConfirmSettings, DataSpec, Experiment, load_experiment
 from prunesearch.checkpoints import load_checkpoint
 from prunesearch.mlflow_log.tracker_model import TrackerModel
 from prunesearch.search.plot import FULL_SCALE, ReferencePoint
 from prunesearch.search.space import Candidate
 from prunesearch.search.pricing import LatencyTablePricer, PriceBook
 from prunesearch.search.record import data_fingerprint, file_sha256, reproducibility_record
-from prunesearch.search.results import CandidateResult, front_for, tied_for
+from prunesearch.search.results import CandidateResult, fronts_and_ties
 from prunesearch.search.study import (
     StudyCounts,
     StudyState,
@@ -115,6 +117,8 @@ class Display(Progress, Protocol):
 
     def begin(self, plan: Plan, steps: int, workers: int, settled: int) -> None: ...
 
+    def confirm(self, stage: ConfirmStage) -> None: ...
+
 
 @dataclass
 class Setup:
@@ -161,17 +165,26 @@ def load_teacher(exp: Experiment, device: str = "cpu") -> tuple[JointTracker, st
 
 def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
     """Training and validation sequences: the dataset's splits, or built-in sequences (made once, cached)."""
-    if spec.path is None:
-        from prunesearch.data.synthetic import builtin_sequences
-
-        return builtin_sequences("train", count=spec.train_sequences), builtin_sequences("val", count=spec.val_sequences)
-    from prunesearch.data import open_dataset
-
-    train = open_dataset(spec.path, spec.train_split, spec.train_sequences, spec.bad_frames)
-    val = open_dataset(spec.path, spec.val_split, spec.val_sequences, spec.bad_frames)
+    train, val = _split(spec, "train", spec.train_sequences), load_val(spec, spec.val_sequences)
     if not train or not val:
         raise PrunesearchError(f"{spec.path} holds no sequences in split {spec.train_split!r} or {spec.val_split!r}")
     return train, val
+
+
+def load_val(spec: DataSpec, count: int) -> list[Sequence]:
+    """The first ``count`` validation sequences (fewer if the split is smaller): a longer list
+    starts with a shorter one's, so the confirmation stage scores the brief stage's sequences too."""
+    return _split(spec, "val", count)
+
+
+def _split(spec: DataSpec, which: str, count: int | None) -> list[Sequence]:
+    if spec.path is None:
+        from prunesearch.data.synthetic import builtin_sequences
+
+        return builtin_sequences(which, count=count)
+    from prunesearch.data import open_dataset
+
+    return open_dataset(spec.path, spec.train_split if which == "train" else spec.val_split, count, spec.bad_frames)
 
 
 def study_identity(experiment: str, teacher_fp: str, data_fp: str, book: PriceBook, budget: Budget) -> str:
@@ -291,6 +304,49 @@ def _controller(setup: Setup, study: optuna.Study, log: SearchLog, plan: Plan, p
     )
 
 
+@dataclass(frozen=True)
+class ConfirmStage:
+    """The confirmation stage of one search (see :mod:`prunesearch.search.confirm`)."""
+
+    settings: ConfirmSettings  # resolved: steps and sequences as numbers
+    study: optuna.Study
+    plan: Plan
+    members: list[str]
+    sequences: int  # validation sequences it scores (the split may hold fewer than asked)
+    settled: int  # members confirmed before this invocation
+
+
+def _stages(setup: Setup, storage: Any, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int,
+            announce: Callable[[ConfirmStage], None] | None = None) -> ConfirmStage | None:
+    """What every worker does: the brief stage, then, where the experiment asks, the confirmation
+    (``announce(stage)`` is told before it starts)."""
+    _controller(setup, study, log, plan, progress, index).work()
+    exp = setup.experiment
+    if exp.search.confirm is None:
+        return None
+    settings = exp.search.confirm.resolved(setup.finetune_config.steps, exp.data.val_sequences)
+    results = trained_results(study, setup.book, setup.info.accuracy_scale)
+    members = confirm.members(*fronts_and_ties(results, setup.book.targets, setup.budget.ms))
+    val = load_val(exp.data, settings.val_sequences)
+    name = confirm.study_name(setup.info.study, settings, data_fingerprint(setup.train, val))
+    confirm_study = open_study(storage, name, make_sampler("random", exp.seed * 100 + index, 1), setup.book.primary)
+    book = setup.book.only(members)
+    search = dataclasses.replace(exp.search, strategy="enumerate", seeds=(), early_stop=None)
+    settled = len(StudyState.read(confirm_study, search.retries).finished)
+    stage = ConfirmStage(settings, confirm_study, plan_search(confirm_study, book, search), members, len(val), settled)
+    if announce is not None:
+        announce(stage)
+    config = dataclasses.replace(setup.finetune_config, steps=settings.steps, seeds=settings.seeds)
+    trainer = ConfirmTrainer(
+        checkpoints(study), setup.finetune_config.seeds, setup.teacher, setup.train, val, config, setup.workdir,
+        setup.crop, setup.eval_device, real_data=exp.data.path is not None,
+    )
+    stage_log = log.for_stage("confirm", {**dataclasses.asdict(settings), "val_sequences": len(val)})
+    SearchController(confirm_study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log,
+                     progress, index).work()
+    return stage
+
+
 def _sampler(exp: Experiment, index: int) -> optuna.samplers.BaseSampler:
     """Each worker its own sampler seed, so workers do not propose in lockstep."""
     return make_sampler(exp.search.sampler, seed=exp.seed * 100 + index, population=exp.search.trials // 2)
@@ -308,7 +364,7 @@ def _worker(
         setup = prepare(req, storage, index)
         study = open_study(storage, setup.info.study, _sampler(setup.experiment, index), setup.book.primary)
         log = SearchLog(uri, setup.info, setup.book, parent_id)
-        _controller(setup, study, log, plan, QueueProgress(events), index).work()
+        _stages(setup, storage, study, log, plan, QueueProgress(events), index)
     except PrunesearchError as err:
         events.put(("error", index, str(err)))
         raise SystemExit(2) from None
@@ -332,7 +388,7 @@ def _relay(events: Any, display: Display, errors: list[str], stop: threading.Eve
 def _run_workers(
     setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, workers: int,
     display: Display,
-) -> None:
+) -> ConfirmStage | None:
     """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue()
@@ -360,7 +416,7 @@ def _run_workers(
     own_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        _controller(setup, study, log, plan, display, 0).work()
+        stage = _stages(setup, storage, study, log, plan, display, 0, display.confirm)
         for p in procs:
             p.join()
     except BaseException:
@@ -379,6 +435,7 @@ def _run_workers(
     failed = [f"{p.name} exited with {p.exitcode}" for p in procs if p.exitcode]
     if failed:
         raise PrunesearchError(f"{', '.join(failed)}; run the same command again to resume")
+    return stage
 
 
 @dataclass
@@ -396,6 +453,11 @@ class RunReport:
     missing_models: list[str]
     given_up: dict[str, str]  # candidate -> its last error, after search.retries retries
     ties: dict[str, list[CandidateResult]] = field(default_factory=dict)  # per target, see tied_for
+    # With a confirmation stage, ``fronts`` and ``ties`` are the confirmed ones; these the brief
+    # stage's, and why each brief front member fell off the confirmed front, per target.
+    confirmation: ConfirmStage | None = None
+    brief_fronts: dict[str, list[CandidateResult]] = field(default_factory=dict)
+    dropped: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def reference_points(setup: Setup) -> dict[str, list[ReferencePoint]]:
@@ -499,23 +561,35 @@ def _search_and_report(
     """Everything after the parent run exists: any way out of here ends that run."""
     exp = setup.experiment
     workers = req.workers or exp.search.workers
-    display.begin(plan, setup.finetune_config.steps, workers, len(StudyState.read(study, exp.search.retries).finished))
+    display.begin(plan, setup.finetune_config.steps * setup.finetune_config.seeds, workers,
+                  len(StudyState.read(study, exp.search.retries).finished))
     times.lap("log_search")
     if workers == 1:
-        _controller(setup, study, log, plan, display, 0).work()
+        stage = _stages(setup, storage, study, log, plan, display, 0, display.confirm)
     else:
-        _run_workers(setup, req, uri, storage, study, log, plan, workers, display)
+        stage = _run_workers(setup, req, uri, storage, study, log, plan, workers, display)
     times.lap("search")
+    targets, budget_ms = setup.book.targets, setup.budget.ms
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
-    fronts = {t: front_for(results, t, setup.budget.ms) for t in setup.book.targets}
-    ties = {t: tied_for(results, fronts[t], t, setup.budget.ms) for t in setup.book.targets}
+    fronts, ties = fronts_and_ties(results, targets, budget_ms)
     log.mark_front(results, fronts, ties)
+    brief_fronts, dropped, shown, given_up = fronts, {}, study, StudyState.read(study, exp.search.retries).given_up
+    if stage is not None:
+        brief_fronts, shown = fronts, stage.study
+        results = trained_results(stage.study, setup.book, setup.info.accuracy_scale)
+        fronts, ties = fronts_and_ties(results, targets, budget_ms)
+        log.mark_front(results, fronts, ties)
+        failed = StudyState.read(stage.study, exp.search.retries).given_up
+        dropped = {t: confirm.dropped(brief_fronts[t], fronts[t], results, t, failed) for t in targets}
+        given_up = {**given_up, **{f"{k} (confirmation)": v for k, v in failed.items()}}
     times.lap("log_search")
-    missing = _export_front(setup, log, fronts, checkpoints(study))
+    missing = _export_front(setup, log, fronts, checkpoints(shown))
     times.lap("export")
     counts = StudyCounts.of(study, since=started)
+    if stage is not None:
+        counts = counts.plus(StudyCounts.of(stage.study, since=started))
     log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), ties, teacher_ms(setup),
                plan.strategy)
     times.lap("log_search")
-    given_up = StudyState.read(study, exp.search.retries).given_up
-    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties)
+    return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties,
+                     stage, brief_fronts, dropped)

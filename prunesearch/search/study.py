@@ -11,7 +11,7 @@ Liveness: every process that works on a study beats (``alive.<worker>`` study at
 failed and their candidates re-queued once (:func:`recover`). A worker that only missed beats and
 finishes later finds its trial failed and discards its result (``record.settle`` refuses it).
 
-Extending the record (later issues: confidence intervals, a confirmation stage): add a field with
+Extending the record: add a field with
 a default to :class:`TrialRecord`, read it in :meth:`TrialRecord.of` and write it through a
 method of :class:`TrialRecord`'s writers below; nothing else names trial attributes.
 """
@@ -155,21 +155,22 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-_BEATING: dict[int, Heartbeat] = {}
+_BEATING: dict[tuple[int, str], Heartbeat] = {}
 
 
 @contextmanager
 def heartbeat(study: optuna.Study, every_s: float) -> Iterator[None]:
-    """This process beats while inside; nested uses (runner, then controller) share one thread."""
-    pid = os.getpid()
-    if pid in _BEATING:
+    """This process beats on ``study`` while inside; nested uses for one study (runner, then
+    controller) share one thread, and each study (the brief one, its confirmation) has its own."""
+    key = (os.getpid(), study.study_name)
+    if key in _BEATING:
         yield
         return
-    _BEATING[pid] = Heartbeat(study, every_s)
+    _BEATING[key] = Heartbeat(study, every_s)
     try:
         yield
     finally:
-        _BEATING.pop(pid).stop()
+        _BEATING.pop(key).stop()
 
 
 @dataclass(frozen=True)
@@ -538,6 +539,11 @@ class StudyCounts:
             seconds.update(r.seconds)
             steps += r.steps
         return cls(dict(outcomes), dict(seconds), steps)
+
+    def plus(self, other: "StudyCounts") -> "StudyCounts":
+        """Both counts together (a brief stage and its confirmation)."""
+        return StudyCounts(dict(Counter(self.outcomes) + Counter(other.outcomes)),
+                           dict(Counter(self.seconds) + Counter(other.seconds)), self.finetune_steps + other.finetune_steps)
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {f"trials.{k}": v for k, v in self.outcomes.items()}

@@ -133,10 +133,16 @@ class SearchLog:
     It is the controller's :class:`~prunesearch.search.controller.TrialSink`.
     """
 
-    def __init__(self, uri: str, info: SearchInfo, book: PriceBook, parent_id: str) -> None:
-        self.uri, self.info, self.book, self.parent_id = uri, info, book, parent_id
+    def __init__(self, uri: str, info: SearchInfo, book: PriceBook, parent_id: str, stage: str = "brief",
+                 stage_params: dict[str, object] | None = None) -> None:
+        self.uri, self.info, self.book, self.parent_id, self.stage = uri, info, book, parent_id, stage
+        self.stage_params = stage_params or {}
         self.writer = MlflowWriter(uri)
         self.experiment_id = self.writer.experiment_of(parent_id)
+
+    def for_stage(self, stage: str, params: dict[str, object]) -> "SearchLog":
+        """The same search's log for the child runs of another stage (tag ``stage``, and its settings as params)."""
+        return SearchLog(self.uri, self.info, self.book, self.parent_id, stage, params)
 
     @classmethod
     def start(cls, uri: str, info: SearchInfo, book: PriceBook, strategy: str, record: dict[str, object]) -> "SearchLog":
@@ -157,20 +163,21 @@ class SearchLog:
         return cls(uri, info, book, parent)
 
     def _params(self, cand: Candidate) -> dict[str, object]:
-        return {**self.info.common_params(), **cand.params}
+        return {**self.info.common_params(), **_flat(self.stage, self.stage_params), **cand.params}
 
     def begin(self, number: int, cand: Candidate, worker: str) -> str:
         """The child run of a fine-tune that starts now: what is known before training."""
         tags = {
             **self.info.common_tags(),
             "kind": "candidate",
+            "stage": self.stage,
             "candidate": cand.key,
             "trial": number,
             "worker": worker,
             "pareto": "false",
             **{f"feasible.{t}": str(self.book.fits(cand, t)).lower() for t in self.book.targets},
         }
-        run_id = self.writer.create_run(self.experiment_id, f"{cand.name} {cand.rule}", tags, parent_id=self.parent_id)
+        run_id = self.writer.create_run(self.experiment_id, self._run_name(cand), tags, parent_id=self.parent_id)
         metrics: dict[str, float] = {}
         for target, price in self.book.prices[cand.key].items():
             metrics[f"latency_ms.{target}"] = price.priced_ms
@@ -181,6 +188,9 @@ class SearchLog:
         self.writer.log(run_id, params=params, metrics=metrics)
         self.writer.log_dict(run_id, {"candidate": cand.key, **params, "finetune": self.info.finetune}, "config.json")
         return run_id
+
+    def _run_name(self, cand: Candidate) -> str:
+        return f"{cand.name} {cand.rule}" + ("" if self.stage == "brief" else f" {self.stage}")
 
     def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
         """The fine-tune's losses at ``step``, live."""
@@ -221,7 +231,7 @@ class SearchLog:
             self.writer.log(run_id, tags={"outcome": label, "message": message})
         tags: dict[str, object] = {"status": label}
         if label != "trained":
-            tags.update({"reason": reason, "mlflow.runName": f"{cand.name} {cand.rule} [{label}]",
+            tags.update({"reason": reason, "mlflow.runName": f"{self._run_name(cand)} [{label}]",
                          NOTE: f"**{label}**" + (f": {reason}" if reason else "")})
         self.writer.log(run_id, tags=tags)
         self.writer.end(run_id, status)

@@ -26,6 +26,7 @@ from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
 from prunesearch.errors import PrunesearchError
+from prunesearch.evaluation.uncertainty import MAX_SEEDS
 from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import HEATMAP_CONVENTIONS, LossWeights, tracking_loss
@@ -59,6 +60,9 @@ class FinetuneConfig:
     l1_weight: float = checked(5.0, minimum=0)
     distill_weight: float = checked(1.0, minimum=0)  # used only when a teacher is given
     seed: int = checked(0, minimum=0, maximum=SEED_MAX)
+    # Fine-tunes per candidate in a search (seeds seed, seed+1, ...): its score is their mean, and
+    # its interval covers seed noise too. One fine-tune (this function) uses ``seed`` alone.
+    seeds: int = checked(1, minimum=1, maximum=MAX_SEEDS)
     threads: int | None = checked(None, minimum=1, maximum=1024)  # torch intra-op threads; None keeps the current setting
     log_every: int = checked(10, minimum=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
