@@ -93,7 +93,8 @@ def main() -> None:
         write_got10k_folder(root / "got10k", train=sequences, val=2, frames=frames)
         made = time.perf_counter() - clock
         extract(root / "OSTrack_ep0300.pth.tar", root / "teacher.pth")
-        teacher, crop = load_tracker(root / "teacher.pth", device=device, num_heads=cfg.num_heads)
+        loaded = load_tracker(root / "teacher.pth", device=device, num_heads=cfg.num_heads)
+        teacher, crop = loaded.model, loaded.crop
         train, val = read_got10k(root / "got10k" / "train"), read_got10k(root / "got10k" / "val")
         config = FinetuneConfig(steps=args.steps, batch_size=args.batch_size, device=str(device), precision=precision,
                                 loader_workers=args.loader_workers, log_every=max(1, args.steps // 10))

@@ -37,7 +37,7 @@ import pickle
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -405,9 +405,20 @@ def convert(
     return student.eval()
 
 
+@dataclass(frozen=True)
+class LoadedTracker:
+    """A loaded model with what its file says beside the weights."""
+
+    model: TrackerBase
+    crop: CropGeometry | None  # None where the file records none
+    # ``"prunesearch"``, ``"ostrack"`` or ``"litetrack"``: the training conventions of its
+    # students (e.g. the heat-map target) follow the format the teacher came from.
+    source_format: str
+
+
 def load_checkpoint(path: str | Path, **options: Any) -> TrackerBase:
     """The model of :func:`load_tracker` (same options), without the crop geometry."""
-    return load_tracker(path, **options)[0]
+    return load_tracker(path, **options).model
 
 
 def load_tracker(
@@ -418,9 +429,9 @@ def load_tracker(
     rule: str | list[int] = "first",
     num_heads: int | None = None,
     device: torch.device | str | None = None,
-) -> tuple[TrackerBase, CropGeometry | None]:
+) -> LoadedTracker:
     """Load a prunesearch, OSTrack or LiteTrack checkpoint (detected from its keys), in eval mode,
-    with the crop geometry the file records (None where it records none).
+    with the crop geometry the file records (None where it records none) and its format.
 
     By default the model comes back as the file describes it: OSTrack as a joint teacher,
     LiteTrack as an async student (``ai_layers`` from the published variants unless given),
@@ -443,13 +454,9 @@ def load_tracker(
             # The block schedule does not change the weights: any valid M builds a LiteTrack teacher.
             build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
             model = _load_external(payload, fmt, source, build_m, num_heads)
-        # Which file format it came from: its training conventions (e.g. the heat-map target) follow.
-        model.source_format = fmt
         if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
-            return model.eval(), crop
-        converted = convert(model, into or "student", depth, ai_layers, rule)
-        converted.source_format = fmt
-        return converted, crop
+            return LoadedTracker(model.eval(), crop, fmt)
+        return LoadedTracker(convert(model, into or "student", depth, ai_layers, rule), crop, fmt)
 
 
 def crop_of(payload: dict, source: str) -> CropGeometry | None:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from prunesearch import PrunesearchError
-from prunesearch.checkpoints import infer_config, load_checkpoint, map_external, save_checkpoint
+from prunesearch.checkpoints import infer_config, load_checkpoint, load_tracker, map_external, save_checkpoint
 from prunesearch.models import AsyncTracker, JointTracker, get_preset
 from prunesearch.pruning import student_from_teacher
 
@@ -195,9 +195,10 @@ def test_ostrack_checkpoint_is_a_teacher_computing_ostrack(tmp_path, inputs):
     # Saturate the size branch so OSTrack's clamp of the size map to [1e-4, 1 - 1e-4] shows.
     state["box_head.conv5_size.bias"] = torch.tensor([20.0, -20.0])
     torch.save({"net": state, "epoch": 300, "net_type": "OSTrack"}, tmp_path / "OSTrack_ep0300.pth.tar")
-    model = load_checkpoint(tmp_path / "OSTrack_ep0300.pth.tar")
+    loaded = load_tracker(tmp_path / "OSTrack_ep0300.pth.tar")
+    model = loaded.model
     assert isinstance(model, JointTracker) and not model.training
-    assert model.source_format == "ostrack"  # its students learn OSTrack's heat-map target
+    assert loaded.source_format == "ostrack"  # its students learn OSTrack's heat-map target
     assert (model.cfg.embed_dim, model.cfg.num_heads, model.depth) == (DIM, HEADS, 3)
     assert (model.cfg.template_size, model.cfg.search_size) == (Z_SIZE, X_SIZE)
     assert model.cfg.head_channels == (32, 16, 8, 4) and model.cfg.final_norm
@@ -228,10 +229,11 @@ def test_litetrack_published_depth_gives_its_interaction_layers(tmp_path):
 def test_ostrack_teacher_prunes_into_a_student(tmp_path, small_cfg):
     state = ostrack_state(depth=4)
     torch.save({"net": state}, tmp_path / "ost.pth")
-    teacher = load_checkpoint(tmp_path / "ost.pth", into="teacher")
-    student = load_checkpoint(tmp_path / "ost.pth", depth=3, ai_layers=1, rule="uniform")
+    as_teacher = load_tracker(tmp_path / "ost.pth", into="teacher")
+    as_student = load_tracker(tmp_path / "ost.pth", depth=3, ai_layers=1, rule="uniform")
+    teacher, student = as_teacher.model, as_student.model
     assert student.spec.blocks == (0, 2, 3) and student.spec.name == "B3-1"
-    assert teacher.source_format == student.source_format == "ostrack"
+    assert as_teacher.source_format == as_student.source_format == "ostrack"
     expected = student_from_teacher(teacher, 3, 1, "uniform").state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in student.state_dict().items())
 

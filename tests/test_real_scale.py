@@ -89,10 +89,10 @@ def test_bf16_autocast_fine_tune_and_evaluation_on_cpu(tiny_data, one_torch_thre
 
 def test_crop_geometry_travels_with_the_checkpoint(tmp_path):
     save_checkpoint(build_teacher(TINY_CFG), tmp_path / "t.pt", crop=OSTRACK_384_CROP)
-    model, crop = load_tracker(tmp_path / "t.pt", device="cpu")
-    assert crop == OSTRACK_384_CROP and model.cfg == TINY_CFG
+    loaded = load_tracker(tmp_path / "t.pt", device="cpu")
+    assert loaded.crop == OSTRACK_384_CROP and loaded.model.cfg == TINY_CFG and loaded.source_format == "prunesearch"
     save_checkpoint(build_teacher(TINY_CFG), tmp_path / "plain.pt")
-    assert load_tracker(tmp_path / "plain.pt")[1] is None
+    assert load_tracker(tmp_path / "plain.pt").crop is None
     assert OSTRACK_384_CROP.override(search_factor=4.5) == CropGeometry(2.0, 4.5)
     with pytest.raises(PrunesearchError, match="search_factor must be a positive number"):
         CropGeometry(2.0, 0.0)
@@ -132,8 +132,9 @@ def test_extract_keeps_the_settings_crop_factors(tmp_path, capsys):
     write_ostrack_checkpoint(tmp_path / "OSTrack_ep0300.pth.tar", TINY_CFG, OSTRACK_384_CROP)
     assert main(["checkpoint", "extract", str(tmp_path / "OSTrack_ep0300.pth.tar"), str(tmp_path / "net.pth")]) == 0
     assert "crop factors template 2, search 5" in capsys.readouterr().out
-    model, crop = load_tracker(tmp_path / "net.pth", num_heads=TINY_CFG.num_heads)
-    assert crop == OSTRACK_384_CROP and model.kind == "joint" and model.cfg.embed_dim == TINY_CFG.embed_dim
+    loaded = load_tracker(tmp_path / "net.pth", num_heads=TINY_CFG.num_heads)
+    assert loaded.crop == OSTRACK_384_CROP and loaded.source_format == "ostrack"
+    assert loaded.model.kind == "joint" and loaded.model.cfg.embed_dim == TINY_CFG.embed_dim
     (tmp_path / "junk.pth").write_bytes(b"junk")
     assert main(["checkpoint", "extract", str(tmp_path / "junk.pth"), str(tmp_path / "o.pth")]) == 2
     assert "cannot read" in capsys.readouterr().err
@@ -171,8 +172,8 @@ def test_rehearsal_of_a_real_scale_search_on_cpu(tmp_path):
     assert "B2-1" in run.stdout and "B3-1" in run.stdout
     saved = sorted((tmp_path / "runs").rglob("B*-first.pt"))
     assert [p.name for p in saved] == ["B2-1-first.pt", "B3-1-first.pt"]
-    student, crop = load_tracker(saved[0])
-    assert crop == OSTRACK_384_CROP and student.cfg.embed_dim == 768 and student.cfg.search_size == 128
+    student = load_tracker(saved[0])
+    assert student.crop == OSTRACK_384_CROP and student.model.cfg.embed_dim == 768 and student.model.cfg.search_size == 128
     config = json.loads(next((tmp_path / "mlruns").rglob("config.json")).read_text()) if (tmp_path / "mlruns").exists() else None
     assert config is None or config["finetune"]["precision"] == "bf16"
 

@@ -74,7 +74,8 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
     if args.checkpoint is not None:
         from prunesearch.checkpoints import load_tracker
 
-        (model, crop), source = load_tracker(args.checkpoint, device=args.device or "auto"), str(args.checkpoint)
+        loaded = load_tracker(args.checkpoint, device=args.device or "auto")
+        model, crop, source = loaded.model, loaded.crop, str(args.checkpoint)
     else:
         from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.processes import group_alive
 
 # MLflow 3's UI opens experiments in its GenAI mode; this query parameter selects model training.
 WORKFLOW_QUERY = "workflowType=machine_learning"
@@ -84,25 +85,15 @@ class UiServer:
     def stop(self) -> None:
         """SIGTERM to the whole process group, SIGKILL to what is left after 15 s."""
         for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            if self.process.poll() is not None and not _group_alive(self.process.pid):
+            if self.process.poll() is not None and not group_alive(self.process.pid):
                 return
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:
                 return
             deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and (self.process.poll() is None or _group_alive(self.process.pid)):
+            while time.monotonic() < deadline and (self.process.poll() is None or group_alive(self.process.pid)):
                 time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from prunesearch.search import confirm
 from prunesearch.search.candidate import CandidateTrainer, ConfirmTrainer, export_onnx
 from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
 from prunesearch.search.experiment import ConfirmSettings, DataSpec, Experiment, load_experiment
-from prunesearch.checkpoints import load_checkpoint
+from prunesearch.checkpoints import LoadedTracker, load_checkpoint, load_tracker
 from prunesearch.mlflow_log.tracker_model import TrackerModel
 from prunesearch.search.plot import FULL_SCALE, ReferencePoint
 from prunesearch.search.space import Candidate
@@ -148,19 +148,19 @@ def same_architecture(a: TrackerConfig, b: TrackerConfig) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in _ARCH_FIELDS)
 
 
-def load_teacher(exp: Experiment, device: str = "cpu") -> tuple[JointTracker, str, CropGeometry | None]:
-    """The experiment's teacher on ``device``, the sha256 of its file, and the crop geometry it records."""
-    from prunesearch.checkpoints import load_tracker
+def load_teacher(exp: Experiment, device: str = "cpu") -> tuple[LoadedTracker, str]:
+    """The experiment's teacher on ``device`` (a joint tracker, with the crop geometry and format
+    of its file), and the sha256 of its file."""
     from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
 
     if exp.teacher_checkpoint is None:
-        return load_shipped_teacher().to(device), file_sha256(SHIPPED_TEACHER), None
-    model, crop = load_tracker(exp.teacher_checkpoint, device=device)
-    if not isinstance(model, JointTracker):
+        return LoadedTracker(load_shipped_teacher().to(device), None, "prunesearch"), file_sha256(SHIPPED_TEACHER)
+    loaded = load_tracker(exp.teacher_checkpoint, device=device)
+    if not isinstance(loaded.model, JointTracker):
         raise PrunesearchError(
-            f"teacher checkpoint {exp.teacher_checkpoint} holds a {model.kind} model; the teacher must be a joint (OSTrack-style) tracker"
+            f"teacher checkpoint {exp.teacher_checkpoint} holds a {loaded.model.kind} model; the teacher must be a joint (OSTrack-style) tracker"
         )
-    return model.eval(), file_sha256(exp.teacher_checkpoint), crop
+    return loaded, file_sha256(exp.teacher_checkpoint)
 
 
 def load_data(spec: DataSpec) -> tuple[list[Sequence], list[Sequence]]:
@@ -212,12 +212,13 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
     times.lap("setup")
     pricer = LatencyTablePricer(tuple(dict.fromkeys(req.targets)), exp.arch, req.template_update)
     times.lap("pricing")
-    teacher, teacher_fp, recorded_crop = load_teacher(exp, device)
+    loaded, teacher_fp = load_teacher(exp, device)
+    teacher = loaded.model
     if finetune_config.heatmap == "auto":
         # The student learns its teacher's target: OSTrack's for external teachers.
-        external = getattr(teacher, "source_format", "prunesearch") != "prunesearch"
+        external = loaded.source_format != "prunesearch"
         finetune_config = dataclasses.replace(finetune_config, heatmap="ostrack" if external else "prunesearch")
-    crop = (recorded_crop or CropGeometry()).override(req.template_factor, req.search_factor)
+    crop = (loaded.crop or CropGeometry()).override(req.template_factor, req.search_factor)
     times.lap("teacher")
     book = PriceBook(exp.candidates(teacher.depth), pricer, budget, exp.arch)
     book.require_feasible(exp.name)

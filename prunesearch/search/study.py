@@ -38,6 +38,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.processes import pid_alive
 from prunesearch.sqlite_lock import creation_lock
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.results import CandidateResult
@@ -99,16 +100,6 @@ def this_worker() -> WorkerId:
     return _THIS
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass(frozen=True)
 class Liveness:
     """Which workers of a study are alive, as of one reading of their beats."""
@@ -124,7 +115,7 @@ class Liveness:
 
     def alive(self, worker: str) -> bool:
         wid = WorkerId.parse(worker)
-        if wid is not None and wid.scope == this_worker().scope and not _pid_alive(wid.pid):
+        if wid is not None and wid.scope == this_worker().scope and not pid_alive(wid.pid):
             return False
         return self.now - self.beats.get(worker, 0.0) <= self.grace_s
 
