@@ -162,7 +162,9 @@ def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
     study = _confirm_study(tmp_path)
     assert study is not None and any(r.holding for r in records(study)), out
 
-    second = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=400)
+    # Resumed by two workers sharing the confirmation.
+    second = subprocess.run([*cmd, "--workers", "2"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                            timeout=400)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Confirmed Pareto front" in second.stdout
     study = _confirm_study(tmp_path)
@@ -178,6 +180,8 @@ def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
     assert sorted(r.data.tags["candidate"] for r in confirmed) == sorted(members)
     assert all(r.data.params["confirm.steps"] == "12" and r.data.params["confirm.seeds"] == "2" for r in confirmed)
     assert {r.info.status for r in client.search_runs([exp], "tags.kind = 'candidate'")} <= {"FINISHED", "KILLED"}
+    parent = client.search_runs([exp], "tags.kind = 'search' AND attributes.status = 'FINISHED'")[0]
+    assert parent.data.tags["front_stage"] == "confirm" and "**Confirmed front**" in parent.data.tags["mlflow.note.content"]
 
     def pareto(*extra):
         done = subprocess.run([sys.executable, "-m", "prunesearch", "pareto", "--experiment", "tiny", "--json", *extra],

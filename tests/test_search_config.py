@@ -97,6 +97,30 @@ def test_early_stop_keys_default_to_the_dataclass(tmp_path):
         load_experiment(_write(tmp_path, "search: {early_stop: {margin: -1}}\n"))
 
 
+def test_confirmation_is_on_for_a_dataset_off_for_built_in_data_and_checked(tmp_path):
+    from prunesearch.search.experiment import ConfirmSettings
+
+    built_in = load_experiment(_write(tmp_path, "search: {}\n"))
+    assert built_in.confirm is None
+    (tmp_path / "data").mkdir()
+    assert built_in.with_overrides(data=str(tmp_path / "data")).confirm == ConfirmSettings()  # --data DIR
+    assert load_experiment(_write(tmp_path, "data: {path: data}\n")).confirm == ConfirmSettings()
+    assert load_experiment(_write(tmp_path, "data: {path: data}\nsearch: {confirm: false}\n")).confirm is None
+    on = load_experiment(_write(tmp_path, "search: {confirm: {steps: 300, seeds: 3}}\nfinetune: {seeds: 2}\n"))
+    assert on.confirm == ConfirmSettings(steps=300, seeds=3) and on.finetune_config().seeds == 2
+    assert on.confirm.resolved(100, 8) == ConfirmSettings(300, 32, 3)
+    assert load_experiment(_write(tmp_path, "search: {confirm: true}\n")).confirm.resolved(200, 8) == ConfirmSettings(800, 32, 1)
+    for text, message in [
+        ("search: {confirm: sometimes}\n", r"search.confirm: expected auto, true, false or a mapping of steps, val_sequences, seeds, got 'sometimes'"),
+        ("search: {confirm: {steps: 0}}\n", r"search.confirm.steps: expected a whole number >= 1"),
+        ("search: {confirm: {seeds: 65}}\n", r"search.confirm.seeds: expected a whole number from 1 to 64"),
+        ("search: {confirm: {step: 10}}\n", r"search.confirm.step: unknown key; allowed keys here: steps, val_sequences, seeds"),
+        ("finetune: {seeds: 0}\n", r"finetune.seeds: expected a whole number from 1 to 64"),
+    ]:
+        with pytest.raises(PrunesearchError, match=message):
+            load_experiment(_write(tmp_path, text))
+
+
 def test_space_deeper_than_teacher_is_refused(tmp_path):
     exp = load_experiment(_write(tmp_path, "space: {file: litetrack, depth: {min: 2, max: 14}}\n"))
     with pytest.raises(PrunesearchError, match="depth.max 14 is deeper than the teacher's 12 blocks"):

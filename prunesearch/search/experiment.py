@@ -98,8 +98,8 @@ class SearchSettings:
     retries: int = checked(2, minimum=0)
     heartbeat_s: float = checked(10.0, minimum=0.1)
     grace_s: float = checked(60.0, minimum=0.5)
-    # None: no confirmation stage. Unset in the file: on with a dataset folder, off with built-in data.
-    confirm: ConfirmSettings | None = None
+    # The confirmation stage; None: none; "auto" (unset in the file): see Experiment.confirm.
+    confirm: ConfirmSettings | str | None = "auto"
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,15 @@ class Experiment:
     def arch(self) -> TrackerConfig:
         """The deployment architecture: latency, MACs and params are always priced for it."""
         return PRESETS[self.architecture]
+
+    @property
+    def confirm(self) -> ConfirmSettings | None:
+        """The confirmation stage's settings, or None. Unset, it is on with a dataset folder (also
+        one given by ``--data``) and off with built-in data, whose quick default run must stay
+        within its ten minutes (a confirmation would about double it)."""
+        if self.search.confirm == "auto":
+            return ConfirmSettings() if self.data.path is not None else None
+        return self.search.confirm  # type: ignore[return-value]
 
     @property
     def teacher_label(self) -> str:
@@ -208,21 +217,22 @@ def _existing(path: Path, where: str, what: str) -> Path:
     return path.resolve()
 
 
-def _parse_search(section: Section, real_data: bool) -> SearchSettings:
+def _parse_search(section: Section) -> SearchSettings:
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
     settings = section.build(SearchSettings, skip=("seeds", "early_stop", "confirm"))
     early_stop = None if section.data.get("early_stop") is False else section.section("early_stop").build(EarlyStop)
-    return dataclasses.replace(settings, seeds=seeds, early_stop=early_stop, confirm=_parse_confirm(section, real_data))
+    return dataclasses.replace(settings, seeds=seeds, early_stop=early_stop, confirm=_parse_confirm(section))
 
 
-def _parse_confirm(search: Section, real_data: bool) -> ConfirmSettings | None:
-    """``search.confirm``: false, true, or its settings; unset, on for a dataset and off for built-in
-    data (whose quick default run must stay within its ten minutes)."""
-    value = search.data.get("confirm", real_data)
+def _parse_confirm(search: Section) -> ConfirmSettings | str | None:
+    """``search.confirm``: false, true, or its settings; unset, "auto" (see Experiment.confirm)."""
+    value = search.data.get("confirm", "auto")
+    if value == "auto":
+        return value
     if value is False or value is True:
         return ConfirmSettings() if value else None
     if not isinstance(value, dict):
-        raise search.fail("confirm", "true, false or a mapping of steps, val_sequences, seeds", value)
+        raise search.fail("confirm", "auto, true, false or a mapping of steps, val_sequences, seeds", value)
     return search.section("confirm").build(ConfirmSettings)
 
 
@@ -252,7 +262,6 @@ def load_experiment(ref: str) -> Experiment:
     path = locate("experiments", ref)
     raw = read_yaml(path)
     top = Section(raw, str(path)).only(EXPERIMENT_KEYS)
-    data = _parse_data(top.section("data"), path.parent)
     space_ref = raw.get("space")
     if isinstance(space_ref, str):
         space = load_space(space_ref)
@@ -267,8 +276,8 @@ def load_experiment(ref: str) -> Experiment:
         description=top.optional_text("description") or "",
         architecture=top.text("architecture", "vit-b", sorted(PRESETS)),
         space=space,
-        data=data,
-        search=_parse_search(top.section("search"), data.path is not None),
+        data=_parse_data(top.section("data"), path.parent),
+        search=_parse_search(top.section("search")),
         finetune=dict(top.section("finetune").data),
         teacher_checkpoint=_existing(path.parent / checkpoint, teacher.where("checkpoint"), "teacher checkpoint")
         if checkpoint

@@ -323,9 +323,9 @@ def _stages(setup: Setup, storage: Any, study: optuna.Study, log: SearchLog, pla
     (``announce(stage)`` is told before it starts)."""
     _controller(setup, study, log, plan, progress, index).work()
     exp = setup.experiment
-    if exp.search.confirm is None:
+    if exp.confirm is None:
         return None
-    settings = exp.search.confirm.resolved(setup.finetune_config.steps, exp.data.val_sequences)
+    settings = exp.confirm.resolved(setup.finetune_config.steps, exp.data.val_sequences)
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
     members = confirm.members(*fronts_and_ties(results, setup.book.targets, setup.budget.ms))
     val = load_val(exp.data, settings.val_sequences)
@@ -346,6 +346,19 @@ def _stages(setup: Setup, storage: Any, study: optuna.Study, log: SearchLog, pla
     SearchController(confirm_study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log,
                      progress, index).work()
     return stage
+
+
+def confirmation_markdown(stage: ConfirmStage, brief_fronts: dict[str, list[CandidateResult]],
+                          dropped: dict[str, dict[str, str]]) -> str:
+    """How the front was confirmed, the brief front, and what the confirmation dropped, per target."""
+    s = stage.settings
+    lines = [f"**Confirmed front**: {len(stage.members)} candidates (the brief front and those tied with it) fine-tuned "
+             f"{s.steps} more steps x {s.seeds} seed(s) from their brief checkpoints, scored on {stage.sequences} sequences "
+             "(child runs tagged `stage: confirm`)."]
+    for target, front in brief_fronts.items():
+        lines.append(f"- brief front on {target}: {', '.join(r.key for r in front) or 'none'}")
+        lines += [f"  - dropped {key}: {why}" for key, why in dropped.get(target, {}).items()]
+    return "\n".join(lines)
 
 
 def _sampler(exp: Experiment, index: int) -> optuna.samplers.BaseSampler:
@@ -590,7 +603,7 @@ def _search_and_report(
     if stage is not None:
         counts = counts.plus(StudyCounts.of(stage.study, since=started))
     log.finish(fronts, results, times.metrics() | counts.metrics(), reference_points(setup), ties, teacher_ms(setup),
-               plan.strategy)
+               plan.strategy, "" if stage is None else confirmation_markdown(stage, brief_fronts, dropped))
     times.lap("log_search")
     return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties,
                      stage, brief_fronts, dropped)

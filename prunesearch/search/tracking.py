@@ -281,9 +281,12 @@ class SearchLog:
         ties: dict[str, list[CandidateResult]],
         teacher_ms: dict[str, float],
         strategy: str,
+        confirmation: str = "",
     ) -> None:
         """Fronts (CSV, JSON, MLflow tables; tied candidates after the front), plots, the description
-        and best AO per target, timings and counts; the parent run ends FINISHED."""
+        and best AO per target, timings and counts; the parent run ends FINISHED. ``confirmation``
+        (Markdown) says how a confirmed front was confirmed and what it dropped; the front's stage
+        is the ``front_stage`` tag."""
         import matplotlib.pyplot as plt
 
         best: dict[str, float] = {}
@@ -302,8 +305,10 @@ class SearchLog:
             if front:
                 best[f"best_ao.{target}"] = max(r.ao for r in front)
                 best[f"best_ao_pct.{target}"] = 100 * best[f"best_ao.{target}"]
-        summary = describe(self.info, strategy) + "\n\n" + front_markdown(fronts, self.models([r for f in fronts.values() for r in f]))
-        self.writer.log(self.parent_id, metrics=metrics | best, tags={NOTE: summary})
+        summary = describe(self.info, strategy) + "\n\n" + (confirmation + "\n\n" if confirmation else "") + front_markdown(
+            fronts, self.models([r for f in fronts.values() for r in f]))
+        self.writer.log(self.parent_id, metrics=metrics | best,
+                        tags={NOTE: summary, "front_stage": "confirm" if confirmation else "brief"})
         self.writer.end(self.parent_id, "FINISHED")
 
     def stop(self, status: str) -> None:
