@@ -17,7 +17,7 @@ from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
 from prunesearch.search.study import redact, trained_results
 from prunesearch.search.tracking import SearchLog
-from prunesearch.search.results import front_for, tied_for
+from prunesearch.search.results import front_for, fronts_and_ties
 from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
 
 EXPERIMENT = "unit-search"
@@ -56,8 +56,7 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     ctl.plan = plan_search(ctl.study, book, search)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
-    fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
-    ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
+    fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)
     log.mark_front(results, fronts, ties)
     log.finish(fronts, results, {"seconds.total": 1.0}, {}, ties, {"fast": 13.0, "slow": 26.0}, "enumerate")
     return log, results, fronts

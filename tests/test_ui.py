@@ -36,7 +36,7 @@ def store(tmp_path_factory):
     from prunesearch.checkpoints import save_checkpoint
     from prunesearch.mlflow_log.tracker_model import TrackerModel
     from prunesearch.search.controller import plan_search
-    from prunesearch.search.results import front_for, tied_for
+    from prunesearch.search.results import fronts_and_ties
     from prunesearch.search.study import trained_results
     from prunesearch.search.tracking import SearchLog
     from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
@@ -52,8 +52,7 @@ def store(tmp_path_factory):
         ctl.plan = plan_search(ctl.study, book, search)
         ctl.work()
         results = trained_results(ctl.study, book, "small")
-        fronts = {t: front_for(results, t, book.budget.ms) for t in book.targets}
-        ties = {t: tied_for(results, fronts[t], t, book.budget.ms) for t in book.targets}
+        fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)
         log.mark_front(results, fronts, ties)
         member = fronts["fast"][0]
         teacher, graphs = tiny_teacher_graphs()
