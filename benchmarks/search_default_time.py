@@ -94,6 +94,8 @@ def main() -> None:
     ]
     if load_before > 0.5:
         lines += ["", f"Load average {load_before:.2f} before the run: another job shared the machine; re-run on a quiet one."]
+    report = done.stdout[done.stdout.find("experiment "):].rstrip()  # what the command printed after its progress
+    lines += ["", "What the command printed at the end:", "", "```", report, "```"]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
