@@ -317,7 +317,7 @@ class ConfirmStage:
     settled: int  # members confirmed before this invocation
 
 
-def _stages(setup: Setup, storage: Any, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int,
+def _stages(setup: Setup, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int,
             announce: Callable[[ConfirmStage], None] | None = None) -> ConfirmStage | None:
     """What every worker does: the brief stage, then, where the experiment asks, the confirmation
     (``announce(stage)`` is told before it starts)."""
@@ -589,7 +589,7 @@ def _search_and_report(
     log.mark_front(results, fronts, ties)
     brief_fronts, dropped, shown, given_up = fronts, {}, study, StudyState.read(study, exp.search.retries).given_up
     if stage is not None:
-        brief_fronts, shown = fronts, stage.study
+        shown = stage.study
         results = trained_results(stage.study, setup.book, setup.info.accuracy_scale)
         fronts, ties = fronts_and_ties(results, targets, budget_ms)
         log.mark_front(results, fronts, ties)
