@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -188,6 +189,11 @@ class _Gate:
     A handler that only sets a flag works whatever thread the signal lands on (blocking it with
     ``pthread_sigmask`` in the main thread does not: Optuna's and torch's threads take it).
     Outside the main thread the gate does nothing.
+
+    An interrupt raised while the gate is open can land in a finalizer or a garbage-collector
+    callback (SQLAlchemy registers some), where Python reports it as "Exception ignored" and drops
+    it: the search then ran on to the end after Ctrl-C. So every signal is also remembered, the
+    fine-tune asks at each logged step (:meth:`check`), and such a dropped interrupt is not reported.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -196,22 +202,30 @@ class _Gate:
         self.is_open = False
         self.pending = False
         self.saved: dict[int, object] = {}
+        self.unraisable = sys.unraisablehook
 
     def __enter__(self) -> "_Gate":
         if threading.current_thread() is threading.main_thread():
             self.saved = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
+            self.unraisable, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, kind: object, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+        if self.saved:
+            sys.unraisablehook = self.unraisable
         if self.pending and kind is None:
             raise KeyboardInterrupt
 
     def _handler(self, signum: int, frame: object) -> None:
+        self.pending = True  # kept until delivered: the raise below may be dropped (see above)
         if self.is_open:
             raise KeyboardInterrupt
-        self.pending = True
+
+    def _unraisable(self, info: Any) -> None:
+        if not (self.pending and isinstance(info.exc_value, KeyboardInterrupt)):
+            self.unraisable(info)
 
     def check(self) -> None:
         """At a safe point: deliver an interrupt that arrived while the gate was shut."""
@@ -372,6 +386,7 @@ class SearchController:
         def on_step(step: int, metrics: dict[str, float]) -> bool:
             """``step`` is the number of steps done; True stops the fine-tune."""
             nonlocal count, logging
+            self.gate.check()  # an interrupt a finalizer dropped stops the fine-tune here
             count = step
             self.progress.stepped(self.worker, step)
             clock = time.perf_counter()
