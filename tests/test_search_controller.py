@@ -40,9 +40,14 @@ def storage(tmp_path):
     return f"sqlite:///{tmp_path / 'optuna.db'}"
 
 
-def _run(storage, book, search, evaluator, sink=None):
+def _planned(storage, book, search, evaluator, sink=None):
     ctl = controller(storage, book, search, None, evaluator, sink)
     ctl.plan = plan_search(ctl.study, book, search)
+    return ctl
+
+
+def _run(storage, book, search, evaluator, sink=None):
+    ctl = _planned(storage, book, search, evaluator, sink)
     ctl.work()
     return ctl
 
@@ -196,11 +201,9 @@ class _FailsItsOwnTrial(ScriptedEvaluator):
 
 def test_a_worker_whose_trial_was_given_up_discards_its_result_instead_of_crashing(storage):
     book = make_book("6ms")
-    ev = _FailsItsOwnTrial()
-    sink = ListSink()
-    ctl = controller(storage, book, settings(trials=8), None, ev, sink)
+    ev, sink = _FailsItsOwnTrial(), ListSink()
+    ctl = _planned(storage, book, settings(trials=8), ev, sink)
     ev.study = ctl.study
-    ctl.plan = plan_search(ctl.study, book, settings(trials=8))
     ctl.work()  # no UpdateFinishedTrialError
     assert ev.calls.count("B4-2/first") == 2  # the original, discarded, and the retry
     assert Counter(_settled(ctl.study))["B4-2/first"] == 1
@@ -277,10 +280,8 @@ class _DroppedInterrupt(ScriptedEvaluator):
 
 def test_a_dropped_interrupt_stops_the_fine_tune_at_its_next_step(storage):
     book = make_book("6ms")
-    ev = _DroppedInterrupt()
-    sink = ListSink()
-    ctl = controller(storage, book, settings(trials=8), None, ev, sink)
-    ctl.plan = plan_search(ctl.study, book, settings(trials=8))
+    ev, sink = _DroppedInterrupt(), ListSink()
+    ctl = _planned(storage, book, settings(trials=8), ev, sink)
     ev.gate = ctl.gate
     with pytest.raises(KeyboardInterrupt):
         ctl.work()
