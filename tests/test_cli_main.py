@@ -64,6 +64,8 @@ import argparse, atexit, importlib, sys
 cli = importlib.import_module("prunesearch.cli.main")  # the module; `prunesearch.cli.main` is also the function
 
 atexit.register(print, "shut down")
+if sys.argv[1:] == ["exec-at-exit"]:
+    atexit.register(exec, "pass")  # a string exec while shutting down
 
 
 def interrupt(args):
@@ -82,11 +84,12 @@ cli.run()
 """
 
 
-@pytest.mark.parametrize("where", ["plain", "exec"])
+@pytest.mark.parametrize("where", ["plain", "exec", "exec-at-exit"])
 def test_ctrl_c_ends_the_command_by_sigint_after_a_full_shutdown(tmp_path, where):
     """One line, no traceback, atexit handlers run, and a SIGINT death (so a calling shell script
-    stops too) wherever the interrupt landed; the CI run that exited -2 instead of 130 was an
-    interrupt crossing a string exec under ``python -m``."""
+    stops too) wherever the interrupt landed and whatever shutdown runs. CI saw -2 for a clean
+    exit 130 (an interrupt that crossed a string exec under ``python -m``) and 1 for an unhandled
+    KeyboardInterrupt (a string exec during shutdown cleared CPython's flag)."""
     import os
     import signal
     import subprocess
