@@ -37,7 +37,7 @@ import pickle
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -149,13 +149,6 @@ def read_file(path: str | Path, device: torch.device | None = None) -> dict:
     if not isinstance(payload, dict):
         raise PrunesearchError(f"{path} holds a {type(payload).__name__}, not a dict of weights")
     return payload
-
-
-def read_extra(path: str | Path) -> dict:
-    """What a prunesearch checkpoint records beside its weights (``steps``, ``crop``, ``stage``,
-    ``seed``); empty for other formats."""
-    extra = read_file(path).get("extra")
-    return dict(extra) if isinstance(extra, dict) else {}
 
 
 def _unsafe_reason(path: Path, message: str) -> str:
@@ -414,6 +407,9 @@ class LoadedTracker:
     # ``"prunesearch"``, ``"ostrack"`` or ``"litetrack"``: the training conventions of its
     # students (e.g. the heat-map target) follow the format the teacher came from.
     source_format: str
+    # What a prunesearch file records beside its weights (``steps``, ``crop``, ``stage``, ``seed``);
+    # empty for other formats.
+    extra: dict = field(default_factory=dict)
 
 
 def load_checkpoint(path: str | Path, **options: Any) -> TrackerBase:
@@ -447,6 +443,7 @@ def load_tracker(
     payload = read_file(path, target)
     fmt = detect_format(payload)
     crop = crop_of(payload, source)
+    extra = dict(payload["extra"]) if isinstance(payload.get("extra"), dict) else {}
     with torch.device(target):
         if fmt == "prunesearch":
             model = load_native(payload, source)
@@ -455,8 +452,8 @@ def load_tracker(
             build_m = 1 if into == "teacher" and fmt == "litetrack" else ai_layers
             model = _load_external(payload, fmt, source, build_m, num_heads)
         if into is None and depth is None and ai_layers in (None, getattr(model, "ai_layers", None)):
-            return LoadedTracker(model.eval(), crop, fmt)
-        return LoadedTracker(convert(model, into or "student", depth, ai_layers, rule), crop, fmt)
+            return LoadedTracker(model.eval(), crop, fmt, extra)
+        return LoadedTracker(convert(model, into or "student", depth, ai_layers, rule), crop, fmt, extra)
 
 
 def crop_of(payload: dict, source: str) -> CropGeometry | None:

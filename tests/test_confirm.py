@@ -16,7 +16,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from prunesearch.checkpoints import read_extra, save_checkpoint
+from prunesearch.checkpoints import load_tracker, save_checkpoint
 from prunesearch.data.synthetic import SynthParams, builtin_sequences
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models import build_teacher, get_preset
@@ -92,7 +92,7 @@ def test_seeds_are_averaged_and_kept_for_the_interval(parts, tmp_path):
     assert per_seed[0] != per_seed[1]  # the seeds differ, so the interval sees seed noise
     key = Candidate(2, 1).key
     assert outcome.checkpoint == str(checkpoint_path(tmp_path, key)) and checkpoint_path(tmp_path, key, seed=1).is_file()
-    assert [read_extra(checkpoint_path(tmp_path, key, seed=k))["seed"] for k in (0, 1)] == [0, 1]
+    assert [load_tracker(checkpoint_path(tmp_path, key, seed=k)).extra["seed"] for k in (0, 1)] == [0, 1]
 
 
 def test_confirmation_continues_from_the_brief_checkpoint(parts, tmp_path):
@@ -113,7 +113,8 @@ def test_confirmation_continues_from_the_brief_checkpoint(parts, tmp_path):
     outcome = trainer.run(cand, lambda step, m: False)
     saved = checkpoint_path(tmp_path, cand.key, "confirm")
     assert outcome.checkpoint == str(saved) and outcome.status == "ok"
-    assert read_extra(saved)["steps"] == 203 and read_extra(saved)["stage"] == "confirm"
+    extra = load_tracker(saved).extra
+    assert extra["steps"] == 203 and extra["stage"] == "confirm"
     from prunesearch.checkpoints import load_checkpoint
 
     after = _state(load_checkpoint(saved))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prunesearch.checkpoints import load_checkpoint, read_extra, save_checkpoint
+from prunesearch.checkpoints import load_checkpoint, load_tracker, save_checkpoint
 from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
@@ -179,8 +179,8 @@ class ConfirmTrainer(CandidateTrainer):
                 f"the brief checkpoint {path} of {cand.key} is not on this machine; on many machines give "
                 "every machine the same --workdir on a shared file system"
             )
-        model = load_checkpoint(path, device=str(self.device))
-        return model, int(read_extra(path).get("steps", 0))
+        loaded = load_tracker(path, device=str(self.device))
+        return loaded.model, int(loaded.extra.get("steps", 0))
 
     def seed_of(self, seed: int) -> int:
         """Seeds after the brief ones: a continued fine-tune never replays its brief pairs."""
