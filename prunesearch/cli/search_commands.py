@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunesearch.cli import args as argtypes
+from prunesearch.search.confirm import BRIEF, CONFIRM, STAGES
 from prunesearch.search.plot import SCALE_NOTE
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
     from prunesearch.search.controller import Plan
     from prunesearch.search.results import CandidateResult
+    from prunesearch.search.runner import ConfirmStage
 
 DEFAULT_EXPERIMENT = "b4-b9"
 
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="FILE", type=argtypes.nonempty, help="write a PNG plot (one per target: FILE_target.png when several)")
     p.add_argument("--level", type=float, default=0.95, metavar="P",
                    help="confidence level of the paired tests that mark tied candidates (default 0.95)")
-    p.add_argument("--stage", choices=("brief", "confirm"),
+    p.add_argument("--stage", choices=STAGES,
                    help="which results: the confirmation stage's (the default where the search confirmed its front) "
                    "or the brief fine-tunes'")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
@@ -299,7 +301,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if not everything:
         raise PrunesearchError(f"experiment {args.experiment!r} in {uri} has no fine-tuned candidates yet")
     stages = {s.stage for s in everything}
-    stage = args.stage or ("confirm" if "confirm" in stages else "brief")
+    stage = args.stage or (CONFIRM if CONFIRM in stages else BRIEF)
     if stage not in stages:
         raise PrunesearchError(f"experiment {args.experiment!r} has no {stage} results (it has: {', '.join(sorted(stages))}); "
                                "set search.confirm in the experiment and run it again")
@@ -314,8 +316,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         pools[target] = comparable(stored, target, args.allow_mixed)
         front, tied = fronts_and_ties(pools[target], [target], budget_ms, args.level)
         fronts[target], ties[target] = front[target], tied[target]
-        if stage == "confirm":
-            brief = front_for(comparable([s for s in everything if s.stage == "brief"], target, args.allow_mixed), target, budget_ms)
+        if stage == CONFIRM:
+            brief = front_for(comparable([s for s in everything if s.stage == BRIEF], target, args.allow_mixed), target, budget_ms)
             dropped[target] = dropped_by(brief, fronts[target], pools[target], target, {})
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
     where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
@@ -338,7 +340,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"experiment": args.experiment, "stage": stage, "accuracy_scale": ",".join(scales), "level": args.level,
                           "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets},
-                          **({"dropped": dropped} if stage == "confirm" else {})}, indent=2))
+                          **({"dropped": dropped} if stage == CONFIRM else {})}, indent=2))
     elif args.csv:
         import csv
 
@@ -348,17 +350,17 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     else:
         console = Console()
-        stopped = stopped_early(uri, args.experiment, args.study) if stage == "brief" else []  # none in a confirmation
+        stopped = stopped_early(uri, args.experiment, args.study) if stage == BRIEF else []  # none in a confirmation
         for target, front in fronts.items():
             count = f"{len(pools[target]) + len(stopped)} fine-tuned"
             if stopped:
                 count += f", {len(stopped)} of them stopped early"
-            which = "confirmed Pareto front" if stage == "confirm" else "Pareto front"
+            which = "confirmed Pareto front" if stage == CONFIRM else "Pareto front"
             title = f"{args.experiment}: {which} on {target} ({count}; accuracy scale {', '.join(scales)})"
             console.print(front_table(front, target, title, ties[target], dominated[target]))
             for key, why in dropped.get(target, {}).items():
                 console.print(f"  dropped by the confirmation: {key}: {why}", markup=False)
-        if stage == "brief" and "confirm" in stages:
+        if stage == BRIEF and CONFIRM in stages:
             console.print("brief-stage results; without --stage brief, pareto shows the confirmed front")
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))

@@ -23,8 +23,8 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker, TrackerBase
 from prunesearch.pruning import student_from_teacher
+from prunesearch.search.confirm import BRIEF, CONFIRM
 from prunesearch.search.controller import Outcome, StepCallback
-from prunesearch.search.results import ACCURACY_KEYS
 from prunesearch.search.space import Candidate
 
 CALIBRATION_PAIRS = 8
@@ -58,10 +58,10 @@ def calibration_batch(
     return normalize(zs), normalize(xs)
 
 
-def checkpoint_path(workdir: Path, key: str, stage: str = "brief", seed: int = 0) -> Path:
+def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) -> Path:
     """Where a candidate's fine-tuned weights go: ``B4-1-uniform.pt`` for the brief stage's first
     seed, ``B4-1-uniform.seed1.pt``, ``B4-1-uniform.confirm.pt`` and so on for the others."""
-    parts = [key.replace("/", "-")] + ([stage] if stage != "brief" else []) + ([f"seed{seed}"] if seed else [])
+    parts = [key.replace("/", "-")] + ([stage] if stage != BRIEF else []) + ([f"seed{seed}"] if seed else [])
     return workdir / (".".join(parts) + ".pt")
 
 
@@ -77,7 +77,7 @@ class CandidateTrainer:
     are fine-tuned there and evaluated on ``eval_device`` (default: the same) in the same precision.
     """
 
-    stage = "brief"
+    stage = BRIEF
 
     def __init__(
         self,
@@ -163,7 +163,7 @@ class ConfirmTrainer(CandidateTrainer):
     moments are not kept in checkpoints, which would triple their size for ViT-B students.
     """
 
-    stage = "confirm"
+    stage = CONFIRM
 
     def __init__(self, brief: dict[str, str], brief_seeds: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -173,7 +173,7 @@ class ConfirmTrainer(CandidateTrainer):
         first = self.brief.get(cand.key)
         if not first:
             raise PrunesearchError(f"{cand.key} has no brief checkpoint in the study to confirm it from")
-        path = checkpoint_path(Path(first).parent, cand.key, "brief", seed % self.brief_seeds)
+        path = checkpoint_path(Path(first).parent, cand.key, BRIEF, seed % self.brief_seeds)
         if not path.is_file():
             raise PrunesearchError(
                 f"the brief checkpoint {path} of {cand.key} is not on this machine; on many machines give "

@@ -18,11 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from prunesearch.search.experiment import ConfirmSettings
 from prunesearch.search.results import CandidateResult
 
-STAGES = ("brief", "confirm")
+if TYPE_CHECKING:  # the CLI reads the stage names below without loading experiment files' machinery
+    from prunesearch.search.experiment import ConfirmSettings
+
+# A result's stage: its child run's ``stage`` tag, its checkpoint's name, ``pareto --stage``.
+BRIEF, CONFIRM = "brief", "confirm"
+STAGES = (BRIEF, CONFIRM)
 
 
 def members(fronts: dict[str, list[CandidateResult]], ties: dict[str, list[CandidateResult]]) -> list[str]:
@@ -45,7 +50,6 @@ def dropped(brief_front: list[CandidateResult], confirmed_front: list[CandidateR
     """Why each brief front member is not on the confirmed front (empty when none fell off)."""
     on_front = {r.key for r in confirmed_front}
     by_key = {r.key: r for r in confirmed}
-    brief_ao = {r.key: r.ao for r in brief_front}
     out = {}
     for member in brief_front:
         key = member.key
@@ -58,7 +62,7 @@ def dropped(brief_front: list[CandidateResult], confirmed_front: list[CandidateR
         ms = result.latency_ms[target]
         better = [f for f in confirmed_front if f.latency_ms[target] <= ms and f.ao >= result.ao]
         beaten = max(better, key=lambda f: f.ao) if better else None
-        change = f"AO {100 * brief_ao[key]:.1f} -> {100 * result.ao:.1f}"
+        change = f"AO {100 * member.ao:.1f} -> {100 * result.ao:.1f}"
         out[key] = change + (
             f"; {beaten.key} is as fast or faster ({beaten.latency_ms[target]:.2f} <= {ms:.2f} ms) at AO {100 * beaten.ao:.1f}"
             if beaten else "; over the budget on this target"

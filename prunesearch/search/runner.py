@@ -342,7 +342,7 @@ def _stages(setup: Setup, storage: str, study: optuna.Study, log: SearchLog, pla
         checkpoints(study), setup.finetune_config.seeds, setup.teacher, setup.train, val, config, setup.workdir,
         setup.crop, setup.eval_device, real_data=exp.data.path is not None,
     )
-    stage_log = log.for_stage("confirm", {**dataclasses.asdict(settings), "val_sequences": len(val)})
+    stage_log = log.for_stage(confirm.CONFIRM, {**dataclasses.asdict(settings), "val_sequences": len(val)})
     SearchController(confirm_study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log,
                      progress, index).work()
     return stage

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import client, experiment_id
+from prunesearch.search.confirm import BRIEF
 from prunesearch.search.results import ACCURACY_KEYS, CandidateResult
 from prunesearch.search.tracking import SEQUENCES_FILE
 
@@ -28,7 +29,7 @@ class StoredResult:
     start_time: int
     checkpoint: str = ""  # the fine-tuned weights, on the machine that trained it
     model_uri: str = ""  # the logged MLflow model, for front members
-    stage: str = "brief"  # or "confirm" (runs logged before stages existed are brief)
+    stage: str = BRIEF  # runs logged before stages existed are brief
 
 
 def _sequences(mlflow_client, run_id: str) -> dict | None:  # noqa: ANN001 - mlflow.MlflowClient
@@ -64,7 +65,7 @@ def _from_run(run, sequences: dict | None) -> StoredResult:  # noqa: ANN001 - ml
     prints = {"data": t.get("data_fingerprint", ""), "teacher": t.get("teacher_fingerprint", "")}
     prints.update({f"latency_table.{x}": t.get(f"latency_table.{x}", "") for x in targets})
     return StoredResult(result, prints, t.get("study", ""), run.info.start_time, t.get("checkpoint", ""), t.get("model_uri", ""),
-                        t.get("stage", "brief"))
+                        t.get("stage", BRIEF))
 
 
 def read_results(uri: str, experiment: str, study: str | None = None) -> list[StoredResult]:

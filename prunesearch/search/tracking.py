@@ -26,6 +26,7 @@ from prunesearch.evaluation.uncertainty import SequenceStats, bootstrap_interval
 from prunesearch.mlflow_log.tracker_model import TrackerModel, log_tracker_model
 from prunesearch.mlflow_log.writer import MlflowWriter
 from prunesearch.search.budget import Budget
+from prunesearch.search.confirm import BRIEF, CONFIRM
 from prunesearch.search.controller import RUN_STATUS
 from prunesearch.search.plot import SCALE_NOTE, ReferencePoint, pareto_figure
 from prunesearch.search.pricing import PriceBook
@@ -133,7 +134,7 @@ class SearchLog:
     It is the controller's :class:`~prunesearch.search.controller.TrialSink`.
     """
 
-    def __init__(self, uri: str, info: SearchInfo, book: PriceBook, parent_id: str, stage: str = "brief",
+    def __init__(self, uri: str, info: SearchInfo, book: PriceBook, parent_id: str, stage: str = BRIEF,
                  stage_params: dict[str, object] | None = None) -> None:
         self.uri, self.info, self.book, self.parent_id, self.stage = uri, info, book, parent_id, stage
         self.stage_params = stage_params or {}
@@ -190,7 +191,7 @@ class SearchLog:
         return run_id
 
     def _run_name(self, cand: Candidate) -> str:
-        return f"{cand.name} {cand.rule}" + ("" if self.stage == "brief" else f" {self.stage}")
+        return f"{cand.name} {cand.rule}" + ("" if self.stage == BRIEF else f" {self.stage}")
 
     def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
         """The fine-tune's losses at ``step``, live."""
@@ -308,7 +309,7 @@ class SearchLog:
         summary = describe(self.info, strategy) + "\n\n" + (confirmation + "\n\n" if confirmation else "") + front_markdown(
             fronts, self.models([r for f in fronts.values() for r in f]))
         self.writer.log(self.parent_id, metrics=metrics | best,
-                        tags={NOTE: summary, "front_stage": "confirm" if confirmation else "brief"})
+                        tags={NOTE: summary, "front_stage": CONFIRM if confirmation else BRIEF})
         self.writer.end(self.parent_id, "FINISHED")
 
     def stop(self, status: str) -> None:
