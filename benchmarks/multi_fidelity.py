@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from prunesearch.evaluation.uncertainty import SequenceStats, paired_difference
+from prunesearch.evaluation.uncertainty import SequenceStats, paired_difference, resampled_metric
 from prunesearch.search.experiment import load_experiment
 from prunesearch.search.record import file_sha256
 from prunesearch.search.results import CandidateResult, front_for, fronts_and_ties
@@ -91,10 +91,6 @@ def _stats(jobs: list[dict], key: str, stage: str, seeds: list[int], names: int)
                                   ("iou_sum", "frames", "hits50", "hits75", "auc")))
 
 
-def _ao(stats: SequenceStats, seeds: np.ndarray, seqs: np.ndarray) -> float:
-    return float(np.mean([stats.iou_sum[k, seqs].sum() / stats.frames[k, seqs].sum() for k in seeds]))
-
-
 def _results(book, stats: dict[str, SequenceStats]) -> list[CandidateResult]:
     out = []
     for key, st in stats.items():
@@ -139,7 +135,8 @@ def report(raw: dict) -> str:
     n, k_seeds = len(brief[keys[0]].names), len(tau_seeds)
     for _ in range(1000):
         seqs, draw = rng.integers(0, n, n), rng.integers(0, k_seeds, k_seeds)
-        taus.append(kendalltau([_ao(brief[k], draw, seqs) for k in keys], [_ao(long[k], draw, seqs) for k in keys]).statistic)
+        aos = [[float(resampled_metric(st[k], "ao", draw[None], seqs[None])[0]) for k in keys] for st in (brief, long)]
+        taus.append(kendalltau(*aos).statistic)
     low, high = np.nanpercentile(taus, [2.5, 97.5])
     lines += [f"## 1. Ranking: brief against {LONG_FACTOR}x budget ({len(tau_seeds)} seeds, {n} sequences)", "",
               f"**Kendall tau over {len(keys)} candidates: {tau:.2f} (95% bootstrap interval {low:.2f} .. {high:.2f}).**", "",

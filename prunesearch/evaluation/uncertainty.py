@@ -96,7 +96,7 @@ class SequenceStats:
 
     def point(self) -> dict[str, float]:
         """Each metric's figure: the mean over seeds of the pooled (AO, SR) or averaged (AUC) value."""
-        return {metric: float(_metric(self, metric, *_identity(self))[0]) for metric in INTERVAL_METRICS}
+        return {metric: float(resampled_metric(self, metric, *_identity(self))[0]) for metric in INTERVAL_METRICS}
 
     def to_dict(self) -> dict[str, list]:
         """Plain lists (JSON, Optuna attributes, MLflow artifacts)."""
@@ -124,9 +124,10 @@ class SequenceStats:
         )
 
 
-def _metric(stats: SequenceStats, metric: str, seeds: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+def resampled_metric(stats: SequenceStats, metric: str, seeds: np.ndarray, seqs: np.ndarray) -> np.ndarray:
     """The metric for each resample: ``seeds`` (R, K) and ``seqs`` (R, N) index the drawn seeds and
-    sequences; the value is the mean over the drawn seeds of the pooled/averaged figure."""
+    sequences; the value is the mean over the drawn seeds of the pooled/averaged figure. Public for
+    bootstraps of statistics over several candidates (a rank correlation) that share their draws."""
     rows, cols = seeds[:, :, None], seqs[:, None, :]
     if metric == "auc":
         per_seed = stats.auc[rows, cols].mean(axis=2)
@@ -185,7 +186,7 @@ def bootstrap_intervals(
     out = {}
     points = stats.point()
     for metric in INTERVAL_METRICS:
-        low, high = _percentiles(_metric(stats, metric, seeds, seqs), level)
+        low, high = _percentiles(resampled_metric(stats, metric, seeds, seqs), level)
         out[metric] = Interval(points[metric], low, high, level)
     return out
 
@@ -236,7 +237,7 @@ def paired_difference(
     a, b = a.restrict(common), b.restrict(common)
     seqs, uniform = _draws(len(common), resamples, level, seed)
     seeds_a, seeds_b = _seed_draws(uniform, a.seeds), _seed_draws(uniform, b.seeds)
-    point = float(_metric(a, "ao", *_identity(a))[0] - _metric(b, "ao", *_identity(b))[0])
-    diffs = _metric(a, "ao", seeds_a, seqs) - _metric(b, "ao", seeds_b, seqs)
+    point = a.point()["ao"] - b.point()["ao"]
+    diffs = resampled_metric(a, "ao", seeds_a, seqs) - resampled_metric(b, "ao", seeds_b, seqs)
     low, high = _percentiles(diffs, level)
     return Comparison(names[0], names[1], len(common), Interval(point, low, high, level))

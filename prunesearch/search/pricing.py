@@ -143,8 +143,8 @@ class PriceBook:
 
     def only(self, keys: list[str]) -> "PriceBook":
         """The same prices with ``keys`` alone as candidates (the confirmation stage's book)."""
-        book = copy.copy(self)
-        book.candidates = [c for c in self.candidates if c.key in set(keys)]
+        book, wanted = copy.copy(self), set(keys)
+        book.candidates = [c for c in self.candidates if c.key in wanted]
         return book
 
     def feasible(self) -> list[Candidate]:
