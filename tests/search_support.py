@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def sequences_of(c: Candidate, acc: float, count: int = 10, frames: int = 10) ->
 
 @dataclass
 class ScriptedEvaluator:
-    """Loss falls with depth; ``diverge`` candidates diverge; ``interrupt`` raises Ctrl-C at a step."""
+    """Loss falls with depth; ``diverge`` candidates diverge; ``interrupt`` raises Ctrl-C at a step;
+    ``before_step(cand, step)``, when set, runs before each step is reported (what happens meanwhile)."""
 
     steps: int = 12
     diverge: set[str] = field(default_factory=set)
@@ -90,6 +92,7 @@ class ScriptedEvaluator:
     step_seconds: float = 0.0
     loss_of: dict[str, float] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    before_step: Callable[[Candidate, int], None] | None = None
 
     def run(self, cand: Candidate, on_step) -> Outcome:  # noqa: ANN001
         self.calls.append(cand.key)
@@ -104,6 +107,8 @@ class ScriptedEvaluator:
                 return Outcome("diverged", losses=losses, seconds={"finetune": 0.01})
             losses.append({"loss": loss})
             time.sleep(self.step_seconds)
+            if self.before_step is not None:
+                self.before_step(cand, step + 1)
             if on_step(step + 1, {"loss": loss}):
                 return Outcome("stopped", losses=losses, seconds={"finetune": 0.01})
         acc = accuracy_of(cand)

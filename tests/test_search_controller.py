@@ -186,24 +186,18 @@ def test_a_worker_killed_while_logging_is_completed_from_its_record_not_retraine
     assert {r.key: r.ao for r in trained_results(ctl.study, book, "small")}["B3-1/first"] == 0.5
 
 
-class _FailsItsOwnTrial(ScriptedEvaluator):
-    """Halfway through ``B4-2/first``, a survivor gives the trial up as lost (a missed heartbeat)."""
-
-    def run(self, cand, on_step):  # noqa: ANN001
-        def failing(step, metrics):  # noqa: ANN001, ANN202
-            if cand.key == "B4-2/first" and step == 2 and self.calls.count(cand.key) == 1:
-                running = self.study.get_trials(states=(TrialState.RUNNING,))
-                self.study.tell(running[0].number, state=TrialState.FAIL)
-            return on_step(step, metrics)
-
-        return super().run(cand, failing)
-
-
 def test_a_worker_whose_trial_was_given_up_discards_its_result_instead_of_crashing(storage):
     book = make_book("6ms")
-    ev, sink = _FailsItsOwnTrial(), ListSink()
+    ev, sink = ScriptedEvaluator(), ListSink()
     ctl = _planned(storage, book, settings(trials=8), ev, sink)
-    ev.study = ctl.study
+
+    def give_up(cand, step):  # noqa: ANN001
+        """Halfway through ``B4-2/first``, a survivor gives the trial up as lost (a missed heartbeat)."""
+        if cand.key == "B4-2/first" and step == 2 and ev.calls.count(cand.key) == 1:
+            running = ctl.study.get_trials(states=(TrialState.RUNNING,))
+            ctl.study.tell(running[0].number, state=TrialState.FAIL)
+
+    ev.before_step = give_up
     ctl.work()  # no UpdateFinishedTrialError
     assert ev.calls.count("B4-2/first") == 2  # the original, discarded, and the retry
     assert Counter(_settled(ctl.study))["B4-2/first"] == 1
@@ -266,23 +260,16 @@ def test_an_interrupt_a_finalizer_drops_is_delivered_later_and_not_reported(caps
     assert sys.unraisablehook is hook  # put back
 
 
-class _DroppedInterrupt(ScriptedEvaluator):
-    gate = None
-
-    def run(self, cand, on_step):  # noqa: ANN001
-        def step(done, metrics):  # noqa: ANN001
-            if done == 2:
-                self.gate.pending = True  # what the handler leaves when its raise was dropped
-            return on_step(done, metrics)
-
-        return super().run(cand, step)
-
-
 def test_a_dropped_interrupt_stops_the_fine_tune_at_its_next_step(storage):
     book = make_book("6ms")
-    ev, sink = _DroppedInterrupt(), ListSink()
+    ev, sink = ScriptedEvaluator(), ListSink()
     ctl = _planned(storage, book, settings(trials=8), ev, sink)
-    ev.gate = ctl.gate
+
+    def drop(cand, step):  # noqa: ANN001
+        if step == 2:
+            ctl.gate.pending = True  # what the handler leaves when its raise was dropped
+
+    ev.before_step = drop
     with pytest.raises(KeyboardInterrupt):
         ctl.work()
     assert [r.outcome for r in records(ctl.study) if r.claimed] == ["interrupted"]
