@@ -276,6 +276,31 @@ def test_a_dropped_interrupt_stops_the_fine_tune_at_its_next_step(storage):
     assert [e.status for e in sink.done] == ["KILLED"]
 
 
+def test_a_worker_that_finds_the_queue_empty_records_a_costless_proposal_and_trains_nothing(storage):
+    """Enumeration (the confirmation stage's way): a second worker asking while the last queued
+    member is held gets a sampler proposal instead; it is recorded as a skip, never trained."""
+    members = ["B2-1/first", "B3-1/first"]
+    book = make_book("6ms").only(members)
+    search = settings(trials=8, strategy="enumerate", sampler="random", seeds=())
+    ev, other = ScriptedEvaluator(), ScriptedEvaluator()
+    ctl = _planned(storage, book, search, ev)
+    late = controller(storage, book, search, ctl.plan, other, worker=1)
+    asked = []
+
+    def meanwhile(cand, step):  # noqa: ANN001
+        if step == 1 and not asked and not [r for r in records(ctl.study) if r.state == TrialState.WAITING]:
+            asked.append(cand.key)
+            late._trial()
+
+    ev.before_step = meanwhile
+    ctl.work()
+    assert asked and other.calls == [] and sorted(ev.calls) == sorted(members)
+    recs = records(ctl.study)
+    skipped = [r for r in recs if r.outcome in SKIPPED]
+    assert len(skipped) == 1  # outside_space, or duplicate had it proposed a member
+    assert sorted(r.candidate for r in recs if r.outcome not in SKIPPED) == sorted(members)
+
+
 def test_worker_ids_are_unique_and_liveness_does_not_trust_a_shared_hostname():
     a, b = WorkerId.new(), WorkerId.new()
     assert a != b and a.host == b.host and WorkerId.parse(str(a)) == a
