@@ -51,6 +51,13 @@ def test_deterministic_and_prefix_stable(tmp_path):
     assert not np.array_equal(train[0].boxes[:3], a[0].boxes[:3])
 
 
+def test_the_files_are_the_same_whatever_the_number_of_threads(tmp_path):
+    one, three = (generate(tmp_path / str(n), 4, seed=5, split="train", params=TINY, threads=n) for n in (1, 3))
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert len(files) > 4 * TINY.min_frames and files == sorted(p.relative_to(three) for p in three.rglob("*") if p.is_file())
+    assert all((one / f).read_bytes() == (three / f).read_bytes() for f in files)
+
+
 def test_target_moves_away_from_first_box(split):
     seq = read_got10k(split)[0]
     centres = seq.boxes[:, :2] + seq.boxes[:, 2:] / 2
