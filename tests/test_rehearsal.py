@@ -100,10 +100,14 @@ def test_three_machines_two_killed_nothing_lost_nothing_trained_twice(shared, tm
     assert not [r for r in recs if r.state == TrialState.RUNNING]
     workers = {r.worker for r in recs if r.worker}
     assert len(workers) == 3
-    retried = [r for r in recs if r.retry_of is not None]  # A's candidate came back, once
-    worker_a = recs[retried[0].retry_of].worker
-    assert len(retried) == 1 and retried[0].outcome == "trained" and retried[0].worker != worker_a
-    assert retried[0].started.timestamp() - killed_at <= GRACE_S + 10  # re-run once A's beats are overdue
+    # A's candidate came back once: through a retry, or, when machines planned at the same moment
+    # (each queues every candidate), through its second queued trial.
+    lost = [r for r in recs if r.state == TrialState.FAIL and r.claimed]
+    assert len(lost) == 1, recs  # A's fine-tune
+    again = [r for r in recs if r.candidate == lost[0].candidate and r.outcome == "trained"]
+    assert len(again) == 1 and again[0].worker != lost[0].worker
+    assert again[0].started.timestamp() - killed_at <= GRACE_S + 10  # re-run once A's beats are overdue
+    assert [r.retry_of for r in recs if r.retry_of is not None] in ([], [lost[0].number])
 
     assert not [r for r in runs if r.info.status == "RUNNING"]
     children = [r for r in runs if r.data.tags.get("kind") == "candidate"]

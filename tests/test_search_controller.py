@@ -25,6 +25,7 @@ from prunesearch.search.study import (
     TrialRecord,
     TrialWriter,
     WorkerId,
+    enqueue,
     open_study,
     records,
     this_worker,
@@ -137,19 +138,38 @@ def _lost_trial(study, cand, worker, **attrs):
     return trial
 
 
+def _dead_worker() -> WorkerId:
+    """A worker on this machine whose process has exited."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dataclasses.replace(this_worker(), pid=dead.pid, uid="dead")
+
+
 def test_trial_of_a_killed_process_on_this_machine_is_failed_and_rerun(storage):
     book = make_book("6ms")
     ctl = controller(storage, book, settings(trials=8), None, ScriptedEvaluator())
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    worker = dataclasses.replace(this_worker(), pid=dead.pid, uid="dead")
-    _lost_trial(ctl.study, Candidate(3, 1), worker)
+    _lost_trial(ctl.study, Candidate(3, 1), _dead_worker())
     assert "B3-1/first" in ctl.state().running
     ev = ScriptedEvaluator()
     ctl = _run(storage, book, settings(trials=8), ev)
     assert ctl.plan.retried == ("B3-1/first",)
     assert ctl.study.trials[0].state == TrialState.FAIL
     assert Counter(_settled(ctl.study))["B3-1/first"] == 1
+
+
+def test_a_lost_candidate_another_planner_queued_too_comes_back_through_that_queue_not_a_retry(storage):
+    """Observed (the PostgreSQL rehearsal under load): machines that plan at the same moment both
+    queue every candidate; a killed machine's candidate then comes back through its second queued
+    trial. It is not queued a third time, and it is trained once."""
+    book = make_book("6ms")
+    ctl = controller(storage, book, settings(trials=8), None, ScriptedEvaluator())
+    _lost_trial(ctl.study, Candidate(3, 1), _dead_worker())
+    enqueue(ctl.study, Candidate(3, 1), seed=True)  # the other planner's copy
+    ev = ScriptedEvaluator()
+    ctl = _run(storage, book, settings(trials=8), ev)
+    assert ctl.plan.retried == () and not [r for r in records(ctl.study) if r.retry_of is not None]
+    assert ev.calls.count("B3-1/first") == 1 and Counter(_settled(ctl.study))["B3-1/first"] == 1
+    assert ctl.study.trials[0].state == TrialState.FAIL
 
 
 def test_a_lost_machine_is_found_when_done_is_asked_and_its_candidate_trained_once(storage):
