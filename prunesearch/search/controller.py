@@ -13,6 +13,11 @@ of machines can work on it at once, and a killed run resumes from it):
   enqueued in its place; so is a proposal another trial already holds.
 * A trial claims its candidate by writing it, then yields if any other trial holds the same
   candidate: two workers never train one candidate twice.
+* Planning takes no lock, so the cost of a race is a skip, never a second fine-tune: machines that
+  plan at the same moment each queue every candidate (the extra copies are skipped as
+  ``duplicate``, and a lost worker's candidate still queued comes back through its copy rather than
+  a retry); a worker that asks just after another took the last queued candidate gets a sampler
+  proposal instead, recorded as a costless skip.
 * The MLflow child run of a candidate is opened when its fine-tune starts (live loss) and ended
   FINISHED, FAILED or KILLED on every way out. The result is stored in the study before it is
   logged, so a worker killed while logging loses nothing: a survivor completes its run.
