@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from prunesearch.evaluation.uncertainty import SequenceStats, paired_difference, resampled_metric
+from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, SequenceStats, paired_difference, resampled_metric
 from prunesearch.search.experiment import load_experiment
 from prunesearch.search.record import file_sha256
 from prunesearch.search.results import CandidateResult, front_for, fronts_and_ties
@@ -89,6 +89,17 @@ def _stats(jobs: list[dict], key: str, stage: str, seeds: list[int], names: int)
     rows = [r.restrict(first) for r in rows]
     return SequenceStats(first, *(np.concatenate([getattr(r, f) for r in rows]) for f in
                                   ("iou_sum", "frames", "hits50", "hits75", "auc")))
+
+
+def _search(book, brief: list[CandidateResult], long: list[CandidateResult],
+            level: float) -> tuple[set[str], set[str], set[str], set[str]]:
+    """One search at a tie level: the brief front, the shortlist (front and ties), the front of the
+    shortlist's long results (confirmed), and the front of every long result (the truth)."""
+    fronts, ties = fronts_and_ties(brief, [TARGET], book.budget.ms, level)
+    members = {r.key for r in fronts[TARGET] + ties[TARGET]}
+    confirmed = {r.key for r in front_for([r for r in long if r.key in members], TARGET, book.budget.ms)}
+    truth = {r.key for r in front_for(long, TARGET, book.budget.ms)}
+    return {r.key for r in fronts[TARGET]}, members, confirmed, truth
 
 
 def _results(book, stats: dict[str, SequenceStats]) -> list[CandidateResult]:
@@ -165,15 +176,11 @@ def report(raw: dict) -> str:
               f"seed's long scores on {CONFIRM_VAL} sequences.", "",
               "| seed | brief front | tied | confirmed front | 5x front (every candidate) | confirmed = 5x | brief = 5x | confirmation steps |",
               "| ---: | --- | --- | --- | --- | :---: | :---: | ---: |"]
+    per_seed = {s: (_results(book, {k: _stats(jobs, k, "brief", [s], SEARCH_VAL) for k in keys}),
+                    _results(book, {k: _stats(jobs, k, "long", [s], CONFIRM_VAL) for k in keys})) for s in seeds}
     agree_confirmed = agree_brief = steps_confirm = 0
     for s in seeds:
-        brief_s = _results(book, {k: _stats(jobs, k, "brief", [s], SEARCH_VAL) for k in keys})
-        long_s = _results(book, {k: _stats(jobs, k, "long", [s], CONFIRM_VAL) for k in keys})
-        fronts, ties = fronts_and_ties(brief_s, [TARGET], book.budget.ms)
-        members = {r.key for r in fronts[TARGET] + ties[TARGET]}
-        confirmed = {r.key for r in front_for([r for r in long_s if r.key in members], TARGET, book.budget.ms)}
-        truth = {r.key for r in front_for(long_s, TARGET, book.budget.ms)}
-        brief_front = {r.key for r in fronts[TARGET]}
+        brief_front, members, confirmed, truth = _search(book, *per_seed[s], DEFAULT_LEVEL)
         agree_confirmed += confirmed == truth
         agree_brief += brief_front == truth
         steps = len(members) * (LONG_FACTOR - 1) * meta["brief"]
@@ -187,17 +194,12 @@ def report(raw: dict) -> str:
               f"to train every fitting candidate at the {LONG_FACTOR}x budget ({100 * steps_confirm / every:.0f}%).", "",
               "The same searches with other levels of the tie test that builds the shortlist (the default is 0.95; "
               "`pareto --level` shows ties at any level):", "",
-              "| level | shortlisted (mean of 6) | confirmed = 5x | steps, share of training all long |", "| ---: | ---: | ---: | ---: |"]
+              f"| level | shortlisted (mean of {len(keys)}) | confirmed = 5x | steps, share of training all long |",
+              "| ---: | ---: | ---: | ---: |"]
     for level in LEVELS:
-        agree = shortlisted = 0
-        for s in seeds:
-            brief_s = _results(book, {k: _stats(jobs, k, "brief", [s], SEARCH_VAL) for k in keys})
-            long_s = _results(book, {k: _stats(jobs, k, "long", [s], CONFIRM_VAL) for k in keys})
-            fronts, ties = fronts_and_ties(brief_s, [TARGET], book.budget.ms, level)
-            members = {r.key for r in fronts[TARGET] + ties[TARGET]}
-            confirmed = {r.key for r in front_for([r for r in long_s if r.key in members], TARGET, book.budget.ms)}
-            agree += confirmed == {r.key for r in front_for(long_s, TARGET, book.budget.ms)}
-            shortlisted += len(members)
+        searches = [_search(book, *per_seed[s], level) for s in seeds]
+        agree = sum(confirmed == truth for _, _, confirmed, truth in searches)
+        shortlisted = sum(len(members) for _, members, _, _ in searches)
         lines.append(f"| {level} | {shortlisted / len(seeds):.1f} | {agree} of {len(seeds)} | {100 * shortlisted / (len(seeds) * len(keys)):.0f}% |")
     return "\n".join(lines + [""])
 
