@@ -4,11 +4,16 @@ The public API is re-exported here; each name lives in the module that says what
 itself (Optuna, MLflow) is in :mod:`prunesearch.search` and is imported only when used.
 """
 
-__version__ = "0.1.0"
-
+from prunesearch._version import __version__
 from prunesearch.checkpoints import load_checkpoint, save_checkpoint
 from prunesearch.data import Sequence, builtin_sequences, open_dataset
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import (
+    CheckpointError,
+    DeviceError,
+    InputError,
+    PrunesearchError,
+    StorageError,
+)
 from prunesearch.evaluation import EvalResult, evaluate, evaluate_baseline
 from prunesearch.export import OnnxTracker, export_tracker
 from prunesearch.flops import ModelCost, model_macs
@@ -28,6 +33,11 @@ from prunesearch.teacher import load_shipped_teacher
 from prunesearch.training import FinetuneConfig, FinetuneResult, finetune
 
 __all__ = [
+    "__version__",
+    "CheckpointError",
+    "DeviceError",
+    "InputError",
+    "StorageError",
     "PRESETS",
     "AsyncTracker",
     "EvalResult",

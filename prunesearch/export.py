@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunesearch import __version__
+from prunesearch._version import __version__
 from prunesearch.errors import PrunesearchError
 from prunesearch.models.phases import (
     FRAME_INPUTS,

@@ -15,7 +15,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 
-from prunesearch import __version__
+from prunesearch._version import __version__
 from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands
 from prunesearch.errors import PrunesearchError, PrunesearchWarning
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from prunesearch import __version__
+from prunesearch._version import __version__
 from prunesearch.errors import PrunesearchError
 from prunesearch.flops import part_macs
 from prunesearch.latency.parts import FIXED, part_shapes
 from prunesearch.latency.table import Entry, LatencyTable, build_table
 from prunesearch.models.vit_tracker import TrackerConfig, get_preset
+from prunesearch.models.names import TEACHER, parse_student_name
 
 _TORCH_TIMING = (
     "PyTorch FP32, batch 1, template features precomputed (template branch not timed), "
@@ -339,7 +339,6 @@ def _row(v: Variant, ms: float, fitted: float, loo: float, role: str) -> dict[st
 
 MEASURED_STATS = ("mean", "p50", "p90", "p99", "min")
 MEASURED_UNITS = ("ms", "fps")
-_STUDENT = re.compile(r"B(\d+)-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -396,8 +395,8 @@ def read_measured(path: str | Path) -> Measured:
 
 
 def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) -> Variant:
-    match = _STUDENT.fullmatch(name)
-    ok = name == "teacher" or (match is not None and 1 <= int(match[2]) <= int(match[1]) <= depth)
+    numbers = parse_student_name(name)
+    ok = name == TEACHER or (numbers is not None and 1 <= numbers[1] <= numbers[0] <= depth)
     if not ok:
         raise PrunesearchError(
             f"{path}: models.{name} is not a model name: use B{{N}}-{{M}} with 1 <= M <= N <= {depth} (e.g. B4-2) or 'teacher'"
@@ -405,9 +404,9 @@ def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise PrunesearchError(f"{path}: models.{name} must be a positive number of {unit} per frame, got {value!r}")
     fps = float(value) if unit == "fps" else 1000.0 / float(value)
-    if match is None:
-        return Variant("teacher", depth, None, {"measured": fps})
-    return Variant(name, int(match[1]), int(match[2]), {"measured": fps})
+    if numbers is None:
+        return Variant(TEACHER, depth, None, {"measured": fps})
+    return Variant(name, *numbers, {"measured": fps})
 
 
 def derive_measured(measured: Measured, name: str, tie: str | LatencyTable = "flops") -> LatencyTable:

@@ -33,6 +33,7 @@ from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_graph, part_shape
 from prunesearch.latency.runtime import Timing, TimingPlan, machine_fingerprint, machine_info, time_graphs
 from prunesearch.latency.table import STATS, Entry, LatencyTable, build_table, rounded_stats
 from prunesearch.models.vit_tracker import TrackerConfig
+from prunesearch.models.names import model_name
 
 #: ``progress(stage, done, total)``: stage is "export" or "time".
 Progress = Callable[[str, int, int], None]
@@ -80,7 +81,7 @@ def calibration_models(depth: int) -> list[tuple[int, int | None]]:
 
 
 def _whole_name(depth: int, ai: int | None) -> str:
-    return "teacher" if ai is None else f"B{depth}-{ai}"
+    return model_name(depth, ai)
 
 
 def profile(request: ProfileRequest, progress: Progress | None = None, workdir: Path | None = None) -> LatencyTable:

@@ -33,6 +33,7 @@ from prunesearch.flops import PART_KINDS
 from prunesearch.latency.calibrate import Calibration
 from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_shapes
 from prunesearch.models.vit_tracker import TrackerConfig
+from prunesearch.models.names import TEACHER, student_name
 
 FORMAT = "prunesearch-latency/1"
 ENTRY_KINDS = (FIXED, *PART_KINDS)
@@ -196,7 +197,7 @@ class LatencyTable:
         }
         template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"], "template_block": depth * c["template_block"]})
         teacher = self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
-        return LatencyEstimate(f"B{depth}-{ai_layers}", self._sum(parts), template, template_update, teacher.amortised_ms, parts)
+        return LatencyEstimate(student_name(depth, ai_layers), self._sum(parts), template, template_update, teacher.amortised_ms, parts)
 
     def estimate_teacher(self, template_update: int | None = None, cfg: TrackerConfig | None = None) -> LatencyEstimate:
         """Price the joint teacher (``cfg.depth`` joint blocks; default: the table's architecture)."""
@@ -229,7 +230,7 @@ class LatencyTable:
         per_frame = self._sum(parts)
         template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"]})
         teacher_ms = _amortised(per_frame, template, template_update)
-        return LatencyEstimate("teacher", per_frame, template, template_update, teacher_ms, parts)
+        return LatencyEstimate(TEACHER, per_frame, template, template_update, teacher_ms, parts)
 
     def to_dict(self) -> dict[str, Any]:
         out = {

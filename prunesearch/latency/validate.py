@@ -23,6 +23,7 @@ from prunesearch.latency.backends import backend_from_meta
 from prunesearch.latency.parts import whole_graph
 from prunesearch.latency.runtime import TimingPlan, machine_fingerprint, machine_info, time_graphs
 from prunesearch.latency.table import LatencyTable
+from prunesearch.models.names import TEACHER, student_name
 
 Progress = Callable[[str, int, int], None]
 
@@ -137,9 +138,9 @@ def validate(
     tick = progress or (lambda stage, done, total: None)
     cfg = table.architecture
     models: list[tuple[str, int, int | None]] = [
-        (f"B{n}-{m}", n, m) for n, m in sample_candidates(table.teacher_depth, samples, seed)
+        (student_name(n, m), n, m) for n, m in sample_candidates(table.teacher_depth, samples, seed)
     ]
-    models.append(("teacher", table.teacher_depth, None))
+    models.append((TEACHER, table.teacher_depth, None))
     start = time.perf_counter()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="prunesearch-validate-") as tmp:

@@ -105,7 +105,7 @@ class MlflowWriter:
 
     def open_runs(self, exp_id: str, tags: dict[str, str]) -> list[OpenRun]:
         """The RUNNING runs of an experiment whose tags hold ``tags``."""
-        query = " AND ".join([f"attributes.status = 'RUNNING'", *(f"tags.{k} = '{v}'" for k, v in tags.items())])
+        query = " AND ".join(["attributes.status = 'RUNNING'", *(f"tags.{k} = '{v}'" for k, v in tags.items())])
         found, token = [], None
         while True:
             page = self.client.search_runs([exp_id], filter_string=query, max_results=1000, page_token=token)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.models.names import student_name
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class StudentSpec:
 
     @property
     def name(self) -> str:
-        return f"B{self.depth}-{self.ai_layers}"
+        return student_name(self.depth, self.ai_layers)
 
     def to_dict(self) -> dict:
         return {"depth": self.depth, "ai_layers": self.ai_layers, "blocks": list(self.blocks), "rule": self.rule}

@@ -18,6 +18,7 @@ from prunesearch.evaluation.uncertainty import (
     paired_difference,
 )
 from prunesearch.search.pareto import pareto_front, tied_with_front
+from prunesearch.models.names import student_name
 
 ACCURACY_KEYS = ("ao", "sr50", "sr75", "auc")
 
@@ -46,7 +47,7 @@ class CandidateResult:
 
     @property
     def name(self) -> str:
-        return f"B{self.depth}-{self.ai_layers}"
+        return student_name(self.depth, self.ai_layers)
 
     @property
     def ao(self) -> float:

@@ -16,11 +16,12 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.pruning import RULES
 from prunesearch.search.constraints import Constraint, parse_constraint
 from prunesearch.search.yamlfile import Section, locate, read_yaml
+from prunesearch.models.names import parse_student_name, student_name
 
 SPACE_KEYS = ("description", "depth", "ai_layers", "rules", "constraints")
 # Names a constraint may use, with their types: the candidate's own numbers, its rule and the teacher's depth.
 CONSTRAINT_NAMES: dict[str, type] = {"depth": int, "ai_layers": int, "search_blocks": int, "rule": str, "teacher_depth": int}
-_KEY = re.compile(r"^B(\d+)-(\d+)(?:/(\w+))?$")
+_RULE = re.compile(r"\w+")
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +34,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return f"B{self.depth}-{self.ai_layers}"
+        return student_name(self.depth, self.ai_layers)
 
     @property
     def key(self) -> str:
@@ -47,10 +48,11 @@ class Candidate:
     @classmethod
     def parse(cls, text: str) -> "Candidate":
         """``B4-2`` (rule ``first``) or ``B4-2/uniform``."""
-        match = _KEY.match(text.strip())
-        if not match:
+        name, slash, rule = text.strip().partition("/")
+        numbers = parse_student_name(name)
+        if numbers is None or (slash and not _RULE.fullmatch(rule)):
             raise PrunesearchError(f"cannot read candidate {text!r}; write B{{depth}}-{{ai_layers}}[/rule], e.g. B4-2/first")
-        return cls(int(match.group(1)), int(match.group(2)), match.group(3) or "first")
+        return cls(*numbers, rule or "first")
 
 
 @dataclass(frozen=True)
