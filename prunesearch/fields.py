@@ -2,7 +2,7 @@
 
 Settings live in frozen dataclasses (the fine-tune recipe, augmentation, search settings). A field
 that must lie in a range says so where it is declared, ``lr: float = checked(4e-4, above=0)``, so
-adding a setting with its rule is one line; :meth:`prunesearch.search.yamlfile.Section.field`
+adding a setting with its rule is one line; :meth:`prunesearch.configfile.Section.field`
 reads the rule when a file sets the field. Every number must also be finite, and a whole number
 must fit a C int unless its rule allows more, whatever its rule says.
 """

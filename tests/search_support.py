@@ -20,7 +20,7 @@ from prunesearch.search.experiment import EarlyStop, SearchSettings
 from prunesearch.search.pricing import Price, PriceBook
 from prunesearch.search.space import Candidate, SearchSpace, parse_space
 from prunesearch.search.tracking import SearchInfo
-from prunesearch.search.yamlfile import Section
+from prunesearch.configfile import Section
 
 TEACHER_DEPTH = 12
 

@@ -22,7 +22,7 @@ from prunesearch.search.budget import parse_budget
 from prunesearch.search.constraints import parse_constraint
 from prunesearch.search.experiment import EXPERIMENT_KEYS, load_experiment
 from prunesearch.search.space import CONSTRAINT_NAMES
-from prunesearch.search.yamlfile import parse_yaml, read_yaml
+from prunesearch.configfile import parse_yaml, read_yaml
 
 MAX_PEAK = 32 << 20
 BOUNDED = settings(

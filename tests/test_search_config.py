@@ -6,7 +6,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.experiment import EarlyStop, load_experiment
 from prunesearch.search.space import Candidate, load_space
-from prunesearch.search.yamlfile import known_configs
+from prunesearch.configfile import known_configs
 
 
 @pytest.mark.parametrize("text", ["10ms", "0.01s", "100fps", " 10 MS ", "10.0ms"])
@@ -159,7 +159,7 @@ def test_a_setting_and_its_rule_are_one_line():
     import dataclasses
 
     from prunesearch.fields import checked
-    from prunesearch.search.yamlfile import Section
+    from prunesearch.configfile import Section
 
     @dataclasses.dataclass(frozen=True)
     class Inner:

@@ -39,6 +39,7 @@ import numpy as np
 from prunesearch.data.got10k import read_got10k
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
+from prunesearch.paths import cache_dir
 
 SPLITS = ("train", "val")
 # Default size of the built-in splits: enough variety for the small teacher, small enough to
@@ -447,9 +448,8 @@ def generate(
 
 
 def cache_root() -> Path:
-    """Where built-in splits are generated once: $PRUNESEARCH_CACHE or ~/.cache/prunesearch."""
-    base = os.environ.get("PRUNESEARCH_CACHE") or Path.home() / ".cache" / "prunesearch"
-    return Path(base) / "synthetic"
+    """Where built-in splits are generated once (see :mod:`prunesearch.paths`)."""
+    return cache_dir("synthetic")
 
 
 def builtin_split(split: str = "val", count: int | None = None, seed: int | None = None,

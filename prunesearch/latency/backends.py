@@ -24,13 +24,14 @@ import torch
 from prunesearch.errors import PrunesearchError
 from prunesearch.export import export_module, onnxruntime
 from prunesearch.latency.runtime import CudaEventTimer, GraphRun, HostTimer, Timer
+from prunesearch.paths import cache_dir
 
 RUNTIMES = ("onnxruntime", "torch")
 ORT_PRECISIONS = ("fp32", "fp16")
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 TORCH_MODES = ("eager", "cuda-graph", "compile")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-DEFAULT_ENGINE_CACHE = Path.home() / ".cache" / "prunesearch" / "tensorrt-engines"
+ENGINE_CACHE = "tensorrt-engines"  # the cache folder of built TensorRT engines (prunesearch.paths)
 
 
 class Backend(Protocol):
@@ -106,7 +107,7 @@ class RuntimeSettings:
             + f"; inputs and outputs bound on the {'GPU' if self.on_gpu else 'CPU'} (IOBinding)",
         }
         if self.provider == "TensorrtExecutionProvider":
-            out["engine_cache"] = str(self.engine_cache or DEFAULT_ENGINE_CACHE)
+            out["engine_cache"] = str(self.engine_cache or cache_dir(ENGINE_CACHE))
         return out
 
     def prepare(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: tuple[list[str], list[str]], path: Path) -> GraphRun:
@@ -137,7 +138,7 @@ class RuntimeSettings:
         opts.log_severity_level = 3
         providers: list[Any] = [self.provider]
         if self.provider == "TensorrtExecutionProvider":
-            cache = Path(self.engine_cache or DEFAULT_ENGINE_CACHE)
+            cache = Path(self.engine_cache or cache_dir(ENGINE_CACHE))
             cache.mkdir(parents=True, exist_ok=True)
             trt = {"trt_fp16_enable": self.precision == "fp16", "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
             providers = [(self.provider, trt), "CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -4,7 +4,7 @@ An experiment (``experiments/NAME.yaml``) names the deployment architecture whos
 priced, the candidate space, the teacher (a checkpoint, or the shipped small teacher), the data
 (a GOT-10k/LaSOT folder, or built-in sequences), the brief fine-tune, the search settings and the
 seed. ``prunesearch run --experiment NAME`` finds ``./experiments/NAME.yaml`` first, then the copy
-shipped with the package (see :func:`prunesearch.search.yamlfile.config_dirs`).
+shipped with the package (see :func:`prunesearch.configfile.config_dirs`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prunesearch.evaluation.uncertainty import MAX_SEEDS
 from prunesearch.fields import SEED_MAX, checked
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
-from prunesearch.search.yamlfile import Section, locate, read_yaml
+from prunesearch.configfile import Section, locate, read_yaml
 
 EXPERIMENT_KEYS = (
     "description", "architecture", "space", "teacher", "data", "finetune", "evaluation", "search", "seed", "reference",

@@ -15,7 +15,7 @@ from typing import Any
 from prunesearch.errors import PrunesearchError
 from prunesearch.pruning import RULES
 from prunesearch.search.constraints import Constraint, parse_constraint
-from prunesearch.search.yamlfile import Section, locate, read_yaml
+from prunesearch.configfile import Section, locate, read_yaml
 from prunesearch.models.names import parse_student_name, student_name
 
 SPACE_KEYS = ("description", "depth", "ai_layers", "rules", "constraints")

@@ -237,7 +237,7 @@ class Section:
         raise TypeError(f"{key}: no YAML reading for fields of type {hint}")  # a programming error, not a user's
 
 
-PACKAGE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def config_dirs(kind: str) -> list[Path]:
