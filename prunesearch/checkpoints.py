@@ -29,23 +29,22 @@ the file's code and writes a weights-only copy.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import math
-import pickle
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from prunesearch.checkpoint_file import check_tensors, open_archive, plain, read_restricted
 from prunesearch.data.processing import CropGeometry
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import CheckpointError, InputError, PrunesearchError, StorageError
 from prunesearch.models.vit_tracker import (
     AsyncTracker,
     JointTracker,
@@ -54,6 +53,7 @@ from prunesearch.models.vit_tracker import (
     TrackerConfig,
     build_student,
     build_teacher,
+    size_problem,
 )
 from prunesearch.pruning import student_from_teacher
 
@@ -119,7 +119,7 @@ def save_checkpoint(
         message = _write_failure(path, err)
     # Outside the handler, so torch's failed writer (and its open file) is not kept by the context.
     tmp.unlink(missing_ok=True)
-    raise PrunesearchError(message)
+    raise StorageError(message)
 
 
 def _write_failure(path: Path, err: BaseException) -> str:
@@ -138,16 +138,20 @@ def _write_failure(path: Path, err: BaseException) -> str:
 
 def read_file(path: str | Path, device: torch.device | None = None) -> dict:
     """``torch.load`` with ``weights_only=True`` onto ``device`` (default the CPU), turning every
-    failure into one clear line."""
+    failure into one clear line; the file's sizes are checked before torch allocates anything
+    (:func:`~prunesearch.checkpoint_file.open_archive`) and its tensors after
+    (:func:`~prunesearch.checkpoint_file.check_tensors`)."""
     path = Path(path)
     if not path.is_file():
-        raise PrunesearchError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    open_archive(path)[0].close()
     try:
         payload = torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise PrunesearchError(_unsafe_reason(path, str(err))) from None
+        raise CheckpointError(_unsafe_reason(path, str(err))) from None
     if not isinstance(payload, dict):
-        raise PrunesearchError(f"{path} holds a {type(payload).__name__}, not a dict of weights")
+        raise CheckpointError(f"{path} holds a {type(payload).__name__}, not a dict of weights")
+    check_tensors(payload, str(path))
     return payload
 
 
@@ -196,10 +200,10 @@ def load_state_strict(
         problems.append(f"shape mismatches {_abbrev(shapes)}")
     if problems:
         note = f" (ignored as known-unused: {_abbrev(list(ignored))})" if ignored else ""
-        raise PrunesearchError(f"{source} does not match the model: " + "; ".join(problems) + note)
+        raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems) + note)
     broken = sorted(file_key(k) for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
     if broken:
-        raise PrunesearchError(f"{source}: tensor {broken[0]} holds NaN or infinite values ({len(broken)} such tensors); the weights are damaged")
+        raise CheckpointError(f"{source}: tensor {broken[0]} holds NaN or infinite values ({len(broken)} such tensors); the weights are damaged")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
 
 
@@ -213,13 +217,13 @@ def detect_format(payload: dict) -> str:
     if payload.get("format") == FORMAT:
         return "prunesearch"
     if "format" in payload:
-        raise PrunesearchError(f"unsupported checkpoint format {payload['format']!r}; this is {FORMAT}")
+        raise CheckpointError(f"unsupported checkpoint format {payload['format']!r}; this is {FORMAT}")
     state = _external_state(payload)
     if any(k.endswith(".attn.q_bias") or k.endswith(".gamma_1") for k in state):
         return "litetrack"
     if any(k.endswith(".attn.qkv.weight") for k in state):
         return "ostrack"
-    raise PrunesearchError(
+    raise CheckpointError(
         "not a prunesearch, OSTrack or LiteTrack checkpoint: no 'format' tag and no backbone.blocks.N.attn keys"
     )
 
@@ -228,7 +232,7 @@ def _external_state(payload: dict) -> dict[str, torch.Tensor]:
     """The state dict of an OSTrack/LiteTrack file: ``checkpoint["net"]``, or the file itself."""
     state = payload.get("net", payload)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PrunesearchError(
+        raise CheckpointError(
             "checkpoint is neither a prunesearch file nor a state dict of tensors (under 'net' or at the top)"
         )
     return state
@@ -269,16 +273,20 @@ def map_external(state: dict[str, torch.Tensor], fmt: str) -> tuple[dict[str, to
     return mapped, ignored
 
 
-def _require(state: dict[str, torch.Tensor], key: str, source: str) -> torch.Tensor:
+def _require(state: dict[str, torch.Tensor], key: str, source: str, ndim: int) -> torch.Size:
+    """The shape of ``state[key]``, which must have ``ndim`` non-zero dimensions."""
     if key not in state:
-        raise PrunesearchError(f"cannot infer the architecture of {source}: key {key!r} is missing")
-    return state[key]
+        raise CheckpointError(f"cannot infer the architecture of {source}: key {key!r} is missing")
+    shape = state[key].shape
+    if len(shape) != ndim or 0 in shape:
+        raise CheckpointError(f"{source}: {key} has shape {tuple(shape)[:8]}, not {ndim} non-zero dimensions")
+    return shape
 
 
 def _grid_size(tokens: int, patch: int, name: str, source: str) -> int:
     side = math.isqrt(tokens)
     if side * side != tokens:
-        raise PrunesearchError(f"{source}: {name} has {tokens} positions, not a square grid")
+        raise CheckpointError(f"{source}: {name} has {tokens} positions, not a square grid")
     return side * patch
 
 
@@ -288,28 +296,29 @@ def infer_config(state: dict[str, torch.Tensor], source: str, num_heads: int | N
     ``num_heads`` cannot be read off the weights; without it, heads of 64 channels are assumed
     (right for OSTrack and LiteTrack at every size they ship).
     """
-    patch_w = _require(state, "patch_embed.proj.weight", source)
-    dim, _, patch, _ = patch_w.shape
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
+    dim, _, patch, _ = _require(state, "patch_embed.proj.weight", source, 4)
+    # At most six digits: a longer block number is an unexpected key, never a range to enumerate.
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d{1,6})\.", k))})
     if not blocks:
-        raise PrunesearchError(f"cannot infer the architecture of {source}: no blocks.N keys")
+        raise CheckpointError(f"cannot infer the architecture of {source}: no blocks.N keys")
     if blocks != list(range(len(blocks))):
-        absent = sorted(set(range(max(blocks) + 1)) - set(blocks))
-        raise PrunesearchError(f"{source}: blocks {absent} are missing between blocks 0 and {max(blocks)}")
+        present = set(blocks)
+        absent = [b for b in range(len(blocks)) if b not in present][:6]
+        raise CheckpointError(f"{source}: blocks {absent} are missing between blocks 0 and {max(blocks)}")
     head_channels = []
     while f"box_head.conv{len(head_channels) + 1}_ctr.0.weight" in state:
-        head_channels.append(state[f"box_head.conv{len(head_channels) + 1}_ctr.0.weight"].shape[0])
+        head_channels.append(_require(state, f"box_head.conv{len(head_channels) + 1}_ctr.0.weight", source, 4)[0])
     if num_heads is None:
         if dim % HEAD_DIM:
-            raise PrunesearchError(f"{source}: width {dim} is not a multiple of {HEAD_DIM}; give the number of heads")
+            raise CheckpointError(f"{source}: width {dim} is not a multiple of {HEAD_DIM}; give the number of heads")
         num_heads = dim // HEAD_DIM
     return TrackerConfig(
         embed_dim=dim,
         num_heads=num_heads,
-        mlp_ratio=_require(state, "blocks.0.mlp.fc1.weight", source).shape[0] / dim,
+        mlp_ratio=_require(state, "blocks.0.mlp.fc1.weight", source, 2)[0] / dim,
         patch_size=patch,
-        template_size=_grid_size(_require(state, "pos_embed_z", source).shape[1], patch, "pos_embed_z", source),
-        search_size=_grid_size(_require(state, "pos_embed_x", source).shape[1], patch, "pos_embed_x", source),
+        template_size=_grid_size(_require(state, "pos_embed_z", source, 3)[1], patch, "pos_embed_z", source),
+        search_size=_grid_size(_require(state, "pos_embed_x", source, 3)[1], patch, "pos_embed_x", source),
         depth=len(blocks),
         head_channels=tuple(head_channels),
         layer_scale="blocks.0.gamma_1" in state,
@@ -328,13 +337,14 @@ def _load_external(payload: dict, fmt: str, source: str, ai_layers: int | None, 
     """Build the model an OSTrack (teacher) or LiteTrack (student) file describes and load it."""
     state, ignored = map_external(_external_state(payload), fmt)
     cfg = infer_config(state, source, num_heads)
+    _within_limits(cfg, cfg.depth, source)
     if fmt == "ostrack":
         model: TrackerBase = build_teacher(cfg)
     else:
         depth = cfg.depth
         ai_layers = ai_layers or LITETRACK_AI_LAYERS.get(depth)
         if ai_layers is None:
-            raise PrunesearchError(
+            raise InputError(
                 f"{source} is a {depth}-block LiteTrack student; its interaction layers are not stored in "
                 "the file, give them (--ai-layers)"
             )
@@ -348,18 +358,32 @@ def _load_external(payload: dict, fmt: str, source: str, ai_layers: int | None, 
     return model
 
 
+def _within_limits(cfg: TrackerConfig, blocks: int, source: str) -> None:
+    """The model a file describes is checked against the size limits before it is built."""
+    problem = size_problem(cfg, blocks)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
+
+
 def load_native(payload: dict, source: str) -> TrackerBase:
     """Rebuild a model from prunesearch's own format."""
     absent = [k for k in ("kind", "config", "state_dict") if k not in payload]
     if absent:
-        raise PrunesearchError(f"{source} is a damaged prunesearch checkpoint: no {', '.join(absent)}")
-    cfg = TrackerConfig.from_dict(payload["config"])
+        raise CheckpointError(f"{source} is a damaged prunesearch checkpoint: no {', '.join(absent)}")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"{source} is a damaged prunesearch checkpoint: its config or state_dict is not a dict")
+    try:
+        cfg = TrackerConfig.from_dict(payload["config"])
+        spec = StudentSpec.from_dict(payload["spec"]) if payload["kind"] == AsyncTracker.kind and payload.get("spec") else None
+    except (TypeError, ValueError, KeyError, ArithmeticError) as err:
+        raise CheckpointError(f"{source}: its config or student spec does not describe a tracker ({type(err).__name__}: {err})") from None
+    _within_limits(cfg, spec.depth if spec else cfg.depth, source)
     if payload["kind"] == JointTracker.kind:
         model: TrackerBase = build_teacher(cfg)
-    elif payload["kind"] == AsyncTracker.kind and payload.get("spec"):
-        model = build_student(cfg, StudentSpec.from_dict(payload["spec"]))
+    elif spec is not None:
+        model = build_student(cfg, spec)
     else:
-        raise PrunesearchError(f"{source}: unknown model kind {payload['kind']!r} or missing student spec")
+        raise CheckpointError(f"{source}: unknown model kind {str(payload['kind'])[:40]!r} or missing student spec")
     load_state_strict(model, payload["state_dict"], source)
     return model.eval()
 
@@ -377,20 +401,20 @@ def convert(
     back through that student's own list.
     """
     if into not in INTO:
-        raise PrunesearchError(f"cannot load a checkpoint into {into!r}; use one of {', '.join(INTO)}")
+        raise InputError(f"cannot load a checkpoint into {into!r}; use one of {', '.join(INTO)}")
     joint = model
     if not isinstance(model, JointTracker):
         joint = build_teacher(replace(model.cfg, depth=model.depth))
         joint.load_state_dict(model.state_dict(), strict=True)
     if into == "teacher":
         if depth not in (None, model.depth) or ai_layers is not None:
-            raise PrunesearchError("a teacher keeps every block of the checkpoint; drop the depth and interaction layers")
+            raise InputError("a teacher keeps every block of the checkpoint; drop the depth and interaction layers")
         return joint.eval()
     depth = depth or model.depth
     if ai_layers is None and isinstance(model, AsyncTracker) and depth == model.depth:
         ai_layers = model.ai_layers
     if ai_layers is None:
-        raise PrunesearchError("a student needs its number of interaction layers (--ai-layers)")
+        raise InputError("a student needs its number of interaction layers (--ai-layers)")
     student = student_from_teacher(joint, depth, ai_layers, rule)
     if isinstance(model, AsyncTracker):
         origin = model.spec.blocks
@@ -469,98 +493,64 @@ def crop_of(payload: dict, source: str) -> CropGeometry | None:
     if recorded is None:
         return None
     if not isinstance(recorded, dict) or set(recorded) != {"template_factor", "search_factor"}:
-        raise PrunesearchError(f"{source}: crop geometry {recorded!r} is not template_factor and search_factor")
+        raise CheckpointError(f"{source}: crop geometry {recorded!r} is not template_factor and search_factor")
     try:
         return CropGeometry(**recorded)
     except PrunesearchError as err:
-        raise PrunesearchError(f"{source}: {err}") from None
-
-
-# What the restricted unpickler builds for real: tensors and the containers around them. Every
-# other global becomes an inert placeholder class, so no function named by the file ever runs.
-_SAFE_GLOBALS = {
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
-}
-
-
-class Opaque:
-    """An object of a class the file names but prunesearch will not import: it keeps the plain
-    state that pickle hands it and nothing else; calling it (pickle's REDUCE) runs nothing."""
-
-    pickled_class = "?"
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self.state: object = None
-
-    def __setstate__(self, state: object) -> None:
-        self.state = state
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Tensors and plain containers are built; every other class or function is an :class:`Opaque`."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        safe = _SAFE_GLOBALS.get((module, name))
-        if safe is not None:
-            return safe
-        return type(name, (Opaque,), {"pickled_class": f"{module}.{name}"})
-
-
-# torch.load's pickle_module: it subclasses ``Unpickler`` (adding storages) and calls ``load``.
-_RESTRICTED = SimpleNamespace(
-    Unpickler=RestrictedUnpickler,
-    load=lambda f, **kw: RestrictedUnpickler(f, **kw).load(),
-    __name__="prunesearch.checkpoints.restricted",
-)
-
-
-def plain(obj: object) -> object:
-    """Only tensors, numbers, strings and containers of them; an :class:`Opaque` becomes its state
-    (with its class name under ``"__class__"``) when that state is a dict, else None."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, dict):
-        return {k: plain(v) for k, v in obj.items() if isinstance(k, (str, int))}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(plain(v) for v in obj) if type(obj) in (list, tuple) else list(plain(v) for v in obj)
-    if isinstance(obj, Opaque) and isinstance(obj.state, dict):
-        return {"__class__": obj.pickled_class, **plain(obj.state)}  # type: ignore[dict-item]
-    return None
+        raise CheckpointError(f"{source}: {err}") from None
 
 
 def extract(source: str | Path, out: str | Path) -> tuple[Path, list[str]]:
     """Write the weights (``net``) and the plain parts of the settings of a training checkpoint
     (OSTrack/LiteTrack: ``net``, ``settings``, optimiser, ...) to a file ``weights_only`` loads.
 
-    Nothing the file names is imported or called. Returns the path written and the top-level
-    keys left out (optimiser state, pickled objects without plain state).
+    Nothing the file names is imported or called, and nothing but ``out`` is written: the file is
+    read by :func:`~prunesearch.checkpoint_file.read_restricted` (zip format only, sizes checked
+    before allocation), the copy is written beside ``out`` under a temporary name, checked to
+    load, and renamed over ``out`` only then (a bad input leaves an existing ``out`` as it was).
+    Returns the path written and the top-level keys left out (optimiser state, pickled objects
+    without plain state).
     """
     source, out = Path(source), Path(out)
     if not source.is_file():
-        raise PrunesearchError(f"checkpoint {source} does not exist")
+        raise CheckpointError(f"checkpoint {source} does not exist")
     if source.resolve() == out.resolve():
-        raise PrunesearchError(f"extract {source} into another file, not onto itself")
+        raise CheckpointError(f"extract {source} into another file, not onto itself")
     try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            payload = torch.load(source, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED)
+        payload = read_restricted(source)
+    except PrunesearchError:
+        raise
     except Exception as err:  # noqa: BLE001 - a damaged or foreign file: one line either way
-        raise PrunesearchError(f"cannot read {source} as a PyTorch checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"cannot read {source} as a PyTorch checkpoint ({type(err).__name__}: {str(err)[:200]})") from None
     if not isinstance(payload, dict):
-        raise PrunesearchError(f"{source} holds a {type(payload).__name__}, not a dict with 'net' weights")
-    net = plain(payload.get("net", payload))
+        raise CheckpointError(f"{source} holds a {type(payload).__name__}, not a dict with 'net' weights")
+    net = plain(payload.get("net", payload), source)
     if not isinstance(net, dict) or not net or not all(isinstance(v, torch.Tensor) for v in net.values()):
-        raise PrunesearchError(f"{source} has no 'net' state dict of tensors to extract")
+        raise CheckpointError(f"{source} has no 'net' state dict of tensors to extract")
     kept: dict[str, object] = {"net": net}
-    if "net" in payload and isinstance(settings := plain(payload.get("settings")), dict):
+    if "net" in payload and isinstance(settings := plain(payload.get("settings"), source), dict):
         kept["settings"] = {k: v for k, v in settings.items() if not isinstance(v, torch.Tensor)}
     left_out = sorted(str(k) for k in payload if k not in kept) if "net" in payload else []
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    torch.save(kept, tmp)
-    tmp.replace(out)
-    detect_format(read_file(out))  # the copy must load as what it claims to be
+    _write_checked(kept, out)
     return out, left_out
+
+
+def _write_checked(payload: dict, out: Path) -> None:
+    """``payload`` saved to ``out`` through a temporary file beside it that must load as a checkpoint
+    of a known format first; the temporary file is removed on any failure."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as err:
+        raise CheckpointError(_write_failure(out, err)) from None
+    tmp = Path(name)
+    try:
+        try:
+            torch.save(payload, tmp)
+        except (OSError, RuntimeError) as err:
+            raise CheckpointError(_write_failure(out, err)) from None
+        detect_format(read_file(tmp))  # the copy must load as what it claims to be
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)

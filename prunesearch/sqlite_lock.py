@@ -3,6 +3,7 @@
 MLflow migrates its database and Optuna creates its tables on first use; two processes doing it
 together leave a half-migrated file that every later command fails on. Both stores are first
 opened under a lock file beside the database. Server databases serialise this themselves.
+(Creating a store whole, and checking one when it is opened: :mod:`prunesearch.sqlite_store`.)
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from pathlib import Path
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL, else None."""
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    """The file of a ``sqlite:///`` URL (query parameters dropped), else None (also for ``:memory:``)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = url[len("sqlite:///"):].split("?", 1)[0]
+    return Path(name) if name and name != ":memory:" else None
 
 
 @contextmanager

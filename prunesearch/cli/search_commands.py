@@ -79,7 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "command (Ctrl-C or SIGTERM).",
     )
     p.add_argument("--experiment", help="experiment whose runs to open (default: the most recent search in the store)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; another needs --allow-remote)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a --host other machines can reach; the MLflow UI has no authentication, so put one in front")
     p.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="MLflow web workers (default 1)")
     p.add_argument("--browser", action=argparse.BooleanOptionalAction, default=None,
@@ -379,15 +382,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import os
     import signal
     import time
+    import warnings
 
-    from prunesearch.errors import PrunesearchError
+    from prunesearch.errors import PrunesearchError, PrunesearchWarning
     from prunesearch.mlflow_log.store import client, review_experiment, tracking_uri
-    from prunesearch.mlflow_log.ui_server import runs_url, serve
+    from prunesearch.mlflow_log.ui_server import check_options, runs_url, serve
 
+    # Options first: a refused one must not create or open the store.
+    no_auth = check_options(args.host, args.port, args.workers, args.allow_remote)
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         raise PrunesearchError(f"MLFLOW_TRACKING_URI is a tracking server ({uri}): open it in a browser instead of 'prunesearch ui'")
-    experiment_id = review_experiment(client(uri), args.experiment)
+    experiment_id = review_experiment(client(uri, create=False), args.experiment)
+    if no_auth:
+        warnings.warn(no_auth, PrunesearchWarning, stacklevel=1)
 
     def stop(signum, frame):  # noqa: ANN001, ARG001 - signal handler signature
         raise SystemExit(128 + signum)

@@ -1,13 +1,32 @@
-"""Where the MLflow store is, and the Optuna study storage that lives beside it by default."""
+"""Where the MLflow store is, how it is opened (created whole, checked, with a deadline per call to a
+tracking server), the Optuna study storage that lives beside it by default, and the names and
+filter strings that go into it."""
 
 from __future__ import annotations
 
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from prunesearch.errors import PrunesearchError
-from prunesearch.sqlite_lock import creation_lock
+from prunesearch.errors import InputError, PrunesearchError, StorageError
+from prunesearch.sqlite_lock import creation_lock, sqlite_path
+from prunesearch.sqlite_store import ensure_sqlite_store, sqlite_connection
+
+# How long a tracking server has to answer one request, and how often it is tried, unless the user
+# sets MLflow's own variables (MLflow's defaults, 120 s and 7 retries with back-off, keep a search
+# silent for minutes per call when the server is down).
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+}
+# A registered model is named ``<experiment>.<candidate>[.stand-in]``; MLflow server databases
+# hold 256 characters, and the longest candidate part is about 40.
+MAX_EXPERIMENT_NAME = 200
+WHAT = "the MLflow store"
 
 
 def quiet() -> None:
@@ -28,13 +47,128 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-def client(uri: str):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
-    """A client whose store exists: a new SQLite store is migrated under a lock, by one process at a time."""
+def client(uri: str, create: bool = True):  # noqa: ANN201 - mlflow.MlflowClient, imported lazily
+    """A client of a store that is whole.
+
+    A new SQLite store is created and migrated under a temporary name and renamed into place
+    (never when ``create`` is False: then a missing store is one line); an existing one is checked
+    (:func:`~prunesearch.sqlite_store.check_sqlite_store`, and its MLflow schema). Calls to a tracking
+    server that does not answer within the deadline (:data:`HTTP_DEFAULTS`) end in one line naming it.
+    """
     from mlflow import MlflowClient
 
     quiet()
-    with creation_lock(uri):  # the client migrates a SQLite store as it is made
-        return MlflowClient(tracking_uri=uri)
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    path = sqlite_path(uri)
+    if path is not None:
+        if not create and not path.exists():
+            raise StorageError(f"there is no MLflow store at {path} ({uri}); run `prunesearch run` first, or set MLFLOW_TRACKING_URI")
+        ensure_sqlite_store(uri, WHAT, _create_tables)
+        _check_schema(path, uri)
+    with creation_lock(uri):  # the client records MLflow's default experiment in a new store
+        mlflow_client = MlflowClient(tracking_uri=uri)
+    return _Answering(mlflow_client, uri) if uri.startswith(("http://", "https://")) else mlflow_client
+
+
+def _create_tables(url: str) -> None:
+    """MLflow's own creation of a store (initial tables, then every migration), at ``url``."""
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine
+
+    engine = create_sqlalchemy_engine(url)
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+
+
+@lru_cache(maxsize=1)
+def _schema_revisions() -> tuple[str, frozenset[str]]:
+    """The schema revision this MLflow writes, and every revision it knows."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    script = ScriptDirectory.from_config(_get_alembic_config(""))
+    (head,) = script.get_heads()
+    return head, frozenset(rev.revision for rev in script.walk_revisions())
+
+
+def _check_schema(path: Path, uri: str) -> None:
+    """One line for a SQLite store whose schema this MLflow cannot use as it is: half-created by an
+    interrupted first run (an older prunesearch created stores in place), older, or newer."""
+    import mlflow
+
+    with sqlite_connection(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        found = connection.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    head, known = _schema_revisions()
+    version = found[0][0] if len(found) == 1 else None
+    if version == head:
+        return
+    if not tables:
+        raise StorageError(f"{WHAT} {path} holds no MLflow tables; delete it to start a new store, or set MLFLOW_TRACKING_URI to the right one")
+    if runs == 0:
+        raise StorageError(
+            f"{WHAT} {path} was left half-created by an interrupted run (schema {version or 'none'} of {head}); "
+            "it holds no runs: delete it and run the same command again"
+        )
+    if version in known:
+        raise StorageError(
+            f"{WHAT} {path} has an older MLflow schema ({version}; MLflow {mlflow.__version__} needs {head}): "
+            f"back it up, then run `mlflow db upgrade {uri}`"
+        )
+    raise StorageError(
+        f"{WHAT} {path} has schema {version or 'none'}, which MLflow {mlflow.__version__} does not know: "
+        "it was written by a newer MLflow (upgrade mlflow) or is damaged"
+    )
+
+
+class _Answering:
+    """An ``MlflowClient`` of a tracking server whose calls, when the server does not answer within
+    the deadline, end in one line naming the server instead of MLflow's traceback."""
+
+    def __init__(self, inner: object, uri: str) -> None:
+        self._inner, self._uri = inner, uri
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: object, **kwargs: object) -> object:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as err:
+                if not _unanswered(err):
+                    raise
+                raise StorageError(_no_answer(self._uri, str(err))) from None
+
+        return call
+
+
+def _unanswered(err: Exception) -> bool:
+    """A request the server never answered (refused, timed out, or a gateway error after every retry),
+    as opposed to an error the server returned for the request."""
+    from mlflow.exceptions import MlflowException, RestException
+    from requests.exceptions import RequestException
+
+    if isinstance(err, RequestException):
+        return True
+    return isinstance(err, MlflowException) and not isinstance(err, RestException) and str(err).startswith("API request to")
+
+
+def _no_answer(uri: str, detail: str) -> str:
+    parts = urlsplit(uri)
+    server = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"])
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_DEFAULTS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+    why = ("connection refused" if "refused" in detail else f"no answer within {timeout} s" if "timed out" in detail.lower()
+           else "no usable answer")
+    return (
+        f"the MLflow tracking server {server} did not answer ({why}, {retries} retries); check that it is running and "
+        "reachable from here, or give a slow one longer with MLFLOW_HTTP_REQUEST_TIMEOUT (s) and MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+    )
 
 
 def is_remote(uri: str) -> bool:
@@ -50,13 +184,59 @@ def default_study_storage(uri: str) -> str:
     return f"sqlite:///{Path.cwd() / 'optuna.db'}"
 
 
+def filter_value(value: object) -> str:
+    """``value`` quoted for an MLflow filter string (``tags.study = {filter_value(name)}``).
+
+    MLflow's filter grammar has no escape character: a value is taken verbatim between single or
+    double quotes, so one holding a single quote is put in double quotes, and one holding both
+    cannot be searched for (refused in one line).
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise InputError(f"{text!r} holds both kinds of quote, which an MLflow search cannot match; rename it without one of them")
+
+
+def filter_key(key: str) -> str:
+    """A tag or param name quoted for an MLflow filter string (``tags.{filter_key(k)}``)."""
+    if "`" in key:
+        raise InputError(f"the MLflow key {key!r} holds a backquote, which an MLflow search cannot match")
+    return f"`{key}`"
+
+
+def check_experiment_name(name: str) -> str:
+    """``name`` if MLflow can hold it as an experiment and in the names of its registered models,
+    and searches can match it; else one line saying what is allowed (checked before any training)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("the experiment name is empty; name the experiment file (its stem names the MLflow experiment)")
+    problem = (
+        f"is longer than {MAX_EXPERIMENT_NAME} characters" if len(name) > MAX_EXPERIMENT_NAME
+        else "holds '/' or ':'" if "/" in name or ":" in name
+        else "starts with '..'" if name.startswith("..") or name == "."
+        else "holds both ' and \"" if "'" in name and '"' in name
+        else "holds a control character" if any(ord(c) < 32 or ord(c) == 127 for c in name)
+        else None
+    )
+    if problem:
+        raise InputError(
+            f"the experiment name {name[:80]!r} {problem}; MLflow names its registered models <experiment>.<candidate>, "
+            f"which allows up to {MAX_EXPERIMENT_NAME} characters, no '/' or ':', no leading '..', not both kinds of quote"
+        )
+    return name
+
+
 # MLflow 3 tells GenAI experiments from model-development ones by this tag; without it the UI
 # guesses, and opens a search's experiment on a Traces overview.
 EXPERIMENT_TAGS = {"prunesearch": "search", "mlflow.experimentKind": "custom_model_development"}
 
 
 def experiment_id(mlflow_client, name: str, create: bool) -> str | None:  # noqa: ANN001
-    """The MLflow experiment named after the prunesearch experiment; created on first use if asked."""
+    """The MLflow experiment named after the prunesearch experiment; created on first use if asked
+    (its name checked first, so a name MLflow cannot use fails before any training)."""
+    if create:
+        check_experiment_name(name)
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":

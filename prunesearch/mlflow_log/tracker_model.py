@@ -25,6 +25,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from prunesearch.mlflow_log.store import client as store_client
+
 STAND_IN_NOTE = (
     "stand-in weights, small preset: for checking the pipeline, not for deployment; train this "
     "candidate at ViT-B with --teacher/--data to deploy"
@@ -133,7 +135,7 @@ def _log(uri: str, run_id: str, model: TrackerModel) -> str:
             tags=tags,
             metadata={"config": model.config, "note": STAND_IN_NOTE if model.stand_in else ""},
         )
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     client.update_registered_model(model.registered_name, description=model.description())
     for key, value in tags.items():
         client.set_registered_model_tag(model.registered_name, key, value)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
-from prunesearch.mlflow_log.store import client, experiment_id
+from prunesearch.mlflow_log.store import client, experiment_id, filter_key, filter_value
 
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch
 STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -105,7 +105,8 @@ class MlflowWriter:
 
     def open_runs(self, exp_id: str, tags: dict[str, str]) -> list[OpenRun]:
         """The RUNNING runs of an experiment whose tags hold ``tags``."""
-        query = " AND ".join(["attributes.status = 'RUNNING'", *(f"tags.{k} = '{v}'" for k, v in tags.items())])
+        clauses = (f"tags.{filter_key(k)} = {filter_value(v)}" for k, v in tags.items())
+        query = " AND ".join(["attributes.status = 'RUNNING'", *clauses])
         found, token = [], None
         while True:
             page = self.client.search_runs([exp_id], filter_string=query, max_results=1000, page_token=token)

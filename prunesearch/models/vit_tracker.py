@@ -85,6 +85,57 @@ class TrackerConfig:
         return cls(**data)
 
 
+# What a tracker config (from a checkpoint, whose few bytes may ask for any size) may describe,
+# checked before a model is built. Generous: ViT-L and ViT-H at OSTrack's largest crops pass.
+SIZE_LIMITS = {
+    "embed_dim": 4096, "num_heads": 64, "depth": 64, "patch_size": 64, "template_size": 1024, "search_size": 2048,
+}
+MAX_MLP_RATIO = 16.0
+MAX_HEAD_LAYERS, MAX_HEAD_CHANNELS = 8, 4096
+MAX_PARAMS = 1_000_000_000  # 4 GB in fp32; ViT-L is 0.3 billion, ViT-H 0.63 billion
+
+
+def estimate_params(cfg: TrackerConfig, blocks: int | None = None) -> int:
+    """The parameter count of a tracker of ``cfg`` with ``blocks`` blocks (default ``cfg.depth``),
+    computed from the config alone (equal to :func:`count_params` of the built model)."""
+    d, m = cfg.embed_dim, cfg.mlp_dim
+    block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * m + m) + (m * d + d) + (2 * d if cfg.layer_scale else 0)
+    embed = 3 * cfg.patch_size**2 * d + d + (cfg.template_tokens + cfg.search_tokens) * d
+    chans = (d, *cfg.head_channels)
+    head = 3 * sum(9 * cin * cout + 3 * cout for cin, cout in zip(chans, chans[1:])) + (1 + 2 + 2) * (chans[-1] + 1)
+    return embed + (cfg.depth if blocks is None else blocks) * block + (2 * d if cfg.final_norm else 0) + head
+
+
+def size_problem(cfg: TrackerConfig, blocks: int | None = None) -> str | None:
+    """Why a tracker of ``cfg`` with ``blocks`` blocks must not be built (a field of the wrong type,
+    out of :data:`SIZE_LIMITS`, or more than :data:`MAX_PARAMS` parameters), or None.
+
+    Checked before any module is allocated: a checkpoint of a kilobyte can declare a config whose
+    model would take hundreds of gigabytes.
+    """
+    def whole(value: object) -> bool:
+        return type(value) is int and value >= 1
+
+    sizes = dict(vars(cfg), blocks=cfg.depth if blocks is None else blocks)
+    for name, limit in (*SIZE_LIMITS.items(), ("blocks", SIZE_LIMITS["depth"])):
+        if not whole(sizes[name]) or sizes[name] > limit:
+            return f"config {name} is {str(sizes[name])[:40]}; allowed: a whole number from 1 to {limit} (SIZE_LIMITS)"
+    ratio = cfg.mlp_ratio
+    if type(ratio) not in (int, float) or not 0 < ratio <= MAX_MLP_RATIO or cfg.mlp_dim < 1:
+        return f"config mlp_ratio is {str(ratio)[:40]}; allowed: a number above 0 and at most {MAX_MLP_RATIO:g} (MAX_MLP_RATIO)"
+    channels = cfg.head_channels
+    if len(channels) > MAX_HEAD_LAYERS or not all(whole(c) and c <= MAX_HEAD_CHANNELS for c in channels):
+        return (f"config head_channels is {str(channels)[:60]}; allowed: at most {MAX_HEAD_LAYERS} whole numbers "
+                f"from 1 to {MAX_HEAD_CHANNELS} (MAX_HEAD_LAYERS, MAX_HEAD_CHANNELS)")
+    flags = {k: v for k, v in (("layer_scale", cfg.layer_scale), ("final_norm", cfg.final_norm)) if type(v) is not bool}
+    if flags or type(cfg.norm_eps) is not float or not 0 < cfg.norm_eps < 1:
+        return f"config {', '.join(flags) or 'norm_eps'} has the wrong type or value; allowed: true/false flags, norm_eps from 0 to 1"
+    params = estimate_params(cfg, blocks)
+    if params > MAX_PARAMS:
+        return f"the model it describes has {params:,} parameters, over the limit MAX_PARAMS = {MAX_PARAMS:,}"
+    return None
+
+
 PRESETS: dict[str, TrackerConfig] = {
     # The paper's architecture: ViT-B/16, 128 px template, 256 px search (OSTrack-256, LiteTrack).
     "vit-b": TrackerConfig(),
