@@ -308,6 +308,8 @@ def infer_config(state: dict[str, torch.Tensor], source: str, num_heads: int | N
     head_channels = []
     while f"box_head.conv{len(head_channels) + 1}_ctr.0.weight" in state:
         head_channels.append(_require(state, f"box_head.conv{len(head_channels) + 1}_ctr.0.weight", source, 4)[0])
+    if num_heads is not None and num_heads < 1:
+        raise InputError(f"--heads must be at least 1, got {num_heads}")
     if num_heads is None:
         if dim % HEAD_DIM:
             raise CheckpointError(f"{source}: width {dim} is not a multiple of {HEAD_DIM}; give the number of heads")
@@ -358,8 +360,9 @@ def _load_external(payload: dict, fmt: str, source: str, ai_layers: int | None, 
     return model
 
 
-def _within_limits(cfg: TrackerConfig, blocks: int, source: str) -> None:
-    """The model a file describes is checked against the size limits before it is built."""
+def _within_limits(cfg: TrackerConfig, blocks: object, source: str) -> None:
+    """The model a file describes (``blocks`` as the file gives them, None for ``cfg.depth``) is
+    checked against the size limits before it is built."""
     problem = size_problem(cfg, blocks)
     if problem:
         raise CheckpointError(f"{source}: {problem}")
@@ -372,18 +375,17 @@ def load_native(payload: dict, source: str) -> TrackerBase:
         raise CheckpointError(f"{source} is a damaged prunesearch checkpoint: no {', '.join(absent)}")
     if not isinstance(payload["config"], dict) or not isinstance(payload["state_dict"], dict):
         raise CheckpointError(f"{source} is a damaged prunesearch checkpoint: its config or state_dict is not a dict")
+    student = payload["kind"] == AsyncTracker.kind
+    if not (student and isinstance(payload.get("spec"), dict) and payload["spec"]) and payload["kind"] != JointTracker.kind:
+        raise CheckpointError(f"{source}: unknown model kind {str(payload['kind'])[:40]!r} or missing student spec")
     try:
         cfg = TrackerConfig.from_dict(payload["config"])
-        spec = StudentSpec.from_dict(payload["spec"]) if payload["kind"] == AsyncTracker.kind and payload.get("spec") else None
+        # The student's depth is checked before StudentSpec lists its blocks (range(depth)).
+        _within_limits(cfg, payload["spec"].get("depth") if student else None, source)
+        spec = StudentSpec.from_dict(payload["spec"]) if student else None
     except (TypeError, ValueError, KeyError, ArithmeticError) as err:
         raise CheckpointError(f"{source}: its config or student spec does not describe a tracker ({type(err).__name__}: {err})") from None
-    _within_limits(cfg, spec.depth if spec else cfg.depth, source)
-    if payload["kind"] == JointTracker.kind:
-        model: TrackerBase = build_teacher(cfg)
-    elif spec is not None:
-        model = build_student(cfg, spec)
-    else:
-        raise CheckpointError(f"{source}: unknown model kind {str(payload['kind'])[:40]!r} or missing student spec")
+    model = build_student(cfg, spec) if spec is not None else build_teacher(cfg)
     load_state_strict(model, payload["state_dict"], source)
     return model.eval()
 

@@ -106,8 +106,8 @@ def estimate_params(cfg: TrackerConfig, blocks: int | None = None) -> int:
     return embed + (cfg.depth if blocks is None else blocks) * block + (2 * d if cfg.final_norm else 0) + head
 
 
-def size_problem(cfg: TrackerConfig, blocks: int | None = None) -> str | None:
-    """Why a tracker of ``cfg`` with ``blocks`` blocks must not be built (a field of the wrong type,
+def size_problem(cfg: TrackerConfig, blocks: object = None) -> str | None:
+    """Why a tracker of ``cfg`` with ``blocks`` blocks (as a file gives them; None: ``cfg.depth``) must not be built (a field of the wrong type,
     out of :data:`SIZE_LIMITS`, or more than :data:`MAX_PARAMS` parameters), or None.
 
     Checked before any module is allocated: a checkpoint of a kilobyte can declare a config whose
@@ -116,10 +116,10 @@ def size_problem(cfg: TrackerConfig, blocks: int | None = None) -> str | None:
     def whole(value: object) -> bool:
         return type(value) is int and value >= 1
 
-    sizes = dict(vars(cfg), blocks=cfg.depth if blocks is None else blocks)
-    for name, limit in (*SIZE_LIMITS.items(), ("blocks", SIZE_LIMITS["depth"])):
-        if not whole(sizes[name]) or sizes[name] > limit:
-            return f"config {name} is {str(sizes[name])[:40]}; allowed: a whole number from 1 to {limit} (SIZE_LIMITS)"
+    sizes = {**{f"config {name}": getattr(cfg, name) for name in SIZE_LIMITS}, "student depth": cfg.depth if blocks is None else blocks}
+    for (name, value), limit in zip(sizes.items(), (*SIZE_LIMITS.values(), SIZE_LIMITS["depth"])):
+        if not whole(value) or value > limit:
+            return f"{name} is {str(value)[:40]}; allowed: a whole number from 1 to {limit} (SIZE_LIMITS)"
     ratio = cfg.mlp_ratio
     if type(ratio) not in (int, float) or not 0 < ratio <= MAX_MLP_RATIO or cfg.mlp_dim < 1:
         return f"config mlp_ratio is {str(ratio)[:40]}; allowed: a number above 0 and at most {MAX_MLP_RATIO:g} (MAX_MLP_RATIO)"
@@ -130,7 +130,7 @@ def size_problem(cfg: TrackerConfig, blocks: int | None = None) -> str | None:
     flags = {k: v for k, v in (("layer_scale", cfg.layer_scale), ("final_norm", cfg.final_norm)) if type(v) is not bool}
     if flags or type(cfg.norm_eps) is not float or not 0 < cfg.norm_eps < 1:
         return f"config {', '.join(flags) or 'norm_eps'} has the wrong type or value; allowed: true/false flags, norm_eps from 0 to 1"
-    params = estimate_params(cfg, blocks)
+    params = estimate_params(cfg, sizes["student depth"])
     if params > MAX_PARAMS:
         return f"the model it describes has {params:,} parameters, over the limit MAX_PARAMS = {MAX_PARAMS:,}"
     return None
