@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
@@ -160,9 +161,12 @@ def _discard(path: Path) -> None:
 
 def _creation_failure(path: Path, what: str, err: Exception) -> str:
     """One line for a store that could not be created; SQLite says "disk is full" for ENOSPC and EFBIG."""
-    text = " ".join(str(err).split())
+    text = " ".join(str(err).split()).split(" [SQL:")[0].split(" (Background on this error")[0]
     full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EFBIG) or "disk is full" in text or "No space" in text
+    try:
+        full = full or shutil.disk_usage(path.parent).free < (1 << 20)
+    except OSError:
+        pass
     if full:
         return f"no space left in {path.parent} while creating {what} {path}; free some space and run the same command again"
-    first = text.split(" [SQL:")[0][:200] or type(err).__name__
-    return f"cannot create {what} {path}: {first}"
+    return f"cannot create {what} {path}: {text[:200] or type(err).__name__}"

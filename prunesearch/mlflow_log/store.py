@@ -18,7 +18,7 @@ from prunesearch.sqlite_store import ensure_sqlite_store, sqlite_connection
 # sets MLflow's own variables (MLflow's defaults, 120 s and 7 retries with back-off, keep a search
 # silent for minutes per call when the server is down).
 HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
