@@ -234,3 +234,21 @@ def test_pareto_compare_says_whether_one_candidate_is_better(searched, capsys, m
     assert "no fine-tuned candidate 'B9-9/first'" in capsys.readouterr().err
     assert main(["pareto", "--experiment", EXPERIMENT, "--level", "1.5"]) == 2
     assert "--level must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_quoted_names_are_found_and_names_mlflow_cannot_hold_are_refused_up_front(empty_store, tmp_path):
+    from prunesearch.errors import InputError
+    from prunesearch.mlflow_log.store import MAX_EXPERIMENT_NAME, check_experiment_name
+    from prunesearch.mlflow_log.writer import MlflowWriter
+
+    writer = MlflowWriter(_store(empty_store, tmp_path))
+    exp_id = writer.experiment("o'x")
+    run_id = writer.create_run(exp_id, "parent", {"study": "o'x study", "kind": "search"})
+    writer.create_run(exp_id, "other", {"study": "o x study", "kind": "search"})
+    assert [r.run_id for r in writer.open_runs(exp_id, {"study": "o'x study", "kind": "search"})] == [run_id]
+    for bad, why in (("...", "starts with '..'"), ("a/b", "holds '/' or ':'"), ("a:b", "holds '/' or ':'"),
+                     ("a'b\"c", "holds both"), ("x" * (MAX_EXPERIMENT_NAME + 1), "longer than"), ("", "is empty")):
+        with pytest.raises(InputError, match=why):
+            writer.experiment(bad)
+    assert check_experiment_name("tiny-search.v2 (o'x)") == "tiny-search.v2 (o'x)"
+    assert MlflowClient(tracking_uri=writer.uri).get_experiment_by_name("...") is None

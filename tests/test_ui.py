@@ -161,3 +161,33 @@ def _processes_using(path) -> list[str]:
         if str(path).encode() in text and int(pid) != os.getpid():
             found.append(pid)
     return found
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "myhost.example", ""])
+def test_a_host_other_machines_reach_is_refused_without_allow_remote(tmp_path, capsys, monkeypatch, host):
+    """Refused before anything starts or is created: no server, no store, no lock file."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["ui", "--host", host, "--port", "0", "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--host" in err
+    assert ("is empty" in err) if not host else ("--allow-remote" in err and "no authentication" in err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_allow_remote_names_the_missing_authentication_and_what_to_put_in_front():
+    from prunesearch.mlflow_log.ui_server import check_options
+
+    assert check_options("127.0.0.1", 0, 1, allow_remote=False) is None
+    assert check_options("localhost", 0, 1, allow_remote=False) is None
+    note = check_options("0.0.0.0", 0, 1, allow_remote=True)
+    assert "has no authentication" in note and "reverse proxy" in note and "--app-name basic-auth" in note
+    assert "\n" not in note
+
+
+def test_ui_without_a_store_creates_none(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert main(["ui", "--port", "0", "--no-browser"]) == 2
+    assert "there is no MLflow store at" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
