@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -96,12 +98,21 @@ def _schema_revisions() -> tuple[str, frozenset[str]]:
 def _check_schema(path: Path, uri: str) -> None:
     """One line for a SQLite store whose schema this MLflow cannot use as it is: half-created by an
     interrupted first run (an older prunesearch created stores in place), older, or newer."""
+    import sqlite3
+
     import mlflow
 
-    with sqlite_connection(path) as connection:
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        found = connection.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
-        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    try:
+        with sqlite_connection(path) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            found = connection.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+            runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    except sqlite3.OperationalError as err:
+        if "locked" in str(err):
+            return  # a writer holds it: MLflow checks the schema itself once it can read
+        raise StorageError(f"cannot read {WHAT} {path}: {err}") from None
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"{WHAT} {path} is damaged ({err}); restore it from a backup, or move it away to start afresh") from None
     head, known = _schema_revisions()
     version = found[0][0] if len(found) == 1 else None
     if version == head:
@@ -137,19 +148,26 @@ class _Answering:
             return attr
 
         def call(*args: object, **kwargs: object) -> object:
-            try:
+            with answered(self._uri):
                 return attr(*args, **kwargs)
-            except Exception as err:
-                if not _unanswered(err):
-                    raise
-                raise StorageError(_no_answer(self._uri, str(err))) from None
 
         return call
 
 
+@contextmanager
+def answered(uri: str) -> Iterator[None]:
+    """Turn a request to the tracking server ``uri`` that got no answer (refused, timed out, or a
+    gateway error after every retry) into one line naming the server; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if not _unanswered(err):
+            raise
+        raise StorageError(_no_answer(uri, str(err))) from None
+
+
 def _unanswered(err: Exception) -> bool:
-    """A request the server never answered (refused, timed out, or a gateway error after every retry),
-    as opposed to an error the server returned for the request."""
+    """A request the server never answered, as opposed to an error the server returned for it."""
     from mlflow.exceptions import MlflowException, RestException
     from requests.exceptions import RequestException
 

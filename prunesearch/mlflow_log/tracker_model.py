@@ -25,7 +25,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from prunesearch.mlflow_log.store import client as store_client
+from prunesearch.mlflow_log.store import answered, client as store_client
 
 STAND_IN_NOTE = (
     "stand-in weights, small preset: for checking the pipeline, not for deployment; train this "
@@ -109,7 +109,7 @@ def log_tracker_model(uri: str, run_id: str, model: TrackerModel) -> str:
     """
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    with _quiet(), _use_tracking_uri(uri):
+    with answered(uri), _quiet(), _use_tracking_uri(uri):
         return _log(uri, run_id, model)
 
 
