@@ -33,7 +33,12 @@ from test_checkpoint_attacks import WIDE, _declare, _net_pickle, _rezip, legacy_
 RESULTS = ROOT / "benchmarks" / "results" / "fault_attacks.md"
 MEMORY_LIMIT = 4 << 30
 TIMEOUT_S = 60.0
-CREATE = "from prunesearch.mlflow_log.store import client; client('sqlite:///mlflow.db').search_experiments()"
+# Opening a fresh store as every command does, reporting a user error in one line as the CLI does.
+CREATE = (
+    "import sys\nfrom prunesearch.errors import PrunesearchError\nfrom prunesearch.mlflow_log.store import client\n"
+    "try:\n    client('sqlite:///mlflow.db').search_experiments()\n"
+    "except PrunesearchError as err:\n    sys.exit(f'prunesearch: error: {err}')"
+)
 
 
 def _cap() -> None:
@@ -62,7 +67,7 @@ def run(code: Path, folder: Path, argv: list[str], timeout: float = TIMEOUT_S, e
             _, status, usage = os.wait4(child.pid, 0)
             status = None
         err.seek(0)
-        lines = [ln for ln in err.read().splitlines() if ln.strip()]
+        lines = [ln for ln in err.read().splitlines() if ln.strip() and not ln.startswith("(Background on this error")]
     code_ = None if status is None else os.waitstatus_to_exitcode(status)
     return {"rc": code_, "s": time.monotonic() - started, "rss_mb": usage.ru_maxrss / 1024, "lines": len(lines),
             "last": (lines[-1] if lines else "")[:150], "traceback": any("Traceback" in ln for ln in lines)}
@@ -79,7 +84,7 @@ def _fingerprint(path: Path) -> tuple:
 
 def _outcome(r: dict) -> str:
     if r["rc"] is None:
-        return f"hang (killed at {TIMEOUT_S:.0f} s)"
+        return f"hang (killed at {r['s']:.0f} s)"
     if r["rc"] < 0:
         return f"killed by signal {-r['rc']}"
     if r["traceback"]:
@@ -285,7 +290,7 @@ def main() -> None:
             f"reopened: {_outcome(cell[n]['tmpfs'][1])}" + (f" (`{cell[n]['tmpfs'][1]['last'][:100]}`)" if cell[n]['tmpfs'][1]['rc'] else "")
             for n in names) + " |")
     lines.append("| `pareto` with MLFLOW_TRACKING_URI at a stopped `mlflow server` | " + " | ".join(
-        f"{_outcome(cell[n]['server'])} after {cell[n]['server']['s']:.1f} s (`{cell[n]['server']['last'][:140]}`)" for n in names) + " |")
+        f"{_outcome(cell[n]['server'])}, {cell[n]['server']['s']:.1f} s (`{cell[n]['server']['last'][:140]}`)" for n in names) + " |")
     lines.append("| `ui --host 0.0.0.0` | " + " | ".join(f"{cell[n]['ui'][0]} {('`' + cell[n]['ui'][1] + '`') if cell[n]['ui'][1] else ''}"
                                                     for n in names) + " |")
     RESULTS.write_text("\n".join(lines) + "\n")

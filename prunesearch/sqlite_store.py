@@ -168,5 +168,5 @@ def _creation_failure(path: Path, what: str, err: Exception) -> str:
     except OSError:
         pass
     if full:
-        return f"no space left in {path.parent} while creating {what} {path}; free some space and run the same command again"
+        return f"no space left in {path.absolute().parent} while creating {what} {path}; free some space and run the same command again"
     return f"cannot create {what} {path}: {text[:200] or type(err).__name__}"
