@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import signal
@@ -69,8 +70,10 @@ def run(code: Path, folder: Path, argv: list[str], timeout: float = TIMEOUT_S, e
         err.seek(0)
         lines = [ln for ln in err.read().splitlines() if ln.strip() and not ln.startswith("(Background on this error")]
     code_ = None if status is None else os.waitstatus_to_exitcode(status)
+    # The exception's own line of a traceback (SQLAlchemy prints the failed SQL after it), else the last line.
+    raised = [ln for ln in lines if re.match(r"[\w.]+(Error|Exception|Interrupt)\b", ln)]
     return {"rc": code_, "s": time.monotonic() - started, "rss_mb": usage.ru_maxrss / 1024, "lines": len(lines),
-            "last": (lines[-1] if lines else "")[:150], "traceback": any("Traceback" in ln for ln in lines)}
+            "last": (raised or lines or [""])[-1][:150], "traceback": any("Traceback" in ln for ln in lines)}
 
 
 def _cli(*args: str) -> list[str]:
