@@ -89,9 +89,12 @@ def open_archive(path: Path, verb: str = "load") -> tuple[zipfile.ZipFile, str]:
 def _read_record(archive: zipfile.ZipFile, name: str, size: int, source: Path) -> bytearray:
     """Exactly ``size`` bytes of record ``name``, into a buffer allocated at the record's checked size."""
     buffer = bytearray(size)
+    view, filled = memoryview(buffer), 0
     with archive.open(name) as record:
-        got = record.readinto(buffer) if size else 0
-        if got != size or record.read(1):
+        while filled < size and (chunk := record.read(min(1 << 24, size - filled))):
+            view[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+        if filled != size or record.read(1):
             raise CheckpointError(f"{source}: record {name} does not hold the {size} bytes its entry declares")
     return buffer
 
@@ -173,7 +176,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         problem = tensor_bounds(storage, offset, size, stride)
         if problem:
             raise CheckpointError(f"{self.source}: {problem}")
-        return torch._utils._rebuild_tensor_v2(storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+        return torch._utils._rebuild_tensor_v2(storage, offset, _dimensions(size), _dimensions(stride), False, collections.OrderedDict())
 
 
 def _storage_dtype(name: str) -> torch.dtype:
@@ -191,21 +194,26 @@ def _rebuild_parameter(data: object, *rest: object) -> torch.Tensor:
     return data
 
 
+def _dimensions(values: object) -> tuple[int, ...] | None:
+    """``values`` as a tuple of non-negative whole numbers, or None."""
+    if isinstance(values, (tuple, list)) and all(type(v) is int and v >= 0 for v in values):
+        return tuple(values)
+    return None
+
+
 def tensor_bounds(storage: object, offset: object, size: object, stride: object) -> str | None:
     """Why a tensor of ``size``/``stride`` at ``offset`` cannot be a view of ``storage`` without
     claiming memory it does not hold (stride-0 or overlapping views larger than the storage), or None."""
-    def whole(values: object) -> bool:
-        return isinstance(values, (tuple, list)) and all(type(v) is int and v >= 0 for v in values)
-
     if not isinstance(storage, torch.storage.TypedStorage) or type(offset) is not int or offset < 0:
         return "a tensor is not built on a storage of the file"
-    if not (whole(size) and whole(stride) and len(size) == len(stride)):  # type: ignore[arg-type]
+    shape, strides = _dimensions(size), _dimensions(stride)
+    if shape is None or strides is None or len(shape) != len(strides):
         return f"a tensor's shape {str(size)[:60]} or strides {str(stride)[:60]} are not non-negative whole numbers"
     elements = storage._size()  # the element count (size() warns that TypedStorage is deprecated)
-    numel = math.prod(size)  # type: ignore[arg-type]
-    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1 if numel else 0  # type: ignore[arg-type]
+    numel = math.prod(shape)
+    extent = offset + sum((n - 1) * s for n, s in zip(shape, strides)) + 1 if numel else 0
     if numel > elements or extent > elements:
-        return (f"a tensor of shape {tuple(size)[:8]} (strides {tuple(stride)[:8]}) claims {numel} elements of a storage "  # type: ignore[arg-type]
+        return (f"a tensor of shape {shape[:8]} (strides {strides[:8]}) claims {numel} elements of a storage "
                 f"of {elements}; a checkpoint's tensors never exceed their storage")
     return None
 
