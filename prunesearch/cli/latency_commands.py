@@ -280,7 +280,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    from prunesearch.errors import PrunesearchError
+    from prunesearch.errors import InputError
     from prunesearch.latency import load_table
     from prunesearch.latency.derive import TARGETS, derive, derive_measured, read_measured, read_published, recorded_figures
     from prunesearch.latency.registry import SHIPPED_DIR
@@ -289,11 +289,11 @@ def cmd_derive(args: argparse.Namespace) -> int:
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
     if args.measured:
         if not args.name or args.published or args.target:
-            raise PrunesearchError("--measured FILE needs --name NAME and takes no --published or --target")
+            raise InputError("--measured FILE needs --name NAME and takes no --published or --target")
         tables = [derive_measured(read_measured(args.measured), args.name, tie)]
     else:
         if args.name:
-            raise PrunesearchError("--name names a table derived from --measured FILE; published targets keep their names")
+            raise InputError("--name names a table derived from --measured FILE; published targets keep their names")
         published = read_published(args.published) if args.published else recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
         tables = [derive(published, target, tie) for target in args.target or list(TARGETS)]
     report = {}
