@@ -114,7 +114,7 @@ class Published:
 
 
 def read_published(path: str | Path) -> Published:
-    """Read a published-figures file: :data:`PUBLISHED_FORMAT`."""
+    """Read a published-figures file: :data:`PUBLISHED_FORMAT` (an example in docs/latency.md, "Published-figures file")."""
     path = Path(path)
     try:
         raw = path.read_bytes()
