@@ -2,7 +2,8 @@
 
 import pytest
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, PrunesearchError
+from prunesearch.pruning import BlockRule, choose_blocks, needs_calibration, register_rule, rule_names, unregister_rule
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.experiment import EarlyStop, load_experiment
 from prunesearch.search.space import Candidate, load_space
@@ -56,6 +57,38 @@ def test_candidate_names():
     assert Candidate.parse("B6-3/uniform").key == "B6-3/uniform"
     with pytest.raises(PrunesearchError, match="B4-2/first"):
         Candidate.parse("4-2")
+
+
+class _Last(BlockRule):
+    """A rule a plugin could add: the last N teacher blocks."""
+
+    name = "last"
+
+    def choose(self, teacher_depth, depth, influence):
+        return tuple(range(teacher_depth - depth, teacher_depth))
+
+
+def test_a_registered_rule_is_known_to_spaces_and_block_choice_then_gone(tmp_path):
+    space_file = _write(tmp_path, "depth: {min: 3, max: 3}\nai_layers: {min: 1, max: 1}\nrules: [first, last]\n", "s.yaml")
+    with pytest.raises(PrunesearchError, match=r"rules: expected a list drawn from first, uniform, influence, got"):
+        load_space(space_file)
+    with pytest.raises(InputError, match=r"^unknown block-choice rule 'last'; use one of first, uniform, influence or a list"):
+        choose_blocks(12, 3, "last")
+    register_rule(_Last)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_rule(_Last)
+        with pytest.raises(ValueError, match=r"name must be a word .* got 'a/b'"):
+            register_rule(type("Slashed", (BlockRule,), {"name": "a/b"}))
+        assert rule_names() == ("first", "uniform", "influence", "last")
+        assert [c.key for c in load_space(space_file).candidates(12)] == ["B3-1/first", "B3-1/last"]
+        assert choose_blocks(12, 3, "last") == (9, 10, 11) and not needs_calibration("last")
+        assert Candidate.parse("B3-1/last").rule == "last"
+    finally:
+        unregister_rule("last")
+    assert rule_names() == ("first", "uniform", "influence")
+    with pytest.raises(PrunesearchError, match=r"rules: expected a list drawn from first, uniform, influence, got"):
+        load_space(space_file)
 
 
 def _write(tmp_path, text, name="exp.yaml"):

@@ -12,51 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from prunesearch.checkpoints import load_checkpoint, load_tracker, save_checkpoint
-from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
+from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker, TrackerBase
-from prunesearch.pruning import student_from_teacher
+from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, student_from_teacher
 from prunesearch.search.confirm import BRIEF, CONFIRM
 from prunesearch.search.controller import Outcome, StepCallback
 from prunesearch.search.space import Candidate
-
-CALIBRATION_PAIRS = 8
-CALIBRATION_GAP = 5  # the search frame: this many visible frames after the template, or the last
-
-
-def calibration_batch(
-    teacher: JointTracker, sequences: list[Sequence], pairs: int, crop: CropGeometry, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Template/search crops from real frames, for measuring block influence.
-
-    Sequences are drawn at random (dataset lists are sorted by class: LaSOT's first 8 are one
-    class), and both frames of a pair show the target.
-    """
-    cfg = teacher.cfg
-    rng = np.random.default_rng(seed)
-    zs, xs = [], []
-    for i in rng.permutation(len(sequences)):
-        seq = sequences[int(i)]
-        visible = np.flatnonzero(seq.visible & (np.nan_to_num(seq.boxes[:, 2:]) >= 2).all(axis=1))
-        if len(visible) < 2:
-            continue
-        t = int(visible[0])
-        s = int(visible[min(CALIBRATION_GAP, len(visible) - 1)])
-        zs.append(extract(seq.image(t), box_window(seq.boxes[t], crop.template_factor, cfg.template_size)))
-        xs.append(extract(seq.image(s), box_window(seq.boxes[s], crop.search_factor, cfg.search_size)))
-        if len(zs) == pairs:
-            break
-    if not zs:
-        raise PrunesearchError("no training sequence has two visible frames to calibrate block influence on")
-    return normalize(zs), normalize(xs)
-
 
 def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) -> Path:
     """Where a candidate's fine-tuned weights go: ``B4-1-uniform.pt`` for the brief stage's first
@@ -108,7 +76,7 @@ class CandidateTrainer:
 
     def start(self, cand: Candidate, seed: int) -> tuple[TrackerBase, int]:
         """The model the ``seed``-th fine-tune trains, and the steps it has already had."""
-        calib = self.calibration() if cand.rule == "influence" else None
+        calib = self.calibration() if needs_calibration(cand.rule) else None
         return student_from_teacher(self.teacher, cand.depth, cand.ai_layers, cand.rule, calibration=calib), 0
 
     def seed_of(self, seed: int) -> int:
