@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from prunesearch._version import __version__
-from prunesearch.errors import InputError, PrunesearchError
+from prunesearch.configfile import parse_yaml, read_text
+from prunesearch.errors import InputError
 from prunesearch.flops import part_macs
 from prunesearch.latency.parts import FIXED, part_shapes
 from prunesearch.latency.table import Entry, LatencyTable, build_table
@@ -116,11 +116,8 @@ class Published:
 def read_published(path: str | Path) -> Published:
     """Read a published-figures file: :data:`PUBLISHED_FORMAT` (an example in docs/latency.md, "Published-figures file")."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise PrunesearchError(f"cannot read published figures {path}: {err.strerror or err}") from None
-    data = yaml.safe_load(raw)
+    text = read_text(path, "published figures")
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or not isinstance(data.get("architecture"), dict):
         raise InputError(f"{path} needs {PUBLISHED_FORMAT}")
     cfg = _published_architecture(data["architecture"], path)
@@ -130,8 +127,8 @@ def read_published(path: str | Path) -> Published:
             variants.append(Variant(name, int(row["depth"]), row.get("ai_layers"), {k: float(v) for k, v in row["fps"].items()}))
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{path}: variant {name} needs depth, ai_layers and an fps mapping") from None
-    source = next((line[1:].strip() for line in raw.decode().splitlines() if line.startswith("# Source:")), "not stated")
-    return Published(cfg, variants, str(path), hashlib.sha256(raw).hexdigest(), source)
+    source = next((line[1:].strip() for line in text.splitlines() if line.startswith("# Source:")), "not stated")
+    return Published(cfg, variants, str(path), hashlib.sha256(text.encode()).hexdigest(), source)
 
 
 def recorded_figures(tables: list[LatencyTable]) -> Published:
@@ -374,13 +371,8 @@ def read_measured(path: str | Path) -> Measured:
     ``B{N}-{M}`` or ``teacher`` mapped to that model's per-frame figure.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        data = yaml.safe_load(raw)
-    except OSError as err:
-        raise PrunesearchError(f"cannot read measured figures {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise PrunesearchError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    text = read_text(path, "measured figures")
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise InputError(f"{path} must be a mapping with device, runtime, precision, statistic, unit and models")
     for key in ("device", "runtime", "precision"):
@@ -400,7 +392,7 @@ def read_measured(path: str | Path) -> Measured:
         raise InputError(f"{path}: 'models' must map model names (B{{N}}-{{M}} or teacher) to per-frame {unit}")
     variants = [_measured_variant(path, str(name), value, unit, cfg.depth) for name, value in models.items()]
     return Measured(cfg, preset, data["device"], data["runtime"], str(data.get("provider", "not stated")), data["precision"],
-                    statistic, variants, str(path), hashlib.sha256(raw).hexdigest())
+                    statistic, variants, str(path), hashlib.sha256(text.encode()).hexdigest())
 
 
 def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) -> Variant:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from prunesearch.configfile import parse_yaml, read_text
 from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.latency.calibrate import Calibration
 from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_shapes
@@ -39,7 +40,6 @@ METHODS = ("measured", "derived")
 REQUIRED_META = ("device", "runtime", "runtime_version", "provider", "precision", "method", "date")
 STATS = ("mean", "p50", "p90", "p99", "runs")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -264,20 +264,14 @@ def build_table(
 ) -> LatencyTable:
     """A table made in memory (by the profiler or the derivation), read back exactly as its file will be."""
     text = LatencyTable(name, meta, architecture, tuple(entries), provenance, calibration=calibration).to_yaml()
-    return parse_table(yaml.load(text, Loader=_Loader), hashlib.sha256(text.encode()).hexdigest(), None)
+    return parse_table(parse_yaml(text, f"latency table {name}"), hashlib.sha256(text.encode()).hexdigest(), None)
 
 
 def read_table(path: str | Path) -> LatencyTable:
     """Load and check one table file; any problem is a one-line error naming the file."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        data = yaml.load(raw, Loader=_Loader)
-    except OSError as err:
-        raise PrunesearchError(f"cannot read latency table {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise PrunesearchError(f"latency table {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return parse_table(data, hashlib.sha256(raw).hexdigest(), path)
+    text = read_text(path, "latency table")  # bounded, repeated keys refused: a table is edited by hand
+    return parse_table(parse_yaml(text, str(path)), hashlib.sha256(text.encode()).hexdigest(), path)
 
 
 def parse_table(data: Any, sha256: str, path: Path | None) -> LatencyTable:
