@@ -182,7 +182,7 @@ def choose_blocks(
 def prune(teacher: JointTracker, spec: StudentSpec) -> AsyncTracker:
     """A student whose blocks are copies of ``spec.blocks`` of ``teacher``, all else copied too."""
     if max(spec.blocks) >= teacher.depth:
-        raise PrunesearchError(f"block {max(spec.blocks)} does not exist in a {teacher.depth}-block teacher")
+        raise InputError(f"block {max(spec.blocks)} does not exist in a {teacher.depth}-block teacher")
     student = build_student(teacher.cfg, spec)
     state = {k: v for k, v in teacher.state_dict().items() if not k.startswith("blocks.")}
     for new, old in enumerate(spec.blocks):
