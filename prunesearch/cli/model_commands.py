@@ -14,7 +14,7 @@ from pathlib import Path
 from prunesearch.data.processing import CropGeometry
 from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS, TrackerBase, TrackerConfig
-from prunesearch.pruning import needs_calibration, rule_names
+from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, rule_names, student_from_teacher
 
 RANDOM_WEIGHTS = "random"
 
@@ -99,7 +99,6 @@ def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     """The model the shared flags describe, and where its weights came from."""
     from prunesearch.checkpoints import load_checkpoint, load_tracker
     from prunesearch.models.vit_tracker import build_teacher, get_preset
-    from prunesearch.pruning import student_from_teacher
 
     rule = _parse_rule(args.rule)
     calibrated = needs_calibration(rule)
@@ -131,8 +130,6 @@ def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
 def _calibrated_student(teacher: TrackerBase, args: argparse.Namespace, crop: CropGeometry) -> TrackerBase:
     """The student a measuring rule picks from calibration crops taken as the search takes them
     (:func:`prunesearch.pruning.calibration_batch`), with the teacher's own crop geometry."""
-    from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, student_from_teacher
-
     if args.ai_layers is None:
         raise InputError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
     if args.data is None:
