@@ -19,6 +19,9 @@ from typing import Any
 SEED_MAX = 2**32 - 1  # numpy seeds are 32-bit
 INT_MAX = 2**31 - 1  # torch and OpenCV take C ints: a larger count is a typo, and would overflow there
 SHOWN_CHARS = 80  # a refused value or a parser's message is cut to this in an error line
+# Fine-tunes per candidate that differ only in their seed: the bootstrap draws this many seed
+# uniforms per resample (prunesearch/evaluation/uncertainty.py), so a config may ask for no more.
+MAX_SEEDS = 64
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from typing import Any
 
 from prunesearch.data.datasets import BAD_FRAME_ACTIONS
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluation.uncertainty import MAX_SEEDS
-from prunesearch.fields import SEED_MAX, checked
+from prunesearch.fields import MAX_SEEDS, SEED_MAX, checked
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.space import Candidate, SearchSpace, load_space
 from prunesearch.configfile import Section, locate, read_yaml

@@ -26,8 +26,7 @@ from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluation.uncertainty import MAX_SEEDS
-from prunesearch.fields import SEED_MAX, checked
+from prunesearch.fields import MAX_SEEDS, SEED_MAX, checked
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import HEATMAP_CONVENTIONS, LossWeights, tracking_loss
 from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
