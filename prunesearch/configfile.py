@@ -302,7 +302,7 @@ class Section:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
             return None if value is None else self._field(key, value, args[0], f)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.section(key).build(hint)
         rule = rule_of(f)
         note = f" (default {f.default!r})" if f.default not in (dataclasses.MISSING, None) else ""
