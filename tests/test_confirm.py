@@ -143,6 +143,7 @@ def _confirm_study(folder):
     return optuna.load_study(study_name=names[0], storage=storage) if names else None
 
 
+@pytest.mark.slow
 def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
     """kill -9 while a confirmation fine-tune runs; the same command again confirms every member
     once, and ``pareto`` shows the confirmed front unless asked for the brief one."""

@@ -150,6 +150,7 @@ seed: 0
 """
 
 
+@pytest.mark.slow
 def test_rehearsal_of_a_real_scale_search_on_cpu(tmp_path):
     """OSTrack's training file of a ViT-B (random weights, crops cut to 64/128 px to fit a CPU test,
     search factor 5 in its settings), 1280x720 JPEG frames in GOT-10k's layout, extract, then run."""

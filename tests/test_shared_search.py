@@ -38,6 +38,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_four_processes_creating_the_stores_at_once_leave_them_whole(tmp_path, postgres):
     """Observed: two runs started together crashed in MLflow's migration and left mlflow.db half-made."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -168,6 +169,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_a_spawned_worker_dies_with_its_coordinator_whatever_kills_it(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(WORKER_OF_A_KILLED_PARENT)

@@ -98,6 +98,7 @@ def _browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
     ).stdout
 
 
+@pytest.mark.servers
 def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypatch):
     """Also writes what a reviewer sees: PRUNESEARCH_SCREENSHOTS=docs/screenshots keeps the PNGs."""
     root, exp = store.root, store.exp
