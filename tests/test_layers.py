@@ -25,12 +25,12 @@ LAYER_NAMES = ("base", "models/cost", "components", "search", "cli", "entry poin
 LAYERS = {
     # base: the error hierarchy, config rules and readers, paths, devices, processes, locks
     "errors": 0, "fields": 0, "_version": 0, "paths": 0, "configfile": 0, "devices": 0, "processes": 0,
-    "sqlite_lock": 0,
+    "sqlite_lock": 0, "sqlite_store": 0, "checkpoint_file": 0,
     # models/cost: the tracker architectures, their names and their MAC counts
     "models": 1, "flops": 1,
     # components: one job each, combined by the search
     "data": 2, "pruning": 2, "export": 2, "checkpoints": 2, "evaluation": 2, "latency": 2, "mlflow_log": 2,
-    "training": 2, "teacher": 2,
+    "training": 2, "teacher": 2, "verify": 2,
     "search": 3,
     "cli": 4,
     # the package root (re-exports for users) and ``python -m prunesearch``
@@ -44,18 +44,25 @@ PEERS = {
     "devices": {"errors"},
     "processes": {"errors"},
     "sqlite_lock": {"errors"},
+    "sqlite_store": {"errors", "sqlite_lock"},
+    "checkpoint_file": {"errors"},
     "flops": {"models"},
+    "pruning": {"data"},
     "checkpoints": {"data", "pruning"},
     "evaluation": {"data", "export"},
     "latency": {"export"},
     "mlflow_log": {"export"},
     "training": {"data", "checkpoints"},
     "teacher": {"data", "checkpoints", "training"},
+    "verify": {"export", "latency"},
     "__main__": {"__init__"},
 }
 # Known violations that other changes in flight remove; emptied when they are merged. An entry that
 # no longer occurs fails the test, so the list cannot go stale.
 PENDING: set[str] = set()
+# Modules that changes in flight add (placed above already); emptied when they are merged, and an
+# entry that exists fails the test, as in PENDING.
+ARRIVING = {"checkpoint_file", "sqlite_store", "verify"}
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,9 @@ def test_every_module_is_placed_and_nothing_imports_upward_or_the_root():
 
 
 def test_the_table_names_no_module_that_is_gone():
-    assert set(LAYERS) - set(read_imports(PACKAGE)[0]) == set()
+    on_disk = set(read_imports(PACKAGE)[0])
+    assert set(LAYERS) - on_disk - ARRIVING == set()
+    assert ARRIVING & on_disk == set(), "arrived, remove from ARRIVING"
 
 
 def test_peers_sit_in_the_same_layer_and_form_no_cycle():
