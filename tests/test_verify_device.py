@@ -88,7 +88,7 @@ def job_for(graphs, **settings) -> Job:
 @servers
 @needs_sshd
 def test_local_and_ssh_time_the_same_models_alike(graphs, device):
-    job = job_for(graphs, runs=300)
+    job = job_for(graphs, runs=300, clock="cpu")  # CPU time: what an idle machine sees, so a busy one compares too
     here = run_local(job)
     there = run_ssh(device.host, job, **device.client())
     assert [m.name for m in here.models] == [m.name for m in there.models] == ["teacher", "B1-1"]
@@ -209,7 +209,7 @@ def test_jetson_facts_are_read_and_a_power_mode_mismatch_warned(graphs, device, 
     tools.mkdir()
     script(tools, "nvpmodel", f"#!/bin/sh\ncat <<'EOF'\n{NVPMODEL_Q}EOF\n")
     script(tools, "jetson_clocks", f"#!/bin/sh\n[ \"$1\" = --show ] || exit 1\ncat <<'EOF'\n{JETSON_CLOCKS_SHOW}EOF\n")
-    job = Job(graphs[:1], runs=20, warmup=2, python=f"env PATH={tools}:$PATH {sys.executable}")
+    job = Job(graphs[:1], runs=20, warmup=2, threads=1, clock="cpu", python=f"env PATH={tools}:$PATH {sys.executable}")
     report = run_ssh(device.host, job, **device.client())
     jetson = report.device["jetson"]
     assert jetson["power_mode"] == "MAXN" and jetson["power_mode_id"] == 0
@@ -240,6 +240,7 @@ def test_local_run_writes_what_latency_derive_reads(graphs, tmp_path):
     measured = read_measured(report.write_measured(tmp_path / "measured.yaml", statistic="p99"))
     assert measured.statistic == "p99" and measured.runtime == "onnxruntime" and measured.precision == "fp32"
     assert measured.device == report.device["name"] and measured.provider == "CPUExecutionProvider"
+    assert report.settings["clock"] == "wall"
     fps = {v.name: v.fps["measured"] for v in measured.variants}
     assert fps == pytest.approx({m.name: 1000 / m.p99 for m in report.models}, rel=1e-5)
 
@@ -270,10 +271,10 @@ def test_jetson_tool_output_is_parsed():
     assert parse_jetson_clocks("") is None
 
 
-def _report(**device) -> DeviceReport:
+def _report(clock: str = "cpu", **device) -> DeviceReport:
     facts = {"name": "AMD EPYC 7B13", "cpu": "AMD EPYC 7B13", "cores": 2, "gpu": None, "jetson": None, "onnxruntime": "1.32.0"}
     session = {"provider": "CPUExecutionProvider", "precision": "fp32"}
-    settings = {"provider": "CPUExecutionProvider", "threads_used": 1, "runs": 10, "precision": "fp32"}
+    settings = {"provider": "CPUExecutionProvider", "threads_used": 1, "runs": 10, "precision": "fp32", "clock": clock}
     doc = {"runner": 1, "device": {**facts, **device}, "settings": settings,
            "models": [{"name": "B4-2", "template_ms": 1, "p50": 2, "p90": 3, "p99": 4, "mean": 2.5, "runs": 10, "session": session}]}
     return parse_output(json.dumps(doc), "this machine", "python3", 0)
@@ -295,6 +296,11 @@ def test_facts_differing_from_a_table_each_give_one_line():
     assert torch_table == ["16 CPU cores on the device, 2 on the machine the table was measured on",
                            "onnxruntime 1.16.3 on the device, 1.32.0 in the table: kernels and graph fusions change between versions"]
     assert "verify times onnxruntime" in fact_warnings(_report(), load_table("2080ti").meta)[1]
+    busy = fact_warnings(_report("wall", loadavg_1m=7.5), load_table("epyc-ort-fp32-1t").meta)
+    assert busy == ["the table counts the calling thread's CPU time, the device run elapsed (wall) time: on a busy device "
+                    "wall time is the higher",
+                    "load average 7.5 on 2 cores when the timing started: other work on the device inflates wall-clock "
+                    "figures (stop it, or time with clock cpu at 1 thread)"]
 
 
 def test_runner_failures_are_one_line_each():
@@ -320,6 +326,9 @@ def test_job_settings_are_checked_and_taken_from_a_table(graphs):
     with pytest.raises(InputError, match=r"graph .*missing.onnx does not exist"):
         run_local(Job((ModelGraphs("B1-1", Path("missing.onnx"), graphs[0].frame),)))
     job = Job.from_meta(list(graphs), load_table("epyc-ort-fp32-1t").meta, runs=5)
-    assert (job.provider, job.threads, job.precision, job.runs) == ("CPUExecutionProvider", 1, "fp32", 5)
+    assert (job.provider, job.threads, job.precision, job.clock, job.runs) == ("CPUExecutionProvider", 1, "fp32", "cpu", 5)
+    with pytest.raises(InputError, match=r"clock cpu counts the calling thread's CPU time: only with 1 thread"):
+        Job(graphs, clock="cpu", threads=2)
     orin = Job.from_meta(list(graphs), load_table("orin-nx").meta)
     assert (orin.provider, orin.threads, orin.precision) == ("CUDAExecutionProvider", None, "fp16")
+    assert Job.from_meta(list(graphs), load_table("2080ti").meta).provider == "CUDAExecutionProvider"  # PyTorch on CUDA

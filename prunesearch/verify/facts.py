@@ -4,8 +4,9 @@ A table's figures hold for the device, runtime, provider, threads, precision and
 records (:mod:`prunesearch.latency.table`; a measured table also records the machine it ran on).
 Where the device verified differs, its figures are expected to differ, and the warning says by
 roughly how much, before any figure is read. Fields a table leaves open (``null``,
-``unpublished``) are not compared. Two things are wrong on a device whatever the table says and
-are warned about too: clocks not locked on a Jetson, and TensorRT building fp32 when fp16 was asked.
+``unpublished``) are not compared. Some things are wrong on a device whatever the table says and
+are warned about too: clocks not locked on a Jetson, TensorRT building fp32 when fp16 was asked,
+and a load average above the core count while wall time is measured.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prunesearch.verify.report import DeviceReport
 # Words that name a vendor or a product line, not the device: "AMD EPYC (2 cores)" names an EPYC.
 _GENERIC = {"nvidia", "amd", "intel", "jetson", "geforce", "rtx", "gtx", "tesla", "core", "cores", "cpu", "gpu", "processor",
             "developer", "kit", "module", "with", "the", "r", "tm", "apple", "arm"}
+_CLOCK = {"wall": "elapsed (wall) time", "cpu": "the calling thread's CPU time"}
 _UNKNOWN = {"", "none", "null", "unknown", "unpublished", "not stated", "as measured by the user"}
 
 
@@ -86,6 +88,14 @@ def fact_warnings(report: DeviceReport, meta: dict[str, Any]) -> list[str]:
     precision = session.get("precision")
     if _known(meta.get("precision")) and precision and precision != meta["precision"]:
         lines.append(f"precision {precision} ran on the device, {meta['precision']} in the table")
+    clock, table_clock = settings.get("clock", "wall"), meta.get("clock", "wall")
+    if _known(meta.get("clock")) and clock != table_clock:
+        lines.append(f"the table counts {_CLOCK[table_clock]}, the device run {_CLOCK.get(clock, clock)}: on a busy device "
+                     "wall time is the higher")
+    load, cores = device.get("loadavg_1m"), device.get("cores")
+    if clock == "wall" and isinstance(load, (int, float)) and isinstance(cores, int) and load > cores:
+        lines.append(f"load average {load} on {cores} cores when the timing started: other work on the device inflates "
+                     "wall-clock figures (stop it, or time with clock cpu at 1 thread)")
     threads = meta.get("threads")
     if isinstance(threads, int) and not isinstance(threads, bool) and threads != settings.get("threads_used"):
         lines.append(f"{settings.get('threads_used')} intra-op threads on the device, {threads} in the table")

@@ -2,8 +2,11 @@
 
 A :class:`Job` says which graphs (per model, the template graph and the per-frame graph that
 :func:`prunesearch.export.export_tracker` writes) and the settings a latency table's meta records:
-execution provider, intra-op threads, precision. :meth:`Job.from_meta` takes those from the table
-being verified, so the device runs the graphs the way the table was measured.
+execution provider, intra-op threads, precision, clock. :meth:`Job.from_meta` takes those from the
+table being verified, so the device runs the graphs the way the table was measured.
+
+Precision fp16: TensorRT builds fp16 engines from fp32 graphs (``trt_fp16_enable``); the other
+providers run the precision the graphs hold, so give them graphs exported in half precision.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Any
 from prunesearch.errors import InputError
 from prunesearch.export import FRAME_FILE, TEMPLATE_FILE
 from prunesearch.fields import checked, rule_of, shown
+from prunesearch.latency.backends import ORT_PRECISIONS
+from prunesearch.latency.runtime import CLOCKS
 from prunesearch.verify.device_runner import CPU_PROVIDER, JOB_DEFAULTS
 
-PRECISIONS = ("fp32", "fp16")
+CUDA_PROVIDER = "CUDAExecutionProvider"
 #: "random": a fresh search crop every frame (as a tracker sees); "fixed": the same crop each frame.
 CROPS = ("random", "fixed")
 
@@ -55,8 +60,9 @@ class Job:
     template_runs: int = checked(JOB_DEFAULTS["template_runs"], minimum=1)
     provider: str = CPU_PROVIDER
     threads: int | None = checked(None, minimum=1, maximum=1024)
-    precision: str = checked("fp32", choices=PRECISIONS)
+    precision: str = checked("fp32", choices=ORT_PRECISIONS)
     crop: str = checked("random", choices=CROPS)
+    clock: str = checked("wall", choices=CLOCKS)  # cpu: the calling thread's CPU time (1 thread, CPU provider)
     seed: int = checked(0, minimum=0)
     engine_cache: str | None = None
     python: str | None = None
@@ -77,21 +83,29 @@ class Job:
                 raise InputError(f"verify {f.name} must be one of {', '.join(rule.choices)}, got {shown(value)}")
             if rule.choices is None and isinstance(value, int) and (isinstance(value, bool) or not rule.allows(value)):
                 raise InputError(f"verify {f.name} must be a whole number{rule.describe()}, got {shown(value)}")
+        if self.clock == "cpu" and (self.threads != 1 or self.provider != CPU_PROVIDER):
+            raise InputError(f"verify clock cpu counts the calling thread's CPU time: only with 1 thread on {CPU_PROVIDER}")
 
     @classmethod
     def from_meta(cls, models: list[ModelGraphs], meta: dict[str, Any], **settings: Any) -> "Job":
-        """A job that runs the graphs as the table with this ``meta`` was measured (provider, threads, precision).
+        """A job that runs the graphs as the table with this ``meta`` was measured (provider, threads, precision, clock).
 
-        Only an onnxruntime table names a provider the runner can use; for another runtime the CPU
-        provider runs, and :func:`prunesearch.verify.facts.fact_warnings` says the runtimes differ.
+        An onnxruntime table names the provider; a table of another runtime (PyTorch) runs on
+        onnxruntime's CUDA provider where it ran on CUDA, else on the CPU, and
+        :func:`prunesearch.verify.facts.fact_warnings` says the runtimes differ.
         """
-        onnx = meta.get("runtime") == "onnxruntime"
+        provider = str(meta.get("provider") or "")
+        if meta.get("runtime") != "onnxruntime" or not provider:
+            provider = CUDA_PROVIDER if "cuda" in provider.lower() else CPU_PROVIDER
         threads = meta.get("threads")
+        threads = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None
+        cpu_clock = meta.get("clock") == "cpu" and threads == 1 and provider == CPU_PROVIDER
         return cls(
             tuple(models),
-            provider=str(meta.get("provider")) if onnx and meta.get("provider") else CPU_PROVIDER,
-            threads=threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None,
-            precision=meta["precision"] if meta.get("precision") in PRECISIONS else "fp32",
+            provider=provider,
+            threads=threads,
+            clock="cpu" if cpu_clock else "wall",
+            precision=meta["precision"] if meta.get("precision") in ORT_PRECISIONS else "fp32",
             **settings,
         )
 

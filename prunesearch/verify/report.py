@@ -103,7 +103,7 @@ class DeviceReport:
             "preset": preset,
             "models": {name: round(statistics.median(v), 6) for name, v in by_shape.items()},
             "measured": {"by": "prunesearch verify", "where": self.where, "date": dt.date.today().isoformat(),
-                         "runs": self.settings.get("runs"), "threads": self.settings.get("threads_used"),
+                         "runs": self.settings.get("runs"), "threads": self.settings.get("threads_used"), "clock": self.settings.get("clock"),
                          "onnxruntime": self.device.get("onnxruntime")},
         }
 

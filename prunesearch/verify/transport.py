@@ -232,9 +232,16 @@ class Ssh:
                            f"device is on and its sshd runs (try `{self.target.by_hand()}` by hand)")
 
     def remove(self, folder: str) -> None:
-        """Best effort: remove the job's folder (only a folder this module made) after a failed run."""
+        """Best effort: remove the job's folder (only a folder this module made) after a failed run.
+
+        It never raises: the run's own error is the one to report. (Where the device cannot be
+        reached any more, the watcher there ends the runner and the shell's trap removes the folder.)
+        """
         if FOLDER_PREFIX in Path(folder).name:
-            self.call(f"rm -rf -- {shlex.quote(folder)}", stdin_writer=lambda pipe: None, timeout_s=60)
+            try:
+                self.call(f"rm -rf -- {shlex.quote(folder)}", stdin_writer=lambda pipe: None, timeout_s=60)
+            except (DeviceError, OSError):
+                pass
 
 
 def _prepare_script(python: str, remote_tmp: str | None) -> str:
