@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -176,6 +177,8 @@ def test_cut_connection_leaves_nothing_on_the_device(graphs, device):
     thread = threading.Thread(target=verify)
     thread.start()
     assert _wait(lambda: _runners(device.tmp)), "the runner never started"
+    (folder,) = device.tmp.iterdir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and folder.name.startswith("prunesearch-verify.")
     assert device.cut() >= 1
     thread.join(30)
     assert not thread.is_alive()

@@ -35,6 +35,7 @@ RUNNER_VERSION = 1
 MIN_PYTHON = (3, 8)
 CPU_PROVIDER = "CPUExecutionProvider"
 TRT_PROVIDER = "TensorrtExecutionProvider"
+CUDA_PROVIDERS = ("CUDAExecutionProvider", TRT_PROVIDER)
 FRAME_OUTPUTS = ("score_map", "size_map", "offset_map", "box")
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 DEVICE_TREE_MODEL = "/proc/device-tree/model"
@@ -226,8 +227,8 @@ def time_model(ort: Any, np: Any, model: Dict[str, Any], job: Dict[str, Any], wo
     """One model as the tracker runs it: the template step, then ``runs`` frames on its cached features."""
     template = _session(ort, model["template"], job, workdir)
     frame = _session(ort, model["frame"], job, workdir)
-    on_gpu = template.get_providers()[0] != CPU_PROVIDER
-    device = "cuda" if on_gpu else "cpu"
+    # The cached features stay on the GPU with the CUDA and TensorRT providers (host memory otherwise).
+    device = "cuda" if template.get_providers()[0] in CUDA_PROVIDERS else "cpu"
     rng = np.random.default_rng(job["seed"])
     clock = time.thread_time if job["clock"] == "cpu" else time.perf_counter
 
