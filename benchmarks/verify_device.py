@@ -21,17 +21,14 @@ from pathlib import Path
 
 import torch
 
+from prunesearch.export import export_tracker
+from prunesearch.latency.registry import load_table
+from prunesearch.models.names import TEACHER, parse_student_name
+from prunesearch.models.vit_tracker import StudentSpec, build_student, build_teacher, get_preset
+from prunesearch.verify import Job, ModelGraphs, fact_warnings, run_local, run_ssh
+from tests.support.ssh_server import SshServer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from ssh_server import SshServer  # noqa: E402
-
-from prunesearch.export import export_tracker  # noqa: E402
-from prunesearch.latency.registry import load_table  # noqa: E402
-from prunesearch.models.names import TEACHER, parse_student_name  # noqa: E402
-from prunesearch.models.vit_tracker import StudentSpec, build_student, build_teacher, get_preset  # noqa: E402
-from prunesearch.verify import Job, ModelGraphs, fact_warnings, run_local, run_ssh  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results"
 FRONT = ("B2-1", "B3-1", "B4-2", "B6-3", "B8-4", "B9-3")
 TABLES = {"small": "epyc-ort-fp32-1t-small", "vit-b": "epyc-ort-fp32-1t"}

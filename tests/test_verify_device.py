@@ -1,6 +1,6 @@
 """Timing exported graphs on a device: the runner, here and over a real OpenSSH server, and what can go wrong.
 
-The "device" is this machine behind a real ``sshd`` on 127.0.0.1 (tests/ssh_server.py); its side
+The "device" is this machine behind a real ``sshd`` on 127.0.0.1 (tests/support/ssh_server.py); its side
 runs this test environment's python, given as the job's python command because sshd hands the
 session a clean PATH. Faults are real too: a closed port, a key not in authorized_keys, a python
 that is too old or cannot import onnxruntime, a killed sshd session, a runner printing garbage.
@@ -31,7 +31,7 @@ from prunesearch.verify import device_runner
 from prunesearch.verify.device_runner import parse_jetson_clocks, parse_nvpmodel
 from prunesearch.verify.report import parse_output
 from servers import free_port
-from ssh_server import SshServer
+from tests.support.ssh_server import SshServer
 
 servers = pytest.mark.servers
 needs_sshd = pytest.mark.skipif(not SshServer.available(), reason="OpenSSH server not installed (apt-get install openssh-server)")

@@ -19,7 +19,7 @@ from typing import Any
 from prunesearch.errors import InputError
 from prunesearch.export import FRAME_FILE, TEMPLATE_FILE
 from prunesearch.fields import checked, rule_of, shown
-from prunesearch.latency.backends import ORT_PRECISIONS
+from prunesearch.latency.backends import OnnxRuntimeSettings
 from prunesearch.latency.runtime import CLOCKS
 from prunesearch.verify.device_runner import CPU_PROVIDER, JOB_DEFAULTS
 
@@ -60,7 +60,7 @@ class Job:
     template_runs: int = checked(JOB_DEFAULTS["template_runs"], minimum=1)
     provider: str = CPU_PROVIDER
     threads: int | None = checked(None, minimum=1, maximum=1024)
-    precision: str = checked("fp32", choices=ORT_PRECISIONS)
+    precision: str = checked("fp32", choices=OnnxRuntimeSettings.precisions)
     crop: str = checked("random", choices=CROPS)
     clock: str = checked("wall", choices=CLOCKS)  # cpu: the calling thread's CPU time (1 thread, CPU provider)
     seed: int = checked(0, minimum=0)
@@ -95,7 +95,7 @@ class Job:
         :func:`prunesearch.verify.facts.fact_warnings` says the runtimes differ.
         """
         provider = str(meta.get("provider") or "")
-        if meta.get("runtime") != "onnxruntime" or not provider:
+        if meta.get("runtime") != OnnxRuntimeSettings.name or not provider:
             provider = CUDA_PROVIDER if "cuda" in provider.lower() else CPU_PROVIDER
         threads = meta.get("threads")
         threads = threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None
@@ -105,7 +105,7 @@ class Job:
             provider=provider,
             threads=threads,
             clock="cpu" if cpu_clock else "wall",
-            precision=meta["precision"] if meta.get("precision") in ORT_PRECISIONS else "fp32",
+            precision=meta["precision"] if meta.get("precision") in OnnxRuntimeSettings.precisions else "fp32",
             **settings,
         )
 
