@@ -13,10 +13,10 @@ from prunesearch.latency import load_table
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.search.controller import plan_search
 from prunesearch.search.pricing import LatencyTablePricer, Price, template_policy
-from prunesearch.search.runner import RunRequest, prepare
+from prunesearch.search.setup import RunRequest, prepare
 from prunesearch.search.space import Candidate
-from prunesearch.search.study import trained_results
-from search_support import ScriptedEvaluator, controller, make_book, settings
+from prunesearch.search.front import trained_results
+from search_support import ScriptedTrainer, controller, make_book, settings
 
 
 def test_price_amortises_the_template_only_when_updated():
@@ -38,7 +38,7 @@ def test_template_update_enters_the_budget_check():
 
 def test_template_update_is_the_searched_objective(tmp_path):
     book = make_book("6ms", template_update=2)
-    ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=4), None, ScriptedEvaluator())
+    ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=4), None, ScriptedTrainer())
     ctl.plan = plan_search(ctl.study, book, settings(trials=4))
     ctl.work()
     results = trained_results(ctl.study, book, "small")
