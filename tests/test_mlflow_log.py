@@ -235,3 +235,16 @@ def test_pareto_compare_says_whether_one_candidate_is_better(searched, capsys, m
     assert "no fine-tuned candidate 'B9-9/first'" in capsys.readouterr().err
     assert main(["pareto", "--experiment", EXPERIMENT, "--level", "1.5"]) == 2
     assert "--level must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_run_and_pareto_build_one_result_alike_and_carry_the_training_key(searched):
+    """The end of `run` (study and price book) and `pareto` (the child runs) go through one layout."""
+    from search_support import TRAINING
+
+    stored = {s.result.key: s for s in read_results(searched.uri, EXPERIMENT, "study-a")}
+    assert sorted(stored) == sorted(r.key for r in searched.results)
+    for r in searched.results:
+        assert stored[r.key].result.to_dict() == r.to_dict()
+        assert stored[r.key].training_key == TRAINING.key(tuple(r.blocks), r.depth, r.ai_layers)
+    # The scripted trainer keeps the first blocks whatever the rule: one student, one key, two names.
+    assert stored["B4-1/first"].training_key == stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key

@@ -62,6 +62,27 @@ def test_small_space_is_enumerated_seed_first(storage):
     assert all(r.run_id.startswith("run-") for r in results)
 
 
+def test_a_settled_fine_tune_records_its_training_key(storage):
+    from search_support import TRAINING
+
+    ctl = _run(storage, make_book(), settings(trials=4), ScriptedTrainer(diverge={"B3-1/first"}))
+    settled = [r for r in records(ctl.study) if r.settled]
+    assert {r.outcome for r in settled} == {"trained", "diverged"}
+    for r in settled:  # the scripted trainer tells no blocks for a diverged fine-tune: no key then
+        cand = Candidate.parse(r.candidate)
+        assert r.training_key == (TRAINING.key(r.blocks, cand.depth, cand.ai_layers) if r.blocks else None)
+    assert any(r.training_key for r in settled)
+
+
+def test_an_unknown_sampler_is_one_line_naming_the_registered_ones():
+    from prunesearch.errors import InputError
+    from prunesearch.search.samplers import SAMPLERS, make_sampler
+
+    with pytest.raises(InputError, match=r"^unknown sampler 'cmaes'; registered: tpe, nsga2, random$"):
+        make_sampler("cmaes", 0, 2)
+    assert all(isinstance(make_sampler(name, 0, 2), optuna.samplers.BaseSampler) for name in SAMPLERS)
+
+
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
 def test_sampler_trains_the_budgeted_number_and_nothing_over_budget(storage, sampler):
     book = make_book("8ms")

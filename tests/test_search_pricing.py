@@ -1,6 +1,7 @@
 """What the search pays: the template schedule priced into objective and budget, and the latency
 tables' hashes as part of the study's identity."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,14 @@ def test_a_changed_table_or_template_schedule_starts_a_new_study(workspace):
     table = workspace / "latency_models" / "mydev.yaml"
     table.write_text(table.read_text().replace("device: NVIDIA Jetson Orin NX", "device: NVIDIA Jetson Orin NX (re-derived)"))
     assert _study() != first  # a re-derived table never silently resumes the old study
+
+
+def test_another_budget_or_target_prices_anew_but_trains_the_same(workspace):
+    """Another --budget or a second --target is another study, with the same training identity:
+    a fine-tune already done for one is found by its training key from the other."""
+    shutil.copy(workspace / "latency_models" / "mydev.yaml", workspace / "latency_models" / "otherdev.yaml")
+    setups = [prepare(RunRequest(targets, budget, "tiny.yaml"), "sqlite:///optuna.db")
+              for targets, budget in ((("mydev",), "9ms"), (("mydev",), "11ms"), (("mydev", "otherdev"), "9ms"))]
+    assert len({s.info.study for s in setups}) == 3
+    assert len({s.training.digest for s in setups}) == 1
+    assert len({s.info.training_identity for s in setups}) == 1
