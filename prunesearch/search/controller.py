@@ -73,6 +73,8 @@ class TrainResult:
     """What fine-tuning and scoring one candidate gave."""
 
     status: str  # "ok", "diverged" or "stopped", as prunesearch.training reports it (see Outcome.of_finetune)
+    # Scores (ao, sr50, sr75, auc; any other number measured per candidate may join them): stored
+    # with the trial and logged as child-run metrics by name (mlflow_runs/schema.py).
     accuracy: dict[str, float] = field(default_factory=dict)
     losses: list[dict[str, float]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)

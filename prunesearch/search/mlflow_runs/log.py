@@ -105,7 +105,7 @@ class SearchLog:
             s.TRIAL: number,
             s.WORKER: worker,
             s.PARETO: "false",
-            **{s.feasible(t): str(self.book.fits(cand, t)).lower() for t in self.book.targets},
+            **{s.per(s.FEASIBLE, t): str(self.book.fits(cand, t)).lower() for t in self.book.targets},
         }
         run_id = self.writer.create_run(self.experiment_id, self._run_name(cand), tags, parent_id=self.parent_id)
         params = self._params(cand)
@@ -118,7 +118,7 @@ class SearchLog:
 
     def progress(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
         """The fine-tune's losses at ``step``, live."""
-        numbers = {s.finetune_metric(k): v for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}
+        numbers = {s.per(s.FINETUNE, k): v for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}
         self.writer.log(run_id, metrics=numbers, step=step)
 
     def end(self, run_id: str, cand: Candidate, record: TrialRecord | None, status: str, message: str = "") -> None:
@@ -169,8 +169,8 @@ class SearchLog:
         ``tied.TARGET`` where it is off the front but not significantly worse (see tied_for)."""
         for r in results:
             on = {t: any(f.key == r.key for f in front) for t, front in fronts.items()}
-            tags = {s.pareto_on(t): str(flag).lower() for t, flag in on.items()}
-            tags.update({s.tied_on(t): str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
+            tags = {s.per(s.PARETO_ON, t): str(flag).lower() for t, flag in on.items()}
+            tags.update({s.per(s.TIED_ON, t): str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
             self.writer.log(r.run_id, tags={**tags, s.PARETO: str(any(on.values())).lower()})
 
     def log_model(self, run_id: str, model: TrackerModel) -> str:
@@ -215,10 +215,10 @@ class SearchLog:
                                 {r.key for r in tied})
             self.writer.log_figure(self.parent_id, fig, plot_file)
             plt.close(fig)
-            best[s.front_size(target)] = len(front)
+            best[s.per(s.FRONT_SIZE, target)] = len(front)
             if front:
-                best[s.best_ao(target)] = max(r.ao for r in front)
-                best[s.best_ao(target, pct=True)] = 100 * best[s.best_ao(target)]
+                best[s.per(s.BEST_AO, target)] = max(r.ao for r in front)
+                best[s.per(s.BEST_AO_PCT, target)] = 100 * best[s.per(s.BEST_AO, target)]
         summary = describe(self.info, strategy) + "\n\n" + (confirmation + "\n\n" if confirmation else "") + front_markdown(
             fronts, self.models([r for f in fronts.values() for r in f]))
         self.writer.log(self.parent_id, metrics=metrics | best,

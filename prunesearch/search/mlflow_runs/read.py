@@ -88,7 +88,7 @@ def _candidate_runs(mlflow_client: MlflowClient, uri: str, experiment: str, outc
 def comparable(stored: list[StoredResult], target: str, allow_mixed: bool) -> list[CandidateResult]:
     """The results priced on ``target``, newest run per candidate; refuses differing fingerprints."""
     on_target = [x for x in stored if target in x.result.latency_ms]
-    keys = ("data", "teacher", s.latency_table(target))
+    keys = ("data", "teacher", s.per(s.LATENCY_TABLE, target))
     groups = {tuple(x.fingerprints[k] for k in keys) for x in on_target}
     if len(groups) > 1 and not allow_mixed:
         differ = [

@@ -82,53 +82,16 @@ def front_files(target: str) -> tuple[str, str, str, str]:
     return f"front/{target}.csv", f"front/{target}.json", f"front_{target}.json", f"front/pareto_{target}.png"
 
 
-def latency_table(target: str) -> str:
-    return f"latency_table.{target}"
+# Names per target or per part: ``per(LATENCY_MS, "orin-nx")`` is ``latency_ms.orin-nx``.
+LATENCY_TABLE = "latency_table"  # tag: the hash of the target's latency table
+FEASIBLE, PARETO_ON, TIED_ON = "feasible", "pareto", "tied"  # child-run tags per target
+LATENCY_MS, FPS, TEMPLATE_MS = "latency_ms", "fps", "template_ms"  # child-run metrics per target
+SECONDS, TRIALS = "seconds", "trials"  # parent-run metrics per part of the run, per outcome
+FRONT_SIZE, BEST_AO, BEST_AO_PCT = "front_size", "best_ao", "best_ao_pct"  # parent-run metrics per target
 
 
-def feasible(target: str) -> str:
-    return f"feasible.{target}"
-
-
-def pareto_on(target: str) -> str:
-    return f"pareto.{target}"
-
-
-def tied_on(target: str) -> str:
-    return f"tied.{target}"
-
-
-def latency_ms(target: str) -> str:
-    return f"latency_ms.{target}"
-
-
-def fps(target: str) -> str:
-    return f"fps.{target}"
-
-
-def template_ms(target: str) -> str:
-    return f"template_ms.{target}"
-
-
-def seconds(part: str) -> str:
-    return f"seconds.{part}"
-
-
-def finetune_metric(name: str) -> str:
-    """A fine-tune's live metric (``finetune.loss``) at each logged step."""
-    return f"{FINETUNE}.{name}"
-
-
-def trials(outcome: str) -> str:
-    return f"trials.{outcome}"
-
-
-def front_size(target: str) -> str:
-    return f"front_size.{target}"
-
-
-def best_ao(target: str, pct: bool = False) -> str:
-    return f"best_ao{'_pct' if pct else ''}.{target}"
+def per(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}"
 
 
 def percent(accuracy: dict[str, float]) -> dict[str, float]:
@@ -189,7 +152,7 @@ class SearchInfo:
             DATA_FINGERPRINT: self.data_fingerprint,
             TEACHER_FINGERPRINT: self.teacher_fingerprint,
             TRAINING_IDENTITY: self.training_identity,
-            **{latency_table(t): h for t, h in self.table_hashes.items()},
+            **{per(LATENCY_TABLE, t): h for t, h in self.table_hashes.items()},
         }
 
 
@@ -209,9 +172,9 @@ def priced_metrics(cand: Candidate, book: PriceBook) -> dict[str, float]:
     """What a candidate costs: its price on every target, its MACs and params."""
     metrics: dict[str, float] = {}
     for target, price in book.prices[cand.key].items():
-        metrics[latency_ms(target)] = price.priced_ms
-        metrics[fps(target)] = price.fps
-        metrics[template_ms(target)] = price.template_ms
+        metrics[per(LATENCY_MS, target)] = price.priced_ms
+        metrics[per(FPS, target)] = price.fps
+        metrics[per(TEMPLATE_MS, target)] = price.template_ms
     metrics.update(asdict(book.costs[cand.key]))
     return metrics
 
@@ -219,7 +182,7 @@ def priced_metrics(cand: Candidate, book: PriceBook) -> dict[str, float]:
 def settled_fields(record: TrialRecord) -> RunFields:
     """What a settled trial adds to its child run (the accuracy intervals apart: :func:`interval_metrics`)."""
     params = {BLOCKS: " ".join(str(b) for b in record.blocks)}
-    metrics = {**record.accuracy, **percent(record.accuracy), **{seconds(k): v for k, v in record.seconds.items()}}
+    metrics = {**record.accuracy, **percent(record.accuracy), **{per(SECONDS, k): v for k, v in record.seconds.items()}}
     tags: dict[str, object] = {OUTCOME: record.outcome, STEPS: record.steps}
     if record.checkpoint:
         tags[CHECKPOINT] = record.checkpoint
@@ -249,15 +212,15 @@ def study_fields(cand: Candidate, record: TrialRecord, book: PriceBook, accuracy
 def candidate_result(run: RunFields, run_id: str, sequences: dict | None) -> CandidateResult:
     """The one place a :class:`CandidateResult` is built: from a child run's layout."""
     p, m, t = run.params, run.metrics, run.tags
-    targets = [k.split(".", 1)[1] for k in m if k.startswith(latency_ms(""))]
+    targets = [k.split(".", 1)[1] for k in m if k.startswith(per(LATENCY_MS, ""))]
     return CandidateResult(
         key=str(t[CANDIDATE]),
         depth=int(p["depth"]),
         ai_layers=int(p["ai_layers"]),
         rule=str(p["rule"]),
         accuracy={k: m[k] for k in ACCURACY_KEYS if k in m},
-        latency_ms={x: m[latency_ms(x)] for x in targets},
-        template_ms={x: m.get(template_ms(x), float("nan")) for x in targets},
+        latency_ms={x: m[per(LATENCY_MS, x)] for x in targets},
+        template_ms={x: m.get(per(TEMPLATE_MS, x), float("nan")) for x in targets},
         budget_ms=float(p[BUDGET_MS]),
         gmacs_per_frame=m.get("gmacs_per_frame", float("nan")),
         params_m=m.get("params_m", float("nan")),
@@ -272,7 +235,7 @@ def candidate_result(run: RunFields, run_id: str, sequences: dict | None) -> Can
 def fingerprints(tags: dict[str, str], targets: list[str]) -> dict[str, str]:
     """What must match for two runs to be comparable: data, teacher, and each target's latency table."""
     prints = {"data": tags.get(DATA_FINGERPRINT, ""), "teacher": tags.get(TEACHER_FINGERPRINT, "")}
-    prints.update({latency_table(x): tags.get(latency_table(x), "") for x in targets})
+    prints.update({per(LATENCY_TABLE, x): tags.get(per(LATENCY_TABLE, x), "") for x in targets})
     return prints
 
 
@@ -288,8 +251,8 @@ def candidate_runs(outcome: Outcome, study: str | None) -> str:
 
 def summary_metrics(times: dict[str, float], outcomes: dict[str, int], work: dict[str, float], steps: int) -> dict[str, float]:
     """The parent run's timings (wall seconds per part) and counts (trials per outcome, fine-tune work)."""
-    out: dict[str, float] = {seconds(k): v for k, v in times.items()}
-    out.update({trials(k): v for k, v in outcomes.items()})
-    out.update({seconds(k): v for k, v in work.items()})
+    out: dict[str, float] = {per(SECONDS, k): v for k, v in times.items()}
+    out.update({per(TRIALS, k): v for k, v in outcomes.items()})
+    out.update({per(SECONDS, k): v for k, v in work.items()})
     out["finetune_steps"] = steps
     return out
