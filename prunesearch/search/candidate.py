@@ -24,9 +24,9 @@ from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker, TrackerBase
 from prunesearch.pruning import student_from_teacher
 from prunesearch.search.controller import StepCallback, TrainResult
+from prunesearch.search.space import Candidate
 from prunesearch.search.stage import BRIEF, CONFIRM
 from prunesearch.training.finetune import FinetuneConfig
-from prunesearch.search.space import Candidate
 
 CALIBRATION_PAIRS = 8
 CALIBRATION_GAP = 5  # the search frame: this many visible frames after the template, or the last
