@@ -37,7 +37,7 @@ from typing import Any
 from scipy.stats import kendalltau
 
 from prunesearch.search.experiment import load_experiment
-from prunesearch.search.record import file_sha256
+from prunesearch.search.reproducibility import file_sha256
 from prunesearch.teacher import SHIPPED_TEACHER
 
 RESULTS = Path(__file__).parent / "results"

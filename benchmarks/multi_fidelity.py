@@ -44,7 +44,7 @@ from scipy.stats import kendalltau
 
 from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, SequenceStats, paired_difference, resampled_metric
 from prunesearch.search.experiment import load_experiment
-from prunesearch.search.record import file_sha256
+from prunesearch.search.reproducibility import file_sha256
 from prunesearch.search.results import CandidateResult, front_for, fronts_and_ties
 from prunesearch.search.space import Candidate
 from prunesearch.teacher import SHIPPED_TEACHER
@@ -113,7 +113,7 @@ def _results(book, stats: dict[str, SequenceStats]) -> list[CandidateResult]:
 
 
 def _book():
-    from prunesearch.search.runner import RunRequest, prepare
+    from prunesearch.search.setup import RunRequest, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         return prepare(RunRequest(targets=(TARGET,), budget=BUDGET, experiment=EXPERIMENT), f"sqlite:///{tmp}/x.db").book

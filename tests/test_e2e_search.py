@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.latency import load_table
-from prunesearch.search.study import records
+from prunesearch.search.study.record import records
 from search_support import TINY_EXPERIMENT, TINY_FITTING, tiny_search_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")

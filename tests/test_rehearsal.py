@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from prunesearch.search.study import records
+from prunesearch.search.study.record import records
 from relay import Relay
 from search_support import TINY_FITTING, tiny_search_folder
 

@@ -174,11 +174,21 @@ def test_working_folder_copy_wins_over_the_shipped_one(tmp_path, monkeypatch):
     assert exp.search.trials == 2
 
 
+def _study_name(exp):
+    """The study an experiment names, with fixed fingerprints and prices (see tests/test_search_identity.py)."""
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.search.identity import PricingIdentity, TrainingIdentity, study_name
+
+    training = TrainingIdentity("teacher", "data", exp.data, exp.finetune_config(), CropGeometry(), exp.data.path is not None)
+    pricing = PricingIdentity(exp.architecture, ("t",), {"t": "table"}, 10.0, None)
+    return study_name(exp.name, parse_budget("10ms"), training, pricing, exp.space, exp.search)
+
+
 def test_overrides_and_identity(tmp_path):
     exp = load_experiment("b4-b9")
     more = exp.with_overrides(trials=20)
-    assert more.search.trials == 20 and more.identity() == exp.identity()
-    assert exp.with_overrides(seed=3).identity() != exp.identity()
+    assert more.search.trials == 20 and _study_name(more) == _study_name(exp)
+    assert _study_name(exp.with_overrides(seed=3)) != _study_name(exp)
     with pytest.raises(PrunesearchError, match=r"data folder .*missing \(--data\) does not exist"):
         exp.with_overrides(data=str(tmp_path / "missing"))
     with pytest.raises(PrunesearchError, match=r"checkpoint .*t.pt \(--teacher\) does not exist"):
@@ -234,5 +244,5 @@ def test_device_settings_are_checked_and_leave_the_study_identity_alone(tmp_path
     cpu = load_experiment(_write(tmp_path, "finetune: {device: cpu, loader_workers: 0}\nevaluation: {device: cpu}\n"))
     gpu = load_experiment(_write(tmp_path, "finetune: {device: 'cuda:1', loader_workers: 8}\n"))
     assert cpu.evaluation_device == "cpu" and cpu.finetune_config().device == "cpu"
-    assert cpu.identity() == gpu.identity()
-    assert load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n")).identity() != cpu.identity()
+    assert _study_name(cpu) == _study_name(gpu)
+    assert _study_name(load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n"))) != _study_name(cpu)

@@ -22,9 +22,10 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker, TrackerBase
 from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, student_from_teacher
-from prunesearch.search.confirm import BRIEF, CONFIRM
-from prunesearch.search.controller import Outcome, StepCallback
+from prunesearch.search.controller import StepCallback, TrainResult
 from prunesearch.search.space import Candidate
+from prunesearch.search.stage import BRIEF, CONFIRM
+from prunesearch.training.finetune import FinetuneConfig
 
 def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) -> Path:
     """Where a candidate's fine-tuned weights go: ``B4-1-uniform.pt`` for the brief stage's first
@@ -34,7 +35,7 @@ def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) 
 
 
 class CandidateTrainer:
-    """The product :class:`~prunesearch.search.controller.Evaluator` of the brief stage: prune the
+    """The product :class:`~prunesearch.search.controller.Trainer` of the brief stage: prune the
     teacher, fine-tune, score; checkpoints go to ``workdir``.
 
     With ``finetune.seeds: K`` each candidate is fine-tuned K times (seeds seed .. seed+K-1) and
@@ -52,7 +53,7 @@ class CandidateTrainer:
         teacher: JointTracker,
         train: list[Sequence],
         val: list[Sequence],
-        finetune_config: Any,
+        finetune_config: FinetuneConfig,
         workdir: Path,
         crop: CropGeometry | None = None,
         eval_device: str | None = None,
@@ -83,11 +84,11 @@ class CandidateTrainer:
         """The data seed of the ``seed``-th fine-tune."""
         return self.config.seed + seed
 
-    def run(self, cand: Candidate, on_step: StepCallback) -> Outcome:
+    def run(self, cand: Candidate, on_step: StepCallback) -> TrainResult:
         from prunesearch.evaluation import TrackingParams, evaluate
         from prunesearch.training import finetune
 
-        outcome = Outcome(status="ok", seconds={"finetune": 0.0, "evaluate": 0.0, "checkpoint": 0.0})
+        result = TrainResult(status="ok", seconds={"finetune": 0.0, "evaluate": 0.0, "checkpoint": 0.0})
         per_seed = []
         for k in range(self.config.seeds):
             clock = time.perf_counter()
@@ -99,12 +100,12 @@ class CandidateTrainer:
                 crop=self.crop, real_data=self.real_data,
             )
             tuned = time.perf_counter()
-            outcome.seconds["finetune"] += tuned - clock
-            outcome.losses += trained.losses
-            outcome.blocks = tuple(model.spec.blocks)
+            result.seconds["finetune"] += tuned - clock
+            result.losses += trained.losses
+            result.blocks = tuple(model.spec.blocks)
             if trained.status != "ok":
-                outcome.status = trained.status
-                return outcome
+                result.status = trained.status
+                return result
             scores = evaluate(
                 model.eval(), self.val, params=TrackingParams(crop=self.crop), device=self.eval_device,
                 precision=self.config.precision,
@@ -113,17 +114,17 @@ class CandidateTrainer:
             per_seed.append(scores.sequences)
             path = save_checkpoint(model, checkpoint_path(self.workdir, cand.key, self.stage, k), crop=self.crop,
                                    steps=before + trained.steps, stage=self.stage, seed=config.seed)
-            outcome.checkpoint = outcome.checkpoint or str(path)
-            outcome.seconds["evaluate"] += scored - tuned
-            outcome.seconds["checkpoint"] += time.perf_counter() - scored
+            result.checkpoint = result.checkpoint or str(path)
+            result.seconds["evaluate"] += scored - tuned
+            result.seconds["checkpoint"] += time.perf_counter() - scored
         stats = SequenceStats.from_results(*per_seed)
-        outcome.accuracy = stats.point()
-        outcome.sequences = stats.to_dict()
-        return outcome
+        result.accuracy = stats.point()
+        result.sequences = stats.to_dict()
+        return result
 
 
 class ConfirmTrainer(CandidateTrainer):
-    """The confirmation stage's :class:`~prunesearch.search.controller.Evaluator`: each seed goes on
+    """The confirmation stage's :class:`~prunesearch.search.controller.Trainer`: each seed goes on
     from the candidate's brief checkpoint (the weights, and the step count it records) for
     ``finetune_config.steps`` more steps on fresh pairs, and is scored on ``val`` (more sequences).
 

@@ -65,7 +65,7 @@ class SearchSpace:
     ai_max: int | None = None
     rules: tuple[str, ...] = ("first",)
     constraints: tuple[str, ...] = ()
-    source: str = "<space>"
+    source: str = field(default="<space>", compare=False)  # where it was read, for messages: not what it is
     _parsed: tuple[Constraint, ...] = field(default=(), repr=False, compare=False)
 
     def depth_range(self, teacher_depth: int) -> tuple[int, int]:
