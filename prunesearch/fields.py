@@ -106,7 +106,7 @@ def check_rules(settings: Any, prefix: str) -> None:
             if value not in rule.choices:
                 raise InputError(f"{prefix}{f.name}: expected one of {', '.join(rule.choices)}, got {shown(value)}")
             continue
-        hint = _hints(type(settings))[f.name]
+        hint = _hints(type(settings))[f.name]  # type: ignore[arg-type]  # a class is hashable
         whole = int in (hint, *typing.get_args(hint))
         top = INT_MAX if whole and (rule.maximum is None or rule.maximum <= INT_MAX) else math.inf
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not (
