@@ -13,6 +13,7 @@ built-in synthetic train split. Writes benchmarks/results/finetune_time.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -44,7 +45,7 @@ def main() -> None:
     sequences = builtin_sequences("train")
     cfg = FinetuneConfig(threads=args.threads)
     if args.steps:
-        cfg.steps = args.steps
+        cfg = dataclasses.replace(cfg, steps=args.steps)
     rows = []
     for pair in args.students:
         depth, ai = (int(v) for v in pair.split("-"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from prunesearch.latency.backends import RuntimeSettings, TorchSettings
+from prunesearch.latency.backends import OnnxRuntimeSettings, TorchSettings
 
 from latency_report import RESULTS
 from latency_validation import profile_and_validate
@@ -53,11 +53,11 @@ def main() -> None:
 
     provider = "CUDAExecutionProvider" if gpu else "CPUExecutionProvider"
     if provider in ort.get_available_providers():
-        runs.append((f"{slug}-ort-cuda-{args.precision}" if gpu else f"{slug}-ort-{args.precision}", RuntimeSettings(provider, None, args.precision)))
+        runs.append((f"{slug}-ort-cuda-{args.precision}" if gpu else f"{slug}-ort-{args.precision}", OnnxRuntimeSettings(provider, None, args.precision)))
     else:
         print(f"onnxruntime {ort.__version__} has no {provider} (install onnxruntime-gpu): onnxruntime not profiled")
-    for name, backend in runs:
-        report = profile_and_validate(name, args.preset, backend, args.profile_rounds, "wall", args.samples, args.rounds, seed=0)
+    for name, runtime in runs:
+        report = profile_and_validate(name, args.preset, runtime, args.profile_rounds, "wall", args.samples, args.rounds, seed=0)
         table = shutil.copy(Path("latency_models") / f"{name}.yaml", RESULTS / f"{name}.yaml")
         print(f"wrote {report} and {table}")
 

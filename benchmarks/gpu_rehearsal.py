@@ -38,10 +38,10 @@ from prunesearch.evaluation import TrackingParams, evaluate
 from prunesearch.latency.runtime import machine_info
 from prunesearch.models.vit_tracker import TrackerConfig, get_preset
 from prunesearch.pruning import student_from_teacher
-from prunesearch.rehearsal import write_got10k_folder, write_ostrack_checkpoint
 from prunesearch.training import FinetuneConfig, finetune
 from prunesearch.training.finetune import TrainStep
 from prunesearch.training.pairs import PairSampler
+from tests.support.rehearsal import write_got10k_folder, write_ostrack_checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 BRIEF_STEPS = 2000

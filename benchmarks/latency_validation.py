@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.latency import load_table
-from prunesearch.latency.backends import RUNTIMES, TORCH_MODES, TORCH_PRECISIONS, Backend, RuntimeSettings, TorchSettings
+from prunesearch.latency.backends import TimingRuntime, add_runtime_arguments, runtime_from_args
 from prunesearch.latency.profiler import ProfileRequest, profile
 from prunesearch.latency.runtime import TimingPlan
 from prunesearch.latency.validate import validate
@@ -30,29 +30,14 @@ def log(stage: str, done: int, total: int) -> None:
         print(f"  {stage}: {done}/{total}", flush=True)
 
 
-def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES)
-    parser.add_argument("--provider", default="CPUExecutionProvider")
-    parser.add_argument("--mode", default="eager", choices=TORCH_MODES)
-    parser.add_argument("--torch-device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=TORCH_PRECISIONS)
-    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: all cores)")
-
-
-def backend_of(args: argparse.Namespace) -> Backend:
-    if args.runtime == "torch":
-        return TorchSettings(args.mode, args.precision, args.torch_device, args.threads)
-    return RuntimeSettings(args.provider, args.threads, args.precision)
-
-
-def profile_and_validate(name: str, preset: str, backend: Backend | None, profile_rounds: int, clock: str,
+def profile_and_validate(name: str, preset: str, runtime: TimingRuntime | None, profile_rounds: int, clock: str,
                          samples: int, rounds: int, seed: int) -> Path:
-    """Profile (unless ``backend`` is None: the existing table) and validate ``latency_models/NAME.yaml``; write the report."""
+    """Profile (unless ``runtime`` is None: the existing table) and validate ``latency_models/NAME.yaml``; write the report."""
     path = Path("latency_models") / f"{name}.yaml"
     profile_s = None
-    if backend is not None:
+    if runtime is not None:
         print(f"profiling {preset} into {path}", flush=True)
-        request = ProfileRequest(name, get_preset(preset), backend, TimingPlan(rounds=profile_rounds, clock=clock), preset=preset)
+        request = ProfileRequest(name, get_preset(preset), runtime, TimingPlan(rounds=profile_rounds, clock=clock), preset=preset)
         start = time.perf_counter()
         profile(request, log).save(path)
         profile_s = time.perf_counter() - start
@@ -96,7 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="small")
     parser.add_argument("--name", required=True, help="table name: latency_models/NAME.yaml")
-    add_backend_arguments(parser)
+    add_runtime_arguments(parser)
     parser.add_argument("--clock", default="wall", choices=("wall", "cpu"))
     parser.add_argument("--profile-rounds", type=int, default=30)
     parser.add_argument("--samples", type=int, default=12)
@@ -104,8 +89,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-profile", action="store_true", help="validate the existing latency_models/NAME.yaml")
     args = parser.parse_args()
-    backend = None if args.skip_profile else backend_of(args)
-    print(profile_and_validate(args.name, args.preset, backend, args.profile_rounds, args.clock, args.samples, args.rounds, args.seed))
+    runtime = None if args.skip_profile else runtime_from_args(args)
+    print(profile_and_validate(args.name, args.preset, runtime, args.profile_rounds, args.clock, args.samples, args.rounds, args.seed))
 
 
 if __name__ == "__main__":

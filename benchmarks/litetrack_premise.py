@@ -37,7 +37,7 @@ from typing import Any
 from scipy.stats import kendalltau
 
 from prunesearch.search.experiment import load_experiment
-from prunesearch.search.record import file_sha256
+from prunesearch.search.reproducibility import file_sha256
 from prunesearch.teacher import SHIPPED_TEACHER
 
 RESULTS = Path(__file__).parent / "results"
@@ -78,7 +78,8 @@ def _init_worker(teacher_path: str, finetune: Any) -> None:
 
     from prunesearch.checkpoints import load_checkpoint
     from prunesearch.data.synthetic import builtin_sequences
-    from prunesearch.search.candidate import CALIBRATION_PAIRS, calibration_batch
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch
 
     torch.set_num_threads(1)
     teacher = load_checkpoint(teacher_path).eval()
@@ -88,7 +89,7 @@ def _init_worker(teacher_path: str, finetune: Any) -> None:
         train=train,
         val=builtin_sequences("val"),
         finetune=finetune,
-        calibration=calibration_batch(teacher, train, CALIBRATION_PAIRS),
+        calibration=calibration_batch(teacher, train, CALIBRATION_PAIRS, CropGeometry()),
     )
 
 

@@ -44,7 +44,7 @@ from scipy.stats import kendalltau
 
 from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, SequenceStats, paired_difference, resampled_metric
 from prunesearch.search.experiment import load_experiment
-from prunesearch.search.record import file_sha256
+from prunesearch.search.reproducibility import file_sha256
 from prunesearch.search.results import CandidateResult, front_for, fronts_and_ties
 from prunesearch.search.space import Candidate
 from prunesearch.teacher import SHIPPED_TEACHER
@@ -113,7 +113,7 @@ def _results(book, stats: dict[str, SequenceStats]) -> list[CandidateResult]:
 
 
 def _book():
-    from prunesearch.search.runner import RunRequest, prepare
+    from prunesearch.search.setup import RunRequest, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         return prepare(RunRequest(targets=(TARGET,), budget=BUDGET, experiment=EXPERIMENT), f"sqlite:///{tmp}/x.db").book
@@ -152,8 +152,8 @@ def report(raw: dict) -> str:
     lines += [f"## 1. Ranking: brief against {LONG_FACTOR}x budget ({len(tau_seeds)} seeds, {n} sequences)", "",
               f"**Kendall tau over {len(keys)} candidates: {tau:.2f} (95% bootstrap interval {low:.2f} .. {high:.2f}).**", "",
               "| candidate | AO brief | AO long | gain |", "| --- | ---: | ---: | ---: |"]
-    for k, b, l in zip(keys, b_ao, l_ao):
-        lines.append(f"| {k} | {100 * b:.1f} | {100 * l:.1f} | {100 * (l - b):+.1f} |")
+    for k, b, long in zip(keys, b_ao, l_ao):
+        lines.append(f"| {k} | {100 * b:.1f} | {100 * long:.1f} | {100 * (long - b):+.1f} |")
     discordant, noise_brief, noise_long = [], 0, 0
     for i in range(len(keys)):
         for j in range(i + 1, len(keys)):

@@ -5,7 +5,7 @@ Run from the repository root:
     python -m benchmarks.pair_pipeline                       # 0 and 2 loader workers, ViT-B crops
     python -m benchmarks.pair_pipeline --workers 0 2 4 --batches 20
 
-Frames are 1280x720 JPEGs in GOT-10k's layout (``prunesearch.rehearsal.write_got10k_folder``),
+Frames are 1280x720 JPEGs in GOT-10k's layout (``tests.support.rehearsal.write_got10k_folder``),
 pairs causal as on real data, crops 128/256 px (the ViT-B preset), batch 32, through the same
 ``pair_batches`` the fine-tune uses. The first batch (worker start-up) is timed apart. Writes
 benchmarks/results/pair_pipeline.md. The frame cache is per process and the sequences are short,
@@ -25,8 +25,8 @@ from pathlib import Path
 from prunesearch.data.got10k import read_got10k
 from prunesearch.latency.runtime import machine_info
 from prunesearch.models.vit_tracker import get_preset
-from prunesearch.rehearsal import write_got10k_folder
 from prunesearch.training.pairs import FrameCache, PairSampler, pair_batches
+from tests.support.rehearsal import write_got10k_folder
 
 RESULTS = Path(__file__).parent / "results" / "pair_pipeline.md"
 

@@ -56,30 +56,30 @@ class Recorded:
     reports: list[tuple[int, float]]  # (steps done, mean loss since the previous report)
 
 
-class ReplayEvaluator:
-    """The controller's Evaluator, answering with recorded real fine-tunes instead of training again."""
+class ReplayTrainer:
+    """The controller's Trainer, answering with recorded real fine-tunes instead of training again."""
 
     def __init__(self, recorded: dict[str, Recorded], steps: int) -> None:
         self.recorded, self.steps = recorded, steps
         self.order: list[tuple[str, int, bool]] = []  # candidate, steps spent, trained to the end
 
-    def run(self, cand, on_step):  # noqa: ANN001, ANN201 - the Evaluator protocol
-        from prunesearch.search.controller import Outcome
+    def run(self, cand, on_step):  # noqa: ANN001, ANN201 - the Trainer protocol
+        from prunesearch.search.controller import TrainResult
 
         rec = self.recorded[cand.key]
         for step, loss in rec.reports:
             if on_step(step, {"loss": loss}) and step < self.steps:
                 self.order.append((cand.key, step, False))
-                return Outcome("stopped")
+                return TrainResult("stopped")
         self.order.append((cand.key, self.steps, True))
-        return Outcome("ok", accuracy=dict(rec.accuracy))
+        return TrainResult("ok", accuracy=dict(rec.accuracy))
 
 
 def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
     """Run the real search over the whole space; read every candidate and its loss reports back from MLflow."""
     from mlflow import MlflowClient
 
-    from prunesearch.search.stored import comparable, read_results
+    from prunesearch.search.mlflow_runs.read import comparable, read_results
 
     command = [sys.executable, "-m", "prunesearch", "run", "--experiment", str(EXPERIMENT), "--target", TARGET, "--budget", BUDGET]
     if teacher:
@@ -103,9 +103,13 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
 
 
 def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str, seed: int, early, folder: Path):  # noqa: ANN001, ANN201
+    from prunesearch.data.processing import CropGeometry
     from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search
-    from prunesearch.search.study import make_sampler, open_study
-    from prunesearch.search.experiment import SearchSettings
+    from prunesearch.search.experiment import DataSpec, SearchSettings
+    from prunesearch.search.identity import TrainingIdentity
+    from prunesearch.search.samplers import make_sampler
+    from prunesearch.search.study.storage import open_study
+    from prunesearch.training.finetune import FinetuneConfig
 
     settings = SearchSettings(
         trials=len(recorded), strategy="sample", sampler=sampler, seeds=(), early_stop=early
@@ -115,9 +119,10 @@ def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str,
     storage = f"sqlite:///{db}"
     study = open_study(storage, "replay", make_sampler(sampler, seed, len(recorded) // 2))
     plan = plan_search(study, book, settings)
-    evaluator = ReplayEvaluator(recorded, steps)
-    SearchController(study, book, space, 12, settings, plan, evaluator, NoSink(), SilentProgress()).work()  # replays are not logged
-    return evaluator.order
+    trainer = ReplayTrainer(recorded, steps)
+    replayed = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
+    SearchController(study, book, space, 12, settings, plan, trainer, NoSink(), SilentProgress(), replayed).work()  # not logged
+    return trainer.order
 
 
 def found_after(order: list[tuple[str, int, bool]], front: set[str]) -> tuple[int | None, int]:

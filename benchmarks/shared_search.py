@@ -113,7 +113,7 @@ def start4(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
 
     import optuna
 
-    from prunesearch.search.study import records
+    from prunesearch.search.study.record import records
 
     rows, notes = [], []
     for i in range(repeat):

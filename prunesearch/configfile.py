@@ -1,13 +1,17 @@
-"""Reading prunesearch's YAML files with errors that name the file, the key and what is allowed.
+"""Reading prunesearch's YAML and JSON files with errors that name the file, the key and what is allowed.
 
-Experiment and space files are written by hand; a typo must come back as one line a person can
-act on ("experiments/b4-b9.yaml: search.trials: expected a whole number >= 1, got 'six'"), never as
-a traceback from deep inside the search.
+Experiment, space, latency-table and measured-figures files are written or edited by hand; a typo
+must come back as one line a person can act on ("experiments/b4-b9.yaml: search.trials: expected a
+whole number >= 1, got 'six'"), never as a traceback from deep inside the search. Every such file is
+read here, within the same bounds (size, nesting, aliases, values) and with repeated keys refused,
+since the last of two equal keys would otherwise win without a word.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import stat
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -16,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 from prunesearch.fields import INT_MAX, Rule, clip, rule_of, shown
 
-# What one hand-written file may cost. Experiment and space files are a few hundred bytes, a few
-# levels deep; these bounds leave them far behind and stop a "billion laughs" or a 20,000-deep
-# nesting before it costs a second.
+# What one hand-written file may cost. Experiment and space files are a few hundred bytes, latency
+# tables a few KiB, all a few levels deep; these bounds leave them far behind and stop a "billion
+# laughs" or a 20,000-deep nesting before it costs a second.
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_ALIASES = 64
@@ -50,6 +54,22 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # a merge (<<) may be overridden by design; non-scalar keys cannot be dict keys anyway
+            key = self.construct_object(key_node)  # so 1 and 0x1, or 'a' and "a", are the same key
+            try:
+                seen = key in first_line
+            except TypeError:
+                continue
+            if seen:
+                raise _Repeated(key, first_line[key], key_node.start_mark.line + 1)
+            first_line[key] = key_node.start_mark.line + 1
+        return node
+
     def get_single_node(self) -> Any:
         node = super().get_single_node()
         if node is not None:
@@ -63,6 +83,14 @@ class _Refused(yaml.YAMLError):
     def __init__(self, problem: str, mark: Any = None) -> None:
         super().__init__(problem)
         self.problem, self.problem_mark = problem, mark
+
+
+class _Repeated(yaml.YAMLError):
+    """A key given twice in one mapping."""
+
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"key {key!r} repeated")
+        self.key, self.first, self.again = key, first, again
 
 
 def _expanded(node: yaml.Node, seen: dict[int, tuple[int, int]], open_nodes: set[int], level: int = 1) -> tuple[int, int]:
@@ -99,35 +127,90 @@ def parse_yaml(text: str, source: str) -> Any:
     """``text`` as YAML data, within the bounds above; every failure is one line naming ``source``."""
     try:
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except _Repeated as err:
+        raise InputError(
+            f"{source}: line {err.again}: the key {clip(repr(err.key))} is given twice (first on line {err.first}); "
+            "keep one of them"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        verdict = "refused, a settings file is small" if isinstance(err, _Refused) else "is not valid YAML"
-        raise PrunesearchError(f"{source}:{where} {verdict} ({clip(problem)})") from None
+        verdict = "refused, a hand-written file is small" if isinstance(err, _Refused) else "is not valid YAML"
+        raise InputError(f"{source}:{where} {verdict} ({clip(problem)})") from None
     except Exception as err:  # noqa: BLE001 - PyYAML's constructors fail on odd scalars ("!!int ''", 5000 digits)
-        raise PrunesearchError(f"{source}: is not valid YAML ({type(err).__name__}: {clip(str(err))})") from None
+        raise InputError(f"{source}: is not valid YAML ({type(err).__name__}: {clip(str(err))})") from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file (UTF-8, at most MAX_BYTES); an empty file is an error."""
+def read_text(path: str | Path, what: str = "") -> str:
+    """The UTF-8 text of a regular file of at most MAX_BYTES; ``what`` ("latency table") names it in errors."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a device never end
+            raise InputError(f"cannot read {label}: not a regular file")
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)
     except OSError as err:
-        raise PrunesearchError(f"cannot read {path}: {err.strerror}") from None
+        raise InputError(f"cannot read {label}: {err.strerror or err}") from None
     if len(raw) > MAX_BYTES:
-        raise PrunesearchError(f"{path}: larger than {MAX_BYTES // 1024} KiB; a settings file is a few hundred bytes")
+        raise InputError(f"{path}: larger than {MAX_BYTES // 1024} KiB; the files prunesearch reads are a few KiB")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise PrunesearchError(f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x})") from None
-    data = parse_yaml(text, str(path))
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start} is {raw[err.start]:#04x})") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (UTF-8, at most MAX_BYTES); an empty file is an error."""
+    data = parse_yaml(read_text(path), str(path))
     if data is None:
-        raise PrunesearchError(f"{path}: the file is empty; write at least one key (see the shipped files for examples)")
+        raise InputError(f"{path}: the file is empty; write at least one key (see the shipped files for examples)")
     if not isinstance(data, dict):
-        raise PrunesearchError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
+
+
+def parse_json(text: str, source: str) -> Any:
+    """``text`` as JSON data, within the YAML bounds (nesting, values) and with repeated keys refused."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in data:
+                raise InputError(f"{source}: the key {clip(repr(key))} is given twice in one object; keep one of them")
+            data[key] = value
+        return data
+
+    try:
+        data = json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{source}: line {err.lineno} is not valid JSON ({err.msg})") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise InputError(f"{source}: is not valid JSON ({clip(str(err))})") from None
+    except RecursionError:
+        raise InputError(f"{source}: refused, nested more than {MAX_DEPTH} levels deep") from None
+    _check_json_size(data, source)
+    return data
+
+
+def _check_json_size(data: Any, source: str) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH or holding more than MAX_NODES values (walked without recursion)."""
+    stack, values = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if depth > MAX_DEPTH:
+            raise InputError(f"{source}: refused, nested more than {MAX_DEPTH} levels deep")
+        if values > MAX_NODES:
+            raise InputError(f"{source}: refused, holds more than {MAX_NODES} values")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def read_json(path: str | Path, what: str = "") -> Any:
+    """A JSON file's data (UTF-8, at most MAX_BYTES, bounded as :func:`parse_json`)."""
+    return parse_json(read_text(path, what), str(path))
 
 
 class Section:
@@ -141,14 +224,14 @@ class Section:
     def where(self, key: str) -> str:
         return f"{self.source}: {self.prefix}{key}"
 
-    def fail(self, key: str, allowed: str, got: Any) -> PrunesearchError:
-        return PrunesearchError(f"{self.where(key)}: expected {allowed}, got {shown(got)}")
+    def fail(self, key: str, allowed: str, got: Any) -> InputError:
+        return InputError(f"{self.where(key)}: expected {allowed}, got {shown(got)}")
 
     def only(self, allowed: Iterable[str]) -> "Section":
         allowed = list(allowed)
         for key in self.data:
             if key not in allowed:
-                raise PrunesearchError(
+                raise InputError(
                     f"{self.where(clip(str(key)))}: unknown key; allowed keys here: {', '.join(allowed)}"
                 )
         return self
@@ -219,7 +302,7 @@ class Section:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
             return None if value is None else self._field(key, value, args[0], f)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.section(key).build(hint)
         rule = rule_of(f)
         note = f" (default {f.default!r})" if f.default not in (dataclasses.MISSING, None) else ""
@@ -266,10 +349,10 @@ def locate(kind: str, ref: str) -> Path:
             for folder in config_dirs(kind):
                 if (folder / path.name).is_file():
                     return folder / path.name
-        raise PrunesearchError(f"{kind[:-1]} file {path} does not exist")
+        raise InputError(f"{kind[:-1]} file {path} does not exist")
     for folder in config_dirs(kind):
         candidate = folder / f"{ref}.yaml"
         if candidate.is_file():
             return candidate
     known = ", ".join(known_configs(kind)) or "none"
-    raise PrunesearchError(f"unknown {kind[:-1]} {ref!r}; known {kind}: {known} (or give a path to a .yaml file)")
+    raise InputError(f"unknown {kind[:-1]} {ref!r}; known {kind}: {known} (or give a path to a .yaml file)")

@@ -3,22 +3,34 @@
 Settings live in frozen dataclasses (the fine-tune recipe, augmentation, search settings). A field
 that must lie in a range says so where it is declared, ``lr: float = checked(4e-4, above=0)``, so
 adding a setting with its rule is one line; :meth:`prunesearch.configfile.Section.field`
-reads the rule when a file sets the field. Every number must also be finite, and a whole number
-must fit a C int unless its rule allows more, whatever its rule says.
+reads the rule when a file sets the field, and :func:`check_rules` when code builds the settings.
+Every number must also be finite, and a whole number must fit a C int unless its rule allows more,
+whatever its rule says.
+
+A field that says where or how fast work runs, not what it computes (a device, loader processes,
+threads), is marked ``runtime=True``: identities (:mod:`prunesearch.search.identity`) leave it out,
+so a GPU machine and a CPU machine can share one search.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import functools
 import reprlib
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prunesearch.errors import InputError
+
 SEED_MAX = 2**32 - 1  # numpy seeds are 32-bit
 INT_MAX = 2**31 - 1  # torch and OpenCV take C ints: a larger count is a typo, and would overflow there
 SHOWN_CHARS = 80  # a refused value or a parser's message is cut to this in an error line
+# Fine-tunes per candidate that differ only in their seed: the bootstrap draws this many seed
+# uniforms per resample (prunesearch/evaluation/uncertainty.py), so a config may ask for no more.
+MAX_SEEDS = 64
 
 
 @dataclass(frozen=True)
@@ -57,14 +69,51 @@ def checked(
     maximum: float | None = None,
     above: float | None = None,
     choices: Iterable[str] | None = None,
+    runtime: bool = False,
 ) -> Any:
-    """A dataclass field with default ``default`` whose value a settings file may set only within the rule."""
+    """A dataclass field with default ``default`` whose value a settings file may set only within the rule;
+    ``runtime``: see the module docstring."""
     rule = Rule(minimum, maximum, above, tuple(choices) if choices is not None else None)
-    return dataclasses.field(default=default, metadata={"rule": rule})
+    return dataclasses.field(default=default, metadata={"rule": rule, "runtime": runtime})
+
+
+def runtime_only(default: Any) -> Any:
+    """A field without a range rule that is runtime-only (see the module docstring)."""
+    return checked(default, runtime=True)
 
 
 def rule_of(f: dataclasses.Field) -> Rule:
     return f.metadata.get("rule", Rule())
+
+
+def is_runtime(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("runtime", False))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_rules(settings: Any, prefix: str) -> None:
+    """Refuse a value that breaks its field's rule, in the words a settings file gets
+    (``finetune.steps: expected a whole number >= 1, got 0``): the check for settings built in code."""
+    for f in dataclasses.fields(settings):
+        rule, value = rule_of(f), getattr(settings, f.name)
+        if rule == Rule() or (value is None and f.default is None):
+            continue
+        if rule.choices is not None:
+            if value not in rule.choices:
+                raise InputError(f"{prefix}{f.name}: expected one of {', '.join(rule.choices)}, got {shown(value)}")
+            continue
+        hint = _hints(type(settings))[f.name]  # type: ignore[arg-type]  # a class is hashable
+        whole = int in (hint, *typing.get_args(hint))
+        top = INT_MAX if whole and (rule.maximum is None or rule.maximum <= INT_MAX) else math.inf
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not (
+            rule.allows(value) and value <= top
+        ):
+            kind = "a whole number" if whole else "a finite number"
+            raise InputError(f"{prefix}{f.name}: expected {kind}{rule.describe()}, got {shown(value)}")
 
 
 _REPR = reprlib.Repr()

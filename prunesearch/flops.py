@@ -2,8 +2,10 @@
 
 Convention: one multiply-add (MAC) counts as one, as fvcore counts it; "GMACs" everywhere in
 prunesearch means 1e9 multiply-adds (GFLOPs would be twice that). The analytic counts take only
-matrix products and convolutions (norms, activations and softmax are under 1% of a block). The
-parts are the same ones a latency table prices, so FLOPs and latency speak about the same pieces.
+matrix products and convolutions (norms, activations and softmax are under 1% of a block). A
+model's count is its parts' counts times how many of each it runs
+(:func:`prunesearch.models.phases.phase_parts`), the same parts and counts a latency table prices,
+so FLOPs and latency speak about the same pieces.
 
 :func:`fvcore_macs` counts the same thing by tracing the model with fvcore, phase by phase.
 fvcore has no handle for ``scaled_dot_product_attention``; :func:`sdpa_macs` supplies one. fvcore
@@ -19,18 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from prunesearch.models.phases import FramePhase, TemplatePhase, example_crops
+from prunesearch.models.phases import FramePhase, TemplatePhase, example_crops, phase_parts
 from prunesearch.models.vit_tracker import AsyncTracker, TrackerBase, TrackerConfig, count_params
-
-PART_KINDS = (
-    "search_embed",
-    "template_embed",
-    "search_block",
-    "interaction_block",
-    "template_block",
-    "joint_block",
-    "head",
-)
 
 
 def _block_macs(cfg: TrackerConfig, queries: int, keys: int) -> int:
@@ -49,7 +41,7 @@ def _head_macs(cfg: TrackerConfig) -> int:
 
 
 def part_macs(cfg: TrackerConfig) -> dict[str, int]:
-    """MACs of each part kind a latency table prices, at this architecture's token counts."""
+    """MACs of each part kind (:data:`~prunesearch.models.phases.PART_KINDS`) at this architecture's token counts."""
     nz, nx = cfg.template_tokens, cfg.search_tokens
     patch = 3 * cfg.patch_size**2 * cfg.embed_dim
     return {
@@ -80,17 +72,12 @@ class ModelCost:
 
 
 def model_macs(cfg: TrackerConfig, depth: int | None = None, ai_layers: int | None = None) -> ModelCost:
-    """Teacher (``depth`` None) or student ``B{depth}-{ai_layers}``, counted from its parts."""
+    """Teacher (``depth`` None) or student ``B{depth}-{ai_layers}`` (``ai_layers`` None: all ``depth``), counted from its parts."""
     p = part_macs(cfg)
-    if depth is None:
-        return ModelCost(
-            per_frame=p["search_embed"] + cfg.depth * p["joint_block"] + p["head"],
-            template=p["template_embed"],
-        )
-    m = depth if ai_layers is None else ai_layers
+    parts = phase_parts(cfg.depth, None) if depth is None else phase_parts(depth, depth if ai_layers is None else ai_layers)
     return ModelCost(
-        per_frame=p["search_embed"] + (depth - m) * p["search_block"] + m * p["interaction_block"] + p["head"],
-        template=p["template_embed"] + depth * p["template_block"],
+        per_frame=sum(n * p[kind] for kind, n in parts.frame.items()),
+        template=sum(n * p[kind] for kind, n in parts.template.items()),
     )
 
 

@@ -38,12 +38,22 @@ def one_torch_thread():
 
 # Real servers (tests/servers.py), started in the background as soon as a selected test needs one.
 _SERVERS: dict[str, object] = {}
+SERVER_FIXTURES = {"postgres", "mlflow_server"}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
+    """A test that uses a server fixture is marked ``servers``, before ``-m`` selects."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+def pytest_collection_finish(session):
+    """Servers start for the tests ``-m`` and ``-k`` kept, not for every test collected."""
     from servers import MlflowServer, Postgres
 
-    wanted = {name for item in items for name in getattr(item, "fixturenames", ())}
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if "postgres" in wanted:
         _SERVERS["postgres"] = Postgres.launch()
     if "mlflow_server" in wanted:

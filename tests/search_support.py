@@ -1,4 +1,4 @@
-"""Small pricer and evaluator for the search tests, through the search's own Protocols.
+"""Small pricer and trainer for the search tests, through the search's own Protocols.
 
 They stand where the latency tables and the fine-tune/evaluation parts plug in, so the controller
 and the MLflow logging can be tested in seconds; the end-to-end test runs the real parts.
@@ -12,14 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prunesearch.data.processing import CropGeometry
 from prunesearch.models import get_preset
 from prunesearch.search.budget import parse_budget
-from prunesearch.search.controller import Outcome, SearchController, SilentProgress
-from prunesearch.search.study import Liveness, TrialRecord, make_sampler, open_study
-from prunesearch.search.experiment import EarlyStop, SearchSettings
+from prunesearch.search.controller import SearchController, SilentProgress, TrainResult
+from prunesearch.search.experiment import DataSpec, EarlyStop, SearchSettings
+from prunesearch.search.identity import TrainingIdentity
+from prunesearch.search.mlflow_runs.schema import SearchInfo
 from prunesearch.search.pricing import Price, PriceBook
+from prunesearch.search.samplers import make_sampler
 from prunesearch.search.space import Candidate, SearchSpace, parse_space
-from prunesearch.search.tracking import SearchInfo
+from prunesearch.search.study.liveness import Liveness
+from prunesearch.search.study.record import TrialRecord
+from prunesearch.search.study.storage import open_study
+from prunesearch.training.finetune import FinetuneConfig
 from prunesearch.configfile import Section
 
 TEACHER_DEPTH = 12
@@ -81,7 +87,7 @@ def sequences_of(c: Candidate, acc: float, count: int = 10, frames: int = 10) ->
 
 
 @dataclass
-class ScriptedEvaluator:
+class ScriptedTrainer:
     """Loss falls with depth; ``diverge`` candidates diverge; ``interrupt`` raises Ctrl-C at a step;
     ``before_step(cand, step)``, when set, runs before each step is reported (what happens meanwhile)."""
 
@@ -94,7 +100,7 @@ class ScriptedEvaluator:
     calls: list[str] = field(default_factory=list)
     before_step: Callable[[Candidate, int], None] | None = None
 
-    def run(self, cand: Candidate, on_step) -> Outcome:  # noqa: ANN001
+    def run(self, cand: Candidate, on_step) -> TrainResult:  # noqa: ANN001
         self.calls.append(cand.key)
         losses = []
         for step in range(self.steps):
@@ -104,15 +110,15 @@ class ScriptedEvaluator:
             if cand.key in self.raises and step == 2:
                 raise ValueError(f"cannot build {cand.key}\nsecond line")
             if cand.key in self.diverge and step == 3:
-                return Outcome("diverged", losses=losses, seconds={"finetune": 0.01})
+                return TrainResult("diverged", losses=losses, seconds={"finetune": 0.01})
             losses.append({"loss": loss})
             time.sleep(self.step_seconds)
             if self.before_step is not None:
                 self.before_step(cand, step + 1)
             if on_step(step + 1, {"loss": loss}):
-                return Outcome("stopped", losses=losses, seconds={"finetune": 0.01})
+                return TrainResult("stopped", losses=losses, seconds={"finetune": 0.01})
         acc = accuracy_of(cand)
-        return Outcome(
+        return TrainResult(
             "ok",
             accuracy={"ao": acc, "sr50": acc + 0.1, "sr75": acc - 0.1, "auc": acc},
             losses=losses,
@@ -169,17 +175,21 @@ def settings(**kw: object) -> SearchSettings:
     return SearchSettings(**base)
 
 
-def controller(storage: str, book: PriceBook, search: SearchSettings, plan, evaluator, sink=None, worker: int = 0):  # noqa: ANN001
+# The training identity of the scripted fine-tunes: a settled trial's training key derives from it.
+TRAINING = TrainingIdentity("teacher-fp", "data-fp", DataSpec(), FinetuneConfig(steps=12), CropGeometry(), real_data=False)
+
+
+def controller(storage: str, book: PriceBook, search: SearchSettings, plan, trainer, sink=None, worker: int = 0):  # noqa: ANN001
     study = open_study(storage, "test", make_sampler(search.sampler, worker, 2))
     return SearchController(
-        study, book, make_space(), TEACHER_DEPTH, search, plan, evaluator, sink or ListSink(), SilentProgress(), worker
+        study, book, make_space(), TEACHER_DEPTH, search, plan, trainer, sink or ListSink(), SilentProgress(), TRAINING, worker
     )
 
 
 def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001
     """Entry point of a spawned worker process in the two-workers test."""
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
-    controller(storage, make_book(), search, plan, ScriptedEvaluator(step_seconds=0.01), worker=worker).work()
+    controller(storage, make_book(), search, plan, ScriptedTrainer(step_seconds=0.01), worker=worker).work()
 
 
 # The tiny real search of the end-to-end tests: four candidates fit 9 ms on orin-nx, four steps each.

@@ -3,10 +3,25 @@ import json
 import onnx
 import pytest
 
+from test_real_scale import OSTRACK_384_CROP, TINY_CFG
+
 from prunesearch.checkpoints import save_checkpoint
 from prunesearch.cli.main import main
+from prunesearch.data import open_dataset
+from prunesearch.data.processing import CropGeometry
+from prunesearch.data.synthetic import SynthParams, generate
 from prunesearch.flops import model_macs
-from prunesearch.pruning import student_from_teacher
+from prunesearch.models import build_teacher
+from prunesearch.pruning import (
+    CALIBRATION_PAIRS,
+    BlockRule,
+    block_influence,
+    block_rule,
+    calibration_batch,
+    register_rule,
+    student_from_teacher,
+    unregister_rule,
+)
 
 
 def _run(capsys, *argv):
@@ -25,8 +40,6 @@ def test_help(capsys, command):
 
 def test_inspect_influence_measures_on_calibration_crops(capsys, tmp_path):
     """The search's calibration crops, from a dataset folder (--data) or the built-in sequences."""
-    from prunesearch.data.synthetic import SynthParams, generate
-
     generate(tmp_path / "data", 3, seed=1, split="train", params=SynthParams(min_frames=8, max_frames=10))
     argv = ["inspect", "--preset", "small", "--depth", "4", "--ai-layers", "2", "--rule", "influence", "--json"]
     code, out, err = _run(capsys, *argv, "--data", str(tmp_path / "data"))
@@ -35,6 +48,55 @@ def test_inspect_influence_measures_on_calibration_crops(capsys, tmp_path):
     assert len(blocks) == 4 and blocks == sorted(set(blocks)) and max(blocks) < 12
     code, _, err = _run(capsys, "inspect", "--preset", "small", "--data", str(tmp_path / "data"))
     assert code == 2 and "--data gives --rule influence its calibration crops" in err
+
+
+class _Recording(BlockRule):
+    """A measuring rule that keeps the influence it is handed (and the first blocks)."""
+
+    name = "recording"
+    needs_calibration = True
+
+    def __init__(self):
+        self.seen = []
+
+    def choose(self, teacher_depth, depth, influence):
+        self.seen.append(list(influence))
+        return tuple(range(depth))
+
+
+@pytest.fixture
+def recording():
+    register_rule(_Recording)
+    yield block_rule("recording")
+    unregister_rule("recording")
+
+
+def test_inspect_a_checkpoint_calibrates_with_the_checkpoints_crop_geometry(capsys, tmp_path, recording):
+    """OSTrack-384 tracks with search factor 5; influence measured at the default 4 would rank other crops."""
+    teacher = build_teacher(TINY_CFG).eval()
+    ckpt = save_checkpoint(teacher, tmp_path / "t.pt", crop=OSTRACK_384_CROP)
+    params = SynthParams(width=96, height=72, min_frames=8, max_frames=10, min_size=12, max_size=20)
+    generate(tmp_path / "data", 3, seed=1, split="train", params=params)
+    argv = ["inspect", "--checkpoint", str(ckpt), "--depth", "2", "--ai-layers", "1", "--rule", "recording", "--json"]
+    code, out, err = _run(capsys, *argv, "--no-fvcore", "--data", str(tmp_path / "data"))
+    assert code == 0, err
+    assert json.loads(out)["blocks"] == [0, 1]
+    train = open_dataset(tmp_path / "data", split="train")
+
+    def influence(crop):
+        return block_influence(teacher, *calibration_batch(teacher, train, CALIBRATION_PAIRS, crop))
+
+    assert recording.seen == [pytest.approx(influence(OSTRACK_384_CROP), rel=1e-6)]
+    assert influence(CropGeometry()) != pytest.approx(influence(OSTRACK_384_CROP), rel=1e-3)
+
+
+def test_rule_choices_and_errors_come_from_the_registry(capsys, recording):
+    with pytest.raises(SystemExit):
+        main(["inspect", "--help"])
+    assert "first, uniform, influence, recording" in " ".join(capsys.readouterr().out.split())
+    code, _, err = _run(capsys, "inspect", "--depth", "4", "--ai-layers", "2", "--rule", "best")
+    assert code == 2 and err.count("\n") == 1
+    assert "--rule 'best': use one of first, uniform, influence, recording, or a comma list" in err
 
 
 def test_inspect_json_reports_costs_tokens_and_blocks(capsys, small_cfg):

@@ -20,11 +20,11 @@ from prunesearch.data.synthetic import SynthParams, builtin_sequences
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.pruning import student_from_teacher
-from prunesearch.search import confirm
+from prunesearch.search import confirm, identity
 from prunesearch.search.candidate import CandidateTrainer, ConfirmTrainer, checkpoint_path
 from prunesearch.search.results import CandidateResult
 from prunesearch.search.space import Candidate
-from prunesearch.search.study import SKIPPED, records
+from prunesearch.search.study.record import SKIPPED, records
 from prunesearch.training import FinetuneConfig
 from search_support import tiny_search_folder
 
@@ -53,21 +53,24 @@ def test_a_dropped_member_says_what_beat_it_or_why_it_has_no_result():
 def test_confirmation_study_keeps_the_brief_stage_and_changes_with_its_settings():
     from prunesearch.search.experiment import ConfirmSettings
 
-    one = confirm.study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "fp")
+    one = identity.confirm_study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "fp")
     assert one.startswith("exp/t/9ms/abc/confirm/")
-    assert one == confirm.study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "fp")
-    assert one != confirm.study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 2), "fp")
-    assert one != confirm.study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "other sequences")
+    assert one == identity.confirm_study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "fp")
+    assert one != identity.confirm_study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 2), "fp")
+    assert one != identity.confirm_study_name("exp/t/9ms/abc", ConfirmSettings(20, 8, 1), "other sequences")
 
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    """A random small teacher and a few short built-in-style sequences (generated, cached)."""
-    os.environ.setdefault("PRUNESEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    torch.manual_seed(0)
-    teacher = build_teacher(get_preset("small")).eval()
-    params = SynthParams(min_frames=8, max_frames=10)
-    return teacher, builtin_sequences("train", count=3, params=params), builtin_sequences("val", count=2, params=params)
+    """A random small teacher and a few short built-in-style sequences (generated, cached: in a
+    cache of this module's own unless PRUNESEARCH_CACHE is set, and only while this module runs)."""
+    with pytest.MonkeyPatch.context() as env:
+        if "PRUNESEARCH_CACHE" not in os.environ:
+            env.setenv("PRUNESEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        torch.manual_seed(0)
+        teacher = build_teacher(get_preset("small")).eval()
+        params = SynthParams(min_frames=8, max_frames=10)
+        yield teacher, builtin_sequences("train", count=3, params=params), builtin_sequences("val", count=2, params=params)
 
 
 CONFIG = FinetuneConfig(steps=2, batch_size=2, log_every=1, warmup_steps=1, device="cpu")
@@ -143,6 +146,7 @@ def _confirm_study(folder):
     return optuna.load_study(study_name=names[0], storage=storage) if names else None
 
 
+@pytest.mark.slow
 def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
     """kill -9 while a confirmation fine-tune runs; the same command again confirms every member
     once, and ``pareto`` shows the confirmed front unless asked for the brief one."""

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.latency import load_table
-from prunesearch.search.study import records
+from prunesearch.search.study.record import records
 from search_support import TINY_EXPERIMENT, TINY_FITTING, tiny_search_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
@@ -94,6 +94,7 @@ def _gone(pid, timeout):
     return False
 
 
+@pytest.mark.slow
 def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatch):
     """kill -9 of a coordinator with a spawned worker, then a resume: nothing lost, nothing twice, nothing left RUNNING."""
     cmd = [sys.executable, "-m", "prunesearch", *RUN, "--workers", "2"]
@@ -158,6 +159,7 @@ def test_run_kill_resume_with_two_workers_then_pareto(folder, capsys, monkeypatc
     assert {r["candidate"] for r in listed["fronts"]["orin-nx"] if r["status"] == "front"} == {c.data.tags["candidate"] for c in front}
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_two_workers_stops_cleanly_and_leaves_nothing_running(tmp_path):
     """Observed: a traceback from inside Optuna (UnboundLocalError) and a trial left RUNNING."""
     tiny_search_folder(tmp_path, "tiny")

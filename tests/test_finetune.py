@@ -91,3 +91,29 @@ def test_schedule_warms_up_then_decays():
     assert lr_factor(10, cfg) == pytest.approx(1.0)
     assert lr_factor(100, cfg) == pytest.approx(0.1)
     assert lr_factor(40, cfg) > lr_factor(70, cfg)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"steps": 0}, r"^finetune\.steps: expected a whole number >= 1, got 0$"),
+    ({"lr": float("nan")}, r"^finetune\.lr: expected a finite number > 0, got nan$"),
+    ({"batch_size": 2.5}, r"^finetune\.batch_size: expected a whole number from 1 to 4096, got 2\.5$"),
+    ({"max_gap": True}, r"^finetune\.max_gap: expected a whole number >= 1, got True$"),
+    ({"loader_workers": -1}, r"^finetune\.loader_workers: expected a whole number >= 0, got -1$"),
+    ({"sampling": "random"}, r"^finetune\.sampling: expected one of auto, causal, nearby, got 'random'$"),
+    ({"precision": "fp8"}, r"^finetune\.precision: expected one of auto, fp32, bf16, fp16, got 'fp8'$"),
+])
+def test_settings_built_in_code_are_checked_by_their_declared_rules(change, message):
+    """One validation path: the rules declared with each field, in the words a settings file gets."""
+    from prunesearch.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        FinetuneConfig(**change)
+    assert FinetuneConfig(max_gap=None, loader_workers=0, threads=None).max_gap is None
+
+
+def test_settings_are_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        FinetuneConfig().steps = 3  # type: ignore[misc]
+    assert dataclasses.replace(FinetuneConfig(), steps=3).steps == 3

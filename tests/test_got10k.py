@@ -1,9 +1,14 @@
+import dataclasses
+
 import numpy as np
 import pytest
-from tiny_datasets import box_lines, write_got10k
+from tiny_datasets import box_lines, moving_boxes, write_got10k, write_got10k_sequence
 
 from prunesearch.data import got10k, open_dataset
-from prunesearch.errors import PrunesearchError
+from prunesearch.data.datasets import register_reader, scoring_of, unregister_reader
+from prunesearch.data.reader import DatasetReader, Scoring
+from prunesearch.errors import InputError, PrunesearchError
+from prunesearch.evaluation import score_sequence
 
 
 @pytest.fixture
@@ -124,3 +129,53 @@ def test_neither_layout_is_one_clear_error(tmp_path):
         open_dataset(tmp_path)
     with pytest.raises(PrunesearchError, match="does not exist"):
         open_dataset(tmp_path / "nowhere")
+
+
+def _one_sequence(path, split):
+    return [dataclasses.replace(got10k.read_sequence(path), dataset="single")]
+
+
+SINGLE = DatasetReader(
+    "single", "a single sequence (<folder>/groundtruth.txt and numbered frames)",
+    lambda path: (path / "groundtruth.txt").is_file(), _one_sequence, Scoring(absent_frames_fail=True),
+)
+
+
+def test_a_registered_reader_opens_its_layout_and_declares_its_scoring(tmp_path):
+    """A reader is one DatasetReader and one registration: open_dataset, the error and the metrics follow."""
+    write_got10k_sequence(tmp_path / "one", moving_boxes(5), cover=[8, 8, 0, 8, 8])
+    with pytest.raises(InputError, match=r"neither GOT-10k .* nor LaSOT data \(.*\)$"):
+        open_dataset(tmp_path / "one")
+    register_reader(SINGLE)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_reader(SINGLE)
+        (seq,) = open_dataset(tmp_path / "one")
+        assert (seq.name, seq.dataset, seq.visible.tolist()) == ("one", "single", [True, True, False, True, True])
+        with pytest.raises(InputError, match=r"neither GOT-10k .* nor LaSOT .* nor a single sequence \(<folder>"):
+            (tmp_path / "empty").mkdir()
+            open_dataset(tmp_path / "empty")
+        assert scoring_of("single").absent_frames_fail and not scoring_of("got10k").absent_frames_fail
+        single = score_sequence(seq.boxes, seq.boxes, seq.visible, "single")
+        lasot = score_sequence(seq.boxes, seq.boxes, seq.visible, "lasot")
+        left_out = score_sequence(seq.boxes, seq.boxes, seq.visible, "got10k")
+        assert single.auc == lasot.auc == pytest.approx(left_out.auc * 4 / 5)
+    finally:
+        unregister_reader("single")
+    assert scoring_of("single") == Scoring()
+    with pytest.raises(InputError, match=r"neither GOT-10k .* nor LaSOT data \(.*\)$"):
+        open_dataset(tmp_path / "one")
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(tmp_path):
+    """Detection lists folders (LaSOT's categories); a folder it may not read is named, not a traceback."""
+
+    def refuses(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    register_reader(DatasetReader("refusing", "nothing", refuses, _one_sequence))
+    try:
+        with pytest.raises(InputError, match=rf"^cannot read dataset folder {tmp_path}: Permission denied$"):
+            open_dataset(tmp_path)
+    finally:
+        unregister_reader("refusing")

@@ -122,6 +122,11 @@ def test_bad_published_files(tmp_path):
     bad.write_text(yaml.safe_dump({"architecture": {**ARCH, "embed_dim": 384}, "variants": {}}))
     with pytest.raises(PrunesearchError, match="embed_dim"):
         read_published(bad)
+    lacking = tmp_path / "lacking.yaml"
+    lacking.write_text("architecture: {}\n")
+    with pytest.raises(PrunesearchError) as err:
+        read_published(lacking)
+    assert "'variants' (NAME: {depth, ai_layers" in str(err.value) and "orin-nx-onnx" in str(err.value) and "\n" not in str(err.value)
     few = write_published(tmp_path / "few.yaml", {"B4-2": {"depth": 4, "ai_layers": 2, "fps": {"2080ti": 300}}})
     with pytest.raises(PrunesearchError, match="at least 3"):
         derive(read_published(few), "2080ti")

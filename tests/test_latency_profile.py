@@ -18,7 +18,7 @@ from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
 from prunesearch.latency import load_table
 from prunesearch.latency.parts import BLOCK_KINDS, part_graph, part_shapes
-from prunesearch.latency.backends import RuntimeSettings, TorchSettings, backend_from_meta
+from prunesearch.latency.backends import OnnxRuntimeSettings, TorchSettings, runtime_from_meta
 from prunesearch.latency.profiler import ProfileRequest, calibration_models, profile
 from prunesearch.latency.runtime import HostTimer, TimingPlan, machine_fingerprint, time_graphs
 from prunesearch.latency.validate import ValidationRow, check_validatable, fingerprint_mismatch, sample_candidates, summarise
@@ -33,7 +33,7 @@ def tiny_cfg():
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory, tiny_cfg):
-    request = ProfileRequest("tiny-cpu", tiny_cfg, RuntimeSettings(threads=1), TimingPlan(rounds=2), chain=2, calibrate=False)
+    request = ProfileRequest("tiny-cpu", tiny_cfg, OnnxRuntimeSettings(threads=1), TimingPlan(rounds=2), chain=2, calibrate=False)
     return profile(request).save(tmp_path_factory.mktemp("profile") / "tiny-cpu.yaml")
 
 
@@ -132,21 +132,21 @@ def test_derived_and_foreign_tables_cannot_be_validated_here(measured, tmp_path)
 
 def test_unavailable_provider_is_one_line_listing_the_available():
     with pytest.raises(PrunesearchError) as err:
-        RuntimeSettings("TensorrtExecutionProvider").check("wall")
+        OnnxRuntimeSettings("TensorrtExecutionProvider").check("wall")
     msg = str(err.value)
     assert "\n" not in msg and "CPUExecutionProvider" in msg and "TensorrtExecutionProvider" in msg
 
 
 def test_cpu_clock_needs_one_thread():
     with pytest.raises(PrunesearchError, match="--threads 1"):
-        RuntimeSettings(threads=2).check("cpu")
-    RuntimeSettings(threads=1).check("cpu")
+        OnnxRuntimeSettings(threads=2).check("cpu")
+    OnnxRuntimeSettings(threads=1).check("cpu")
     with pytest.raises(PrunesearchError, match="--threads 1"):
         TorchSettings(threads=2).check("cpu")
 
 
 def test_fp16_graphs_take_and_give_half_precision(small_cfg, tmp_path):
-    settings = RuntimeSettings(precision="fp16", threads=1)
+    settings = OnnxRuntimeSettings(precision="fp16", threads=1)
     module, args, inputs, outputs = part_graph(small_cfg, "search_block", repeat=1)
     run = settings.prepare(module, args, (inputs, outputs), tmp_path / "b.onnx")
     run()
@@ -161,7 +161,7 @@ def test_fp16_graphs_take_and_give_half_precision(small_cfg, tmp_path):
         (TorchSettings(mode="warp"), "--mode must be one of"),
         (TorchSettings(precision="fp8"), "precision must be one of"),
         (TorchSettings(device="tpu"), "--torch-device must be"),
-        (RuntimeSettings(precision="bf16"), "onnxruntime precision"),
+        (OnnxRuntimeSettings(precision="bf16"), "onnxruntime precision"),
     ],
 )
 def test_backends_refuse_what_this_machine_cannot_run(settings, message):
@@ -222,7 +222,7 @@ def test_torch_backend_profiles_eager_on_cpu_with_a_calibration(torch_measured, 
         assert g["raw_ms"] == pytest.approx(raw.per_frame_ms, abs=1e-5)
         est = table.estimate_teacher() if m is None else table.estimate(n, m)
         assert est.per_frame_ms == pytest.approx(g["calibrated_ms"], abs=1e-4)
-    assert isinstance(backend_from_meta(table.meta), TorchSettings)
+    assert isinstance(runtime_from_meta(table.meta), TorchSettings)
 
 
 def test_torch_table_validates_through_the_same_backend(torch_measured, capsys):

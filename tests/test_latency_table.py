@@ -8,10 +8,13 @@ import pytest
 import yaml
 
 from prunesearch.errors import PrunesearchError
+from prunesearch.flops import model_macs, part_macs
 from prunesearch.latency import known_targets, load_table
+from prunesearch.latency.derive import derive_measured, read_measured
 from prunesearch.latency.parts import part_shapes
 from prunesearch.latency.table import Entry, build_table, read_table
 from prunesearch.models import get_preset
+from prunesearch.models.names import student_name
 
 SHIPPED = ("2080ti", "orin-nx", "orin-nx-torch", "xavier-nx", "xavier-nx-torch")
 COSTS = {
@@ -71,6 +74,31 @@ def test_template_update_amortises_the_template_branch(table):
     assert every_10.fps == pytest.approx(1000 / every_10.amortised_ms)
     teacher = table.estimate_teacher(template_update=10)
     assert every_10.speedup == pytest.approx(teacher.amortised_ms / every_10.amortised_ms)
+
+
+def test_macs_tables_and_fits_count_the_same_parts_for_every_student_of_a_12_block_teacher(tmp_path):
+    """MAC counts, a table's estimates and the fit to whole-model figures all price models.phases.phase_parts."""
+    cfg = get_preset("vit-b")
+    assert cfg.depth == 12
+    students = [(n, m) for n in range(1, 13) for m in range(1, n + 1)]
+    in_macs = make_table(cfg, {"fixed": 0.0, **part_macs(cfg)})  # each entry: its part's MACs, so sums are exact
+    teacher, counted = in_macs.estimate_teacher(), model_macs(cfg)
+    assert (teacher.per_frame_ms, teacher.template_ms) == (counted.per_frame, counted.template)
+    for n, m in students:
+        est, counted = in_macs.estimate(n, m), model_macs(cfg, n, m)
+        assert (est.per_frame_ms, est.template_ms) == (counted.per_frame, counted.template), student_name(n, m)
+
+    # Figures exactly linear in the per-frame MACs: a fit tied to MACs finds every one, and its table prices them back.
+    figures = {student_name(n, m): round(0.5 + 0.3 * model_macs(cfg, n, m).per_frame_gmacs, 6) for n, m in students}
+    path = tmp_path / "linear.yaml"
+    path.write_text(yaml.safe_dump({"device": "d", "runtime": "r", "precision": "fp32", "statistic": "mean", "models": figures}))
+    fitted = derive_measured(read_measured(path), "linear")
+    assert fitted.provenance["fit"]["fixed_ms"] == pytest.approx(0.5, abs=1e-5)
+    assert fitted.provenance["fit"]["scale"] == pytest.approx(0.3, abs=1e-5)
+    assert len(fitted.provenance["variants"]) == len(students)
+    assert all(abs(r["residual_pct"]) < 0.01 and abs(r["loo_error_pct"]) < 0.01 for r in fitted.provenance["variants"])
+    for n, m in students:
+        assert fitted.estimate(n, m).per_frame_ms == pytest.approx(figures[student_name(n, m)], rel=1e-5)
 
 
 @pytest.mark.parametrize("depth, ai", [(0, 1), (4, 0), (4, 5)])

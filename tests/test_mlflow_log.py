@@ -11,14 +11,15 @@ from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
-from prunesearch.search.stored import comparable, read_results, stopped_early
+from prunesearch.search.mlflow_runs.read import comparable, read_results, stopped_early
 from prunesearch.mlflow_log.store import default_study_storage
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import plan_search
-from prunesearch.search.study import redact, trained_results
-from prunesearch.search.tracking import SearchLog
+from prunesearch.search.front import trained_results
+from prunesearch.search.mlflow_runs.log import SearchLog
+from prunesearch.search.study.storage import redact
 from prunesearch.search.results import front_for, fronts_and_ties
-from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
+from search_support import ScriptedTrainer, controller, make_book, search_info, settings
 
 EXPERIMENT = "unit-search"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
@@ -52,7 +53,7 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     book = make_book(budget)
     log = SearchLog.start(uri, search_info(book, EXPERIMENT, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
     search = settings(trials=8)
-    ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedEvaluator(diverge=set(diverge)), log)
+    ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedTrainer(diverge=set(diverge)), log)
     ctl.plan = plan_search(ctl.study, book, search)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
@@ -127,7 +128,7 @@ def test_an_early_stopped_candidate_says_why_in_its_run(empty_store, tmp_path, m
     from optuna.trial import TrialState
 
     from prunesearch.search.space import Candidate
-    from prunesearch.search.study import TrialRecord
+    from prunesearch.search.study.record import TrialRecord
 
     monkeypatch.chdir(tmp_path)
     uri = _store(empty_store, tmp_path)
@@ -234,6 +235,19 @@ def test_pareto_compare_says_whether_one_candidate_is_better(searched, capsys, m
     assert "no fine-tuned candidate 'B9-9/first'" in capsys.readouterr().err
     assert main(["pareto", "--experiment", EXPERIMENT, "--level", "1.5"]) == 2
     assert "--level must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_run_and_pareto_build_one_result_alike_and_carry_the_training_key(searched):
+    """The end of `run` (study and price book) and `pareto` (the child runs) go through one layout."""
+    from search_support import TRAINING
+
+    stored = {s.result.key: s for s in read_results(searched.uri, EXPERIMENT, "study-a")}
+    assert sorted(stored) == sorted(r.key for r in searched.results)
+    for r in searched.results:
+        assert stored[r.key].result.to_dict() == r.to_dict()
+        assert stored[r.key].training_key == TRAINING.key(tuple(r.blocks), r.depth, r.ai_layers)
+    # The scripted trainer keeps the first blocks whatever the rule: one student, one key, two names.
+    assert stored["B4-1/first"].training_key == stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key
 
 
 def test_quoted_names_are_found_and_names_mlflow_cannot_hold_are_refused_up_front(empty_store, tmp_path):

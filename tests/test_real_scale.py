@@ -21,8 +21,8 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation import evaluate
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.models.vit_tracker import TrackerConfig
-from prunesearch.rehearsal import ostrack_state, write_got10k_folder, write_ostrack_checkpoint
 from prunesearch.training import FinetuneConfig, finetune
+from tests.support.rehearsal import ostrack_state, write_got10k_folder, write_ostrack_checkpoint
 
 TINY_CFG = TrackerConfig(embed_dim=32, num_heads=2, template_size=32, search_size=64, depth=3, head_channels=(16, 8))
 OSTRACK_384_CROP = CropGeometry(template_factor=2.0, search_factor=5.0)
@@ -150,6 +150,7 @@ seed: 0
 """
 
 
+@pytest.mark.slow
 def test_rehearsal_of_a_real_scale_search_on_cpu(tmp_path):
     """OSTrack's training file of a ViT-B (random weights, crops cut to 64/128 px to fit a CPU test,
     search factor 5 in its settings), 1280x720 JPEG frames in GOT-10k's layout, extract, then run."""

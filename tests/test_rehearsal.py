@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from prunesearch.search.study import records
+from prunesearch.search.study.record import records
 from relay import Relay
 from search_support import TINY_FITTING, tiny_search_folder
 
@@ -65,6 +65,7 @@ def _report(trained, recs, runs):
             fh.write(json.dumps(counts) + "\n")
 
 
+@pytest.mark.slow
 def test_three_machines_two_killed_nothing_lost_nothing_trained_twice(shared, tmp_path, postgres, mlflow_server):
     storage = postgres.database("rehearsal")
     # A is killed while its first fine-tune sends its live loss; B while it logs a finished result.

@@ -2,7 +2,8 @@
 
 import pytest
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, PrunesearchError
+from prunesearch.pruning import BlockRule, choose_blocks, needs_calibration, register_rule, rule_names, unregister_rule
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.experiment import EarlyStop, load_experiment
 from prunesearch.search.space import Candidate, load_space
@@ -56,6 +57,38 @@ def test_candidate_names():
     assert Candidate.parse("B6-3/uniform").key == "B6-3/uniform"
     with pytest.raises(PrunesearchError, match="B4-2/first"):
         Candidate.parse("4-2")
+
+
+class _Last(BlockRule):
+    """A rule a plugin could add: the last N teacher blocks."""
+
+    name = "last"
+
+    def choose(self, teacher_depth, depth, influence):
+        return tuple(range(teacher_depth - depth, teacher_depth))
+
+
+def test_a_registered_rule_is_known_to_spaces_and_block_choice_then_gone(tmp_path):
+    space_file = _write(tmp_path, "depth: {min: 3, max: 3}\nai_layers: {min: 1, max: 1}\nrules: [first, last]\n", "s.yaml")
+    with pytest.raises(PrunesearchError, match=r"rules: expected a list drawn from first, uniform, influence, got"):
+        load_space(space_file)
+    with pytest.raises(InputError, match=r"^unknown block-choice rule 'last'; use one of first, uniform, influence or a list"):
+        choose_blocks(12, 3, "last")
+    register_rule(_Last)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_rule(_Last)
+        with pytest.raises(ValueError, match=r"name must be a word .* got 'a/b'"):
+            register_rule(type("Slashed", (BlockRule,), {"name": "a/b"}))
+        assert rule_names() == ("first", "uniform", "influence", "last")
+        assert [c.key for c in load_space(space_file).candidates(12)] == ["B3-1/first", "B3-1/last"]
+        assert choose_blocks(12, 3, "last") == (9, 10, 11) and not needs_calibration("last")
+        assert Candidate.parse("B3-1/last").rule == "last"
+    finally:
+        unregister_rule("last")
+    assert rule_names() == ("first", "uniform", "influence")
+    with pytest.raises(PrunesearchError, match=r"rules: expected a list drawn from first, uniform, influence, got"):
+        load_space(space_file)
 
 
 def _write(tmp_path, text, name="exp.yaml"):
@@ -141,11 +174,21 @@ def test_working_folder_copy_wins_over_the_shipped_one(tmp_path, monkeypatch):
     assert exp.search.trials == 2
 
 
+def _study_name(exp):
+    """The study an experiment names, with fixed fingerprints and prices (see tests/test_search_identity.py)."""
+    from prunesearch.data.processing import CropGeometry
+    from prunesearch.search.identity import PricingIdentity, TrainingIdentity, study_name
+
+    training = TrainingIdentity("teacher", "data", exp.data, exp.finetune_config(), CropGeometry(), exp.data.path is not None)
+    pricing = PricingIdentity(exp.architecture, ("t",), {"t": "table"}, 10.0, None)
+    return study_name(exp.name, parse_budget("10ms"), training, pricing, exp.space, exp.search)
+
+
 def test_overrides_and_identity(tmp_path):
     exp = load_experiment("b4-b9")
     more = exp.with_overrides(trials=20)
-    assert more.search.trials == 20 and more.identity() == exp.identity()
-    assert exp.with_overrides(seed=3).identity() != exp.identity()
+    assert more.search.trials == 20 and _study_name(more) == _study_name(exp)
+    assert _study_name(exp.with_overrides(seed=3)) != _study_name(exp)
     with pytest.raises(PrunesearchError, match=r"data folder .*missing \(--data\) does not exist"):
         exp.with_overrides(data=str(tmp_path / "missing"))
     with pytest.raises(PrunesearchError, match=r"checkpoint .*t.pt \(--teacher\) does not exist"):
@@ -201,5 +244,5 @@ def test_device_settings_are_checked_and_leave_the_study_identity_alone(tmp_path
     cpu = load_experiment(_write(tmp_path, "finetune: {device: cpu, loader_workers: 0}\nevaluation: {device: cpu}\n"))
     gpu = load_experiment(_write(tmp_path, "finetune: {device: 'cuda:1', loader_workers: 8}\n"))
     assert cpu.evaluation_device == "cpu" and cpu.finetune_config().device == "cpu"
-    assert cpu.identity() == gpu.identity()
-    assert load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n")).identity() != cpu.identity()
+    assert _study_name(cpu) == _study_name(gpu)
+    assert _study_name(load_experiment(_write(tmp_path, "finetune: {precision: bf16}\n"))) != _study_name(cpu)

@@ -18,22 +18,13 @@ import pytest
 from optuna.trial import TrialState
 
 from prunesearch.search.controller import plan_search
-from prunesearch.search.study import (
-    SETTLED,
-    SKIPPED,
-    Liveness,
-    TrialRecord,
-    TrialWriter,
-    WorkerId,
-    enqueue,
-    open_study,
-    records,
-    this_worker,
-    trained_results,
-)
+from prunesearch.search.front import trained_results
+from prunesearch.search.study.liveness import Liveness, WorkerId, this_worker
+from prunesearch.search.study.record import SETTLED, SKIPPED, TrialRecord, TrialWriter, enqueue, records
+from prunesearch.search.study.storage import open_study
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.space import Candidate
-from search_support import ListSink, ScriptedEvaluator, controller, make_book, run_worker, settings
+from search_support import ListSink, ScriptedTrainer, controller, make_book, run_worker, settings
 
 
 @pytest.fixture
@@ -61,7 +52,7 @@ def test_small_space_is_enumerated_seed_first(storage):
     book = make_book("6ms")
     feasible = {c.key for c in book.feasible()}
     assert len(feasible) == 8
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = _run(storage, book, settings(trials=8), ev)
     assert ctl.plan.strategy == "enumerate"
     assert ev.calls[0] == "B4-2/first"
@@ -71,12 +62,33 @@ def test_small_space_is_enumerated_seed_first(storage):
     assert all(r.run_id.startswith("run-") for r in results)
 
 
+def test_a_settled_fine_tune_records_its_training_key(storage):
+    from search_support import TRAINING
+
+    ctl = _run(storage, make_book(), settings(trials=4), ScriptedTrainer(diverge={"B3-1/first"}))
+    settled = [r for r in records(ctl.study) if r.settled]
+    assert {r.outcome for r in settled} == {"trained", "diverged"}
+    for r in settled:  # the scripted trainer tells no blocks for a diverged fine-tune: no key then
+        cand = Candidate.parse(r.candidate)
+        assert r.training_key == (TRAINING.key(r.blocks, cand.depth, cand.ai_layers) if r.blocks else None)
+    assert any(r.training_key for r in settled)
+
+
+def test_an_unknown_sampler_is_one_line_naming_the_registered_ones():
+    from prunesearch.errors import InputError
+    from prunesearch.search.samplers import SAMPLERS, make_sampler
+
+    with pytest.raises(InputError, match=r"^unknown sampler 'cmaes'; registered: tpe, nsga2, random$"):
+        make_sampler("cmaes", 0, 2)
+    assert all(isinstance(make_sampler(name, 0, 2), optuna.samplers.BaseSampler) for name in SAMPLERS)
+
+
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
 def test_sampler_trains_the_budgeted_number_and_nothing_over_budget(storage, sampler):
     book = make_book("8ms")
     feasible = {c.key for c in book.feasible()}
     assert len(feasible) == 18
-    ev = ScriptedEvaluator(steps=3)
+    ev = ScriptedTrainer(steps=3)
     ctl = _run(storage, book, settings(trials=5, sampler=sampler), ev)
     assert ctl.plan.strategy == f"sample ({sampler})"
     assert len(ev.calls) == 5 and len(set(ev.calls)) == 5
@@ -99,26 +111,26 @@ def test_budget_on_any_target_is_enough(storage):
 
 def test_diverged_candidate_fails_and_the_search_goes_on(storage):
     book = make_book("6ms")
-    ev = ScriptedEvaluator(diverge={"B3-1/first"})
+    ev = ScriptedTrainer(diverge={"B3-1/first"})
     sink = ListSink()
     ctl = _run(storage, book, settings(trials=8), ev, sink)
     failed = [t for t in ctl.study.get_trials() if t.state == TrialState.FAIL]
     assert [t.user_attrs["outcome"] for t in failed] == ["diverged"]
     assert len(trained_results(ctl.study, book, "small")) == 7
     assert [(d.outcome, d.status) for d in sink.done if d.outcome == "diverged"] == [("diverged", "FAILED")]
-    again = ScriptedEvaluator()
+    again = ScriptedTrainer()
     _run(storage, book, settings(trials=8), again)
     assert again.calls == []
 
 
 def test_interrupted_search_resumes_without_repeating_finished_candidates(storage):
     book = make_book("6ms")
-    first = ScriptedEvaluator(interrupt=("B4-1/first", 5))
+    first = ScriptedTrainer(interrupt=("B4-1/first", 5))
     with pytest.raises(KeyboardInterrupt):
         _run(storage, book, settings(trials=8), first)
     finished = first.calls[:-1]
     assert first.calls[-1] == "B4-1/first" and finished
-    second = ScriptedEvaluator()
+    second = ScriptedTrainer()
     ctl = _run(storage, book, settings(trials=8), second)
     assert ctl.plan.retried == ("B4-1/first",)
     assert "B4-1/first" in second.calls
@@ -147,10 +159,10 @@ def _dead_worker() -> WorkerId:
 
 def test_trial_of_a_killed_process_on_this_machine_is_failed_and_rerun(storage):
     book = make_book("6ms")
-    ctl = controller(storage, book, settings(trials=8), None, ScriptedEvaluator())
+    ctl = controller(storage, book, settings(trials=8), None, ScriptedTrainer())
     _lost_trial(ctl.study, Candidate(3, 1), _dead_worker())
     assert "B3-1/first" in ctl.state().running
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = _run(storage, book, settings(trials=8), ev)
     assert ctl.plan.retried == ("B3-1/first",)
     assert ctl.study.trials[0].state == TrialState.FAIL
@@ -162,10 +174,10 @@ def test_a_lost_candidate_another_planner_queued_too_comes_back_through_that_que
     queue every candidate; a killed machine's candidate then comes back through its second queued
     trial. It is not queued a third time, and it is trained once."""
     book = make_book("6ms")
-    ctl = controller(storage, book, settings(trials=8), None, ScriptedEvaluator())
+    ctl = controller(storage, book, settings(trials=8), None, ScriptedTrainer())
     _lost_trial(ctl.study, Candidate(3, 1), _dead_worker())
     enqueue(ctl.study, Candidate(3, 1), seed=True)  # the other planner's copy
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = _run(storage, book, settings(trials=8), ev)
     assert ctl.plan.retried == () and not [r for r in records(ctl.study) if r.retry_of is not None]
     assert ev.calls.count("B3-1/first") == 1 and Counter(_settled(ctl.study))["B3-1/first"] == 1
@@ -176,7 +188,7 @@ def test_a_lost_machine_is_found_when_done_is_asked_and_its_candidate_trained_on
     """Observed: a dead machine's trial stayed RUNNING and counted as done; its candidate was never trained."""
     book = make_book("6ms")
     search = settings(trials=8, grace_s=1.5, heartbeat_s=0.2)
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = controller(storage, book, search, None, ev)
     other = WorkerId("same-hostname", 4242, "elsewhere", "lost")  # another machine or container
     ctl.study.set_user_attr("alive." + str(other), time.time())  # it beat once, then died
@@ -193,13 +205,13 @@ def test_a_lost_machine_is_found_when_done_is_asked_and_its_candidate_trained_on
 def test_a_worker_killed_while_logging_is_completed_from_its_record_not_retrained(storage):
     book = make_book("6ms")
     search = settings(trials=8)
-    ctl = controller(storage, book, search, None, ScriptedEvaluator())
+    ctl = controller(storage, book, search, None, ScriptedTrainer())
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     worker = dataclasses.replace(this_worker(), pid=dead.pid, uid="dead")
     trial = _lost_trial(ctl.study, Candidate(3, 1), worker, run=("run-x",))
     TrialWriter(trial).settle("trained", 12, {"finetune": 1.0}, {"ao": 0.5}, (0, 1, 2), None, (0.5, 4.2))
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = _run(storage, book, search, ev)
     assert "B3-1/first" not in ev.calls and ctl.plan.retried == ()
     assert ctl.study.trials[0].state == TrialState.COMPLETE and ctl.study.trials[0].values == [0.5, 4.2]
@@ -208,7 +220,7 @@ def test_a_worker_killed_while_logging_is_completed_from_its_record_not_retraine
 
 def test_a_worker_whose_trial_was_given_up_discards_its_result_instead_of_crashing(storage):
     book = make_book("6ms")
-    ev, sink = ScriptedEvaluator(), ListSink()
+    ev, sink = ScriptedTrainer(), ListSink()
     ctl = _planned(storage, book, settings(trials=8), ev, sink)
 
     def give_up(cand, step):  # noqa: ANN001
@@ -227,7 +239,7 @@ def test_a_worker_whose_trial_was_given_up_discards_its_result_instead_of_crashi
 
 def test_a_raising_candidate_is_retried_twice_then_given_up_and_the_search_finishes(storage):
     book = make_book("6ms")
-    ev = ScriptedEvaluator(raises={"B3-1/first"})
+    ev = ScriptedTrainer(raises={"B3-1/first"})
     sink = ListSink()
     ctl = _run(storage, book, settings(trials=8), ev, sink)
     assert ev.calls.count("B3-1/first") == 3
@@ -236,7 +248,7 @@ def test_a_raising_candidate_is_retried_twice_then_given_up_and_the_search_finis
     assert ctl.state().given_up == {"B3-1/first": "ValueError: cannot build B3-1/first"}
     assert [e.status for e in sink.done if e.key == "B3-1/first"] == ["FAILED"] * 3
     assert len(_settled(ctl.study)) == 7
-    again = ScriptedEvaluator()
+    again = ScriptedTrainer()
     _run(storage, book, settings(trials=8), again)  # a resume is not blocked by it
     assert again.calls == []
 
@@ -252,7 +264,7 @@ def test_ctrl_c_during_bookkeeping_waits_for_the_trial_to_be_stored(storage):
     book = make_book("6ms")
     sink = _InterruptWhileLogging()
     with pytest.raises(KeyboardInterrupt):
-        _run(storage, book, settings(trials=8), ScriptedEvaluator(), sink)
+        _run(storage, book, settings(trials=8), ScriptedTrainer(), sink)
     study = optuna.load_study(study_name="test", storage=storage)
     assert [t.state for t in study.trials if t.state != TrialState.WAITING] == [TrialState.COMPLETE]
     assert [(e.key, e.status) for e in sink.done] == [("B4-2/first", "FINISHED")]
@@ -282,7 +294,7 @@ def test_an_interrupt_a_finalizer_drops_is_delivered_later_and_not_reported(caps
 
 def test_a_dropped_interrupt_stops_the_fine_tune_at_its_next_step(storage):
     book = make_book("6ms")
-    ev, sink = ScriptedEvaluator(), ListSink()
+    ev, sink = ScriptedTrainer(), ListSink()
     ctl = _planned(storage, book, settings(trials=8), ev, sink)
 
     def drop(cand, step):  # noqa: ANN001
@@ -302,7 +314,7 @@ def test_a_worker_that_finds_the_queue_empty_records_a_costless_proposal_and_tra
     members = ["B2-1/first", "B3-1/first"]
     book = make_book("6ms").only(members)
     search = settings(trials=8, strategy="enumerate", sampler="random", seeds=())
-    ev, other = ScriptedEvaluator(), ScriptedEvaluator()
+    ev, other = ScriptedTrainer(), ScriptedTrainer()
     ctl = _planned(storage, book, search, ev)
     late = controller(storage, book, search, ctl.plan, other, worker=1)
     asked = []
@@ -333,7 +345,7 @@ def test_worker_ids_are_unique_and_liveness_does_not_trust_a_shared_hostname():
 def test_early_stopping_stops_a_candidate_dominated_at_a_rung(storage):
     book = make_book("6ms")
     # B4-2/uniform has the latency of the seed B4-2/first and a much worse loss.
-    ev = ScriptedEvaluator(loss_of={"B4-2/uniform": 5.0})
+    ev = ScriptedTrainer(loss_of={"B4-2/uniform": 5.0})
     ctl = _run(storage, book, settings(trials=8, early_stop=EarlyStop(reduction=2, rungs=1, window=2)), ev)
     stopped = [t for t in ctl.study.get_trials() if t.user_attrs.get("outcome") == "early_stopped"]
     assert [t.user_attrs["candidate"] for t in stopped] == ["B4-2/uniform"]
@@ -368,7 +380,7 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
 def test_storage_opens_when_another_process_created_the_schema_at_the_same_moment(tmp_path, monkeypatch):
     import sqlalchemy
 
-    from prunesearch.search import study as study_module
+    from prunesearch.search.study import storage as study_module
 
     real, calls = optuna.storages.RDBStorage, []
 

@@ -1,6 +1,7 @@
 """What the search pays: the template schedule priced into objective and budget, and the latency
 tables' hashes as part of the study's identity."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from prunesearch.latency import load_table
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.search.controller import plan_search
 from prunesearch.search.pricing import LatencyTablePricer, Price, template_policy
-from prunesearch.search.runner import RunRequest, prepare
+from prunesearch.search.setup import RunRequest, prepare
 from prunesearch.search.space import Candidate
-from prunesearch.search.study import trained_results
-from search_support import ScriptedEvaluator, controller, make_book, settings
+from prunesearch.search.front import trained_results
+from search_support import ScriptedTrainer, controller, make_book, settings
 
 
 def test_price_amortises_the_template_only_when_updated():
@@ -38,7 +39,7 @@ def test_template_update_enters_the_budget_check():
 
 def test_template_update_is_the_searched_objective(tmp_path):
     book = make_book("6ms", template_update=2)
-    ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=4), None, ScriptedEvaluator())
+    ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=4), None, ScriptedTrainer())
     ctl.plan = plan_search(ctl.study, book, settings(trials=4))
     ctl.work()
     results = trained_results(ctl.study, book, "small")
@@ -88,3 +89,14 @@ def test_a_changed_table_or_template_schedule_starts_a_new_study(workspace):
     table = workspace / "latency_models" / "mydev.yaml"
     table.write_text(table.read_text().replace("device: NVIDIA Jetson Orin NX", "device: NVIDIA Jetson Orin NX (re-derived)"))
     assert _study() != first  # a re-derived table never silently resumes the old study
+
+
+def test_another_budget_or_target_prices_anew_but_trains_the_same(workspace):
+    """Another --budget or a second --target is another study, with the same training identity:
+    a fine-tune already done for one is found by its training key from the other."""
+    shutil.copy(workspace / "latency_models" / "mydev.yaml", workspace / "latency_models" / "otherdev.yaml")
+    setups = [prepare(RunRequest(targets, budget, "tiny.yaml"), "sqlite:///optuna.db")
+              for targets, budget in ((("mydev",), "9ms"), (("mydev",), "11ms"), (("mydev", "otherdev"), "9ms"))]
+    assert len({s.info.study for s in setups}) == 3
+    assert len({s.training.digest for s in setups}) == 1
+    assert len({s.info.training_identity for s in setups}) == 1

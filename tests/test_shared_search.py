@@ -19,18 +19,20 @@ from prunesearch.cli.main import main
 from prunesearch.errors import PrunesearchError
 from prunesearch.models import build_teacher, get_preset
 from prunesearch.search.controller import plan_search
-from prunesearch.search.runner import study_storage
+from prunesearch.search.study.storage import study_storage
 from prunesearch.search.space import Candidate
-from prunesearch.search.study import TrialWriter, WorkerId, records
-from prunesearch.search.tracking import SearchLog
-from search_support import ListSink, ScriptedEvaluator, controller, make_book, search_info, settings
+from prunesearch.search.mlflow_runs.log import SearchLog
+from prunesearch.search.study.liveness import WorkerId
+from prunesearch.search.study.record import TrialWriter, records
+from search_support import ListSink, ScriptedTrainer, controller, make_book, search_info, settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")
 
 OPEN_BOTH = """
 import sys
 from prunesearch.mlflow_log.store import client
-from prunesearch.search.study import make_sampler, open_study
+from prunesearch.search.samplers import make_sampler
+from prunesearch.search.study.storage import open_study
 client(sys.argv[1]).search_experiments()
 for url in sys.argv[2:]:
     open_study(url, "race", make_sampler("random", 0, 2))
@@ -38,6 +40,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_four_processes_creating_the_stores_at_once_leave_them_whole(tmp_path, postgres):
     """Observed: two runs started together crashed in MLflow's migration and left mlflow.db half-made."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -96,7 +99,7 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_leaves_no_temporary_file(
     assert list((full_disk / "runs").iterdir()) == []
 
 
-class _DiskFull(ScriptedEvaluator):
+class _DiskFull(ScriptedTrainer):
     def run(self, cand, on_step):  # noqa: ANN001
         raise PrunesearchError("no space left in /somewhere (writing x.pt); free some space and run the same command again to resume")
 
@@ -122,7 +125,7 @@ def test_a_lost_workers_runs_on_an_mlflow_server_are_closed_and_its_settled_resu
     log = SearchLog.start(mlflow_server.uri, info, book, "enumerate", {"git_commit": "abc", "seed": 0})
     lost = WorkerId("other-machine", 4242, "elsewhere", "gone")
     lost_parent = log.writer.create_run(log.experiment_id, "killed invocation", {"kind": "search", "study": info.study, "worker": lost})
-    ev = ScriptedEvaluator()
+    ev = ScriptedTrainer()
     ctl = controller(storage, book, search, None, ev, log)
     ctl.study.set_user_attr(f"alive.{lost}", time.time() - 60)
     for cand, settled in ((Candidate(3, 1), True), (Candidate(2, 1), False)):
@@ -154,10 +157,10 @@ def test_a_lost_workers_runs_on_an_mlflow_server_are_closed_and_its_settled_resu
 
 WORKER_OF_A_KILLED_PARENT = """
 import multiprocessing, os, sys, time
-from prunesearch.search.runner import _die_with
+from prunesearch.search.workers import die_with
 
 def child(parent):
-    _die_with(parent)
+    die_with(parent)
     print(os.getpid(), flush=True)
     time.sleep(120)
 
@@ -168,6 +171,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_a_spawned_worker_dies_with_its_coordinator_whatever_kills_it(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(WORKER_OF_A_KILLED_PARENT)

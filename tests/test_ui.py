@@ -37,9 +37,9 @@ def store(tmp_path_factory):
     from prunesearch.mlflow_log.tracker_model import TrackerModel
     from prunesearch.search.controller import plan_search
     from prunesearch.search.results import fronts_and_ties
-    from prunesearch.search.study import trained_results
-    from prunesearch.search.tracking import SearchLog
-    from search_support import ScriptedEvaluator, controller, make_book, search_info, settings
+    from prunesearch.search.front import trained_results
+    from prunesearch.search.mlflow_runs.log import SearchLog
+    from search_support import ScriptedTrainer, controller, make_book, search_info, settings
 
     root = tmp_path_factory.mktemp("ui")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -48,7 +48,7 @@ def store(tmp_path_factory):
         book = make_book("6ms")
         log = SearchLog.start(uri, search_info(book, "tiny-search"), book, "enumerate", {"git_commit": "abc", "seed": 0})
         search = settings(trials=5)
-        ctl = controller(f"sqlite:///{root / 'optuna.db'}", book, search, None, ScriptedEvaluator(diverge={"B3-1/uniform"}), log)
+        ctl = controller(f"sqlite:///{root / 'optuna.db'}", book, search, None, ScriptedTrainer(diverge={"B3-1/uniform"}), log)
         ctl.plan = plan_search(ctl.study, book, search)
         ctl.work()
         results = trained_results(ctl.study, book, "small")
@@ -98,6 +98,7 @@ def _browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
     ).stdout
 
 
+@pytest.mark.servers
 def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypatch):
     """Also writes what a reviewer sees: PRUNESEARCH_SCREENSHOTS=docs/screenshots keeps the PNGs."""
     root, exp = store.root, store.exp

@@ -12,7 +12,7 @@ from pathlib import Path
 from prunesearch.cli import args as argtypes
 from prunesearch.cli.search_commands import add_crop_args, add_device_args
 from prunesearch.devices import PRECISIONS
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 
 
@@ -54,7 +54,7 @@ def _load_sequences(args: argparse.Namespace) -> tuple[list, str]:
         except ModuleNotFoundError as err:
             if err.name != "prunesearch.data.synthetic":
                 raise
-            raise PrunesearchError(
+            raise InputError(
                 "the built-in synthetic sequences are not available in this installation; pass --data DIR"
             ) from None
         split = args.split or "val"
@@ -97,9 +97,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from prunesearch.evaluation.results import write_report
 
     if args.resamples < 1:
-        raise PrunesearchError(f"--resamples must be at least 1, got {args.resamples}")
+        raise InputError(f"--resamples must be at least 1, got {args.resamples}")
     if not 0.0 < args.level < 1.0:
-        raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
+        raise InputError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
     baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
     from prunesearch.evaluation import TrackingParams

@@ -9,10 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prunesearch.latency.backends import RUNTIMES, TORCH_MODES, TORCH_PRECISIONS
+from prunesearch.latency.backends import add_runtime_arguments
+from prunesearch.latency.derive import PUBLISHED_FORMAT
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
-
-PROVIDER_CHOICES = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "statistic, unit, models: {B4-2: 8.1, teacher: 12.0}); needs --name")
     p.add_argument("--name", default=None, help="with --measured: the new target's name (writes OUT_DIR/NAME.yaml)")
     p.add_argument("--published", default=None,
-                   help="a YAML file of published figures, in the format of shared/reference/published.yaml; default: the "
+                   help=f"a YAML file of published figures: {PUBLISHED_FORMAT}; default: the "
                    "LiteTrack paper's figures recorded in the shipped tables (no file needed)")
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
     p.add_argument("--tie", default="flops",
@@ -60,15 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measure a latency table on this machine (onnxruntime or PyTorch, CPU or GPU)")
     p.add_argument("--name", required=True, help="target name; written to ./latency_models/NAME.yaml unless --out")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help="architecture to measure")
-    p.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES, help="what runs the graphs (default: onnxruntime)")
-    p.add_argument("--provider", default="CPUExecutionProvider", choices=PROVIDER_CHOICES,
-                   help="onnxruntime execution provider (GPU providers bind inputs and outputs on the device)")
-    p.add_argument("--engine-cache", default=None,
-                   help="TensorRT engine cache folder (default: ~/.cache/prunesearch/tensorrt-engines)")
-    p.add_argument("--mode", default="eager", choices=TORCH_MODES, help="torch: eager, cuda-graph (CUDA only) or compile")
-    p.add_argument("--torch-device", default="cpu", help="torch: cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: all cores)")
-    p.add_argument("--precision", default="fp32", choices=TORCH_PRECISIONS, help="fp32, fp16 or bf16 (bf16: torch only)")
+    add_runtime_arguments(p)
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip timing whole graphs of the teacher and a few students to calibrate the sum of parts")
     p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (more: steadier medians)")
@@ -214,8 +205,8 @@ def _progress_display() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from prunesearch.errors import PrunesearchError
-    from prunesearch.latency.backends import RuntimeSettings, TorchSettings
+    from prunesearch.errors import InputError
+    from prunesearch.latency.backends import runtime_from_args
     from prunesearch.latency.profiler import ProfileRequest, profile
     from prunesearch.latency.registry import LOCAL_DIRNAME
     from prunesearch.latency.runtime import TimingPlan
@@ -223,14 +214,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(LOCAL_DIRNAME) / f"{args.name}.yaml"
     if out.exists() and not args.force:
-        raise PrunesearchError(f"{out} exists; pass --force to replace it or choose another --name")
+        raise InputError(f"{out} exists; pass --force to replace it or choose another --name")
     cfg = get_preset(args.preset)
-    if args.runtime == "torch":
-        backend: Any = TorchSettings(args.mode, args.precision, args.torch_device, args.threads)
-    else:
-        backend = RuntimeSettings(args.provider, args.threads, args.precision, Path(args.engine_cache) if args.engine_cache else None)
     request = ProfileRequest(
-        name=args.name, cfg=cfg, backend=backend, plan=TimingPlan(rounds=args.rounds, clock=args.clock),
+        name=args.name, cfg=cfg, runtime=runtime_from_args(args), plan=TimingPlan(rounds=args.rounds, clock=args.clock),
         chain=args.chain, device=args.device, power_mode=args.power_mode, preset=args.preset, calibrate=not args.no_calibrate,
     )
     with _progress_display() as progress:
@@ -293,7 +280,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    from prunesearch.errors import PrunesearchError
+    from prunesearch.errors import InputError
     from prunesearch.latency import load_table
     from prunesearch.latency.derive import TARGETS, derive, derive_measured, read_measured, read_published, recorded_figures
     from prunesearch.latency.registry import SHIPPED_DIR
@@ -302,11 +289,11 @@ def cmd_derive(args: argparse.Namespace) -> int:
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
     if args.measured:
         if not args.name or args.published or args.target:
-            raise PrunesearchError("--measured FILE needs --name NAME and takes no --published or --target")
+            raise InputError("--measured FILE needs --name NAME and takes no --published or --target")
         tables = [derive_measured(read_measured(args.measured), args.name, tie)]
     else:
         if args.name:
-            raise PrunesearchError("--name names a table derived from --measured FILE; published targets keep their names")
+            raise InputError("--name names a table derived from --measured FILE; published targets keep their names")
         published = read_published(args.published) if args.published else recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
         tables = [derive(published, target, tie) for target in args.target or list(TARGETS)]
     report = {}

@@ -11,8 +11,10 @@ import argparse
 import json
 from pathlib import Path
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.data.processing import CropGeometry
+from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS, TrackerBase, TrackerConfig
+from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, rule_names, student_from_teacher
 
 RANDOM_WEIGHTS = "random"
 
@@ -21,11 +23,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=None, help="student depth N (omit for the teacher)")
     p.add_argument("--ai-layers", type=int, default=None, help="interaction layers M of the student")
     p.add_argument(
-        "--rule", default="first", help="teacher blocks a student keeps: first, uniform, influence (measured on "
-        "calibration crops, see --data), or a comma list such as 0,2,4"
+        "--rule", default="first", help=f"teacher blocks a student keeps: {', '.join(rule_names())} (rules that "
+        f"measure block influence: {_calibrated()}, on calibration crops, see --data), or a comma list such as 0,2,4"
     )
     p.add_argument("--data", type=Path, default=None, help="dataset folder (GOT-10k, LaSOT) whose train split gives "
-                   "--rule influence its calibration crops, as the search takes them (default: built-in sequences)")
+                   f"--rule {_calibrated()} its calibration crops, as the search takes them (default: built-in sequences)")
     p.add_argument(
         "--preset",
         default=None,
@@ -77,55 +79,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_checkpoint_extract)
 
 
+def _calibrated() -> str:
+    """The registered rules that measure block influence, for help and error texts."""
+    return "/".join(name for name in rule_names() if needs_calibration(name))
+
+
 def _parse_rule(text: str) -> str | list[int]:
-    if text in ("first", "uniform", "influence"):
+    if text in rule_names():
         return text
     try:
         return [int(b) for b in text.split(",")]
     except ValueError:
-        raise PrunesearchError(f"--rule {text!r}: use first, uniform, or a comma list of teacher block indices") from None
+        raise InputError(
+            f"--rule {text!r}: use one of {', '.join(rule_names())}, or a comma list of teacher block indices"
+        ) from None
 
 
 def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     """The model the shared flags describe, and where its weights came from."""
-    from prunesearch.checkpoints import load_checkpoint
+    from prunesearch.checkpoints import load_checkpoint, load_tracker
     from prunesearch.models.vit_tracker import build_teacher, get_preset
-    from prunesearch.pruning import student_from_teacher
 
     rule = _parse_rule(args.rule)
-    if args.data is not None and rule != "influence":
-        raise PrunesearchError("--data gives --rule influence its calibration crops; it has no use with --rule " + args.rule)
+    calibrated = needs_calibration(rule)
+    if args.data is not None and not calibrated:
+        raise InputError(f"--data gives --rule {_calibrated()} its calibration crops; it has no use with --rule {args.rule}")
     if args.checkpoint is not None:
         if args.preset is not None:
-            raise PrunesearchError("give --preset or --checkpoint, not both: a checkpoint's shapes decide its architecture")
-        if rule == "influence" and args.depth is not None:
-            teacher = load_checkpoint(args.checkpoint, num_heads=args.heads)
-            return _influence_student(teacher, args), str(args.checkpoint)
+            raise InputError("give --preset or --checkpoint, not both: a checkpoint's shapes decide its architecture")
+        if calibrated and args.depth is not None:
+            loaded = load_tracker(args.checkpoint, num_heads=args.heads)
+            # Measured on crops as the checkpoint tracks them (OSTrack-384: search factor 5), not the default's.
+            return _calibrated_student(loaded.model, args, loaded.crop or CropGeometry()), str(args.checkpoint)
         model = load_checkpoint(args.checkpoint, depth=args.depth, ai_layers=args.ai_layers, rule=rule, num_heads=args.heads)
         return model, str(args.checkpoint)
     if args.heads is not None:
-        raise PrunesearchError("--heads only applies to an OSTrack or LiteTrack --checkpoint")
+        raise InputError("--heads only applies to an OSTrack or LiteTrack --checkpoint")
     if args.depth is None and args.ai_layers is not None:
-        raise PrunesearchError("--ai-layers needs --depth (a student B{N}-{M})")
+        raise InputError("--ai-layers needs --depth (a student B{N}-{M})")
     if args.depth is not None and args.ai_layers is None:
-        raise PrunesearchError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
+        raise InputError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
     teacher = build_teacher(get_preset(args.preset or DEFAULT_PRESET)).eval()
     if args.depth is None:
         return teacher, RANDOM_WEIGHTS
-    if rule == "influence":
-        return _influence_student(teacher, args), RANDOM_WEIGHTS
+    if calibrated:
+        return _calibrated_student(teacher, args, CropGeometry()), RANDOM_WEIGHTS
     return student_from_teacher(teacher, args.depth, args.ai_layers, rule).eval(), RANDOM_WEIGHTS
 
 
-def _influence_student(teacher: TrackerBase, args: argparse.Namespace) -> TrackerBase:
-    """The student whose blocks are the teacher's most influential on calibration crops taken as the
-    search takes them (:func:`prunesearch.search.candidate.calibration_batch`)."""
-    from prunesearch.data.processing import CropGeometry
-    from prunesearch.pruning import student_from_teacher
-    from prunesearch.search.candidate import CALIBRATION_PAIRS, calibration_batch
-
+def _calibrated_student(teacher: TrackerBase, args: argparse.Namespace, crop: CropGeometry) -> TrackerBase:
+    """The student a measuring rule picks from calibration crops taken as the search takes them
+    (:func:`prunesearch.pruning.calibration_batch`), with the teacher's own crop geometry."""
     if args.ai_layers is None:
-        raise PrunesearchError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
+        raise InputError(f"--depth {args.depth} needs --ai-layers M for the student B{args.depth}-M")
     if args.data is None:
         from prunesearch.data.synthetic import builtin_sequences
 
@@ -134,8 +140,8 @@ def _influence_student(teacher: TrackerBase, args: argparse.Namespace) -> Tracke
         from prunesearch.data import open_dataset
 
         train = open_dataset(args.data, split="train")
-    crops = calibration_batch(teacher, train, CALIBRATION_PAIRS, CropGeometry())
-    return student_from_teacher(teacher, args.depth, args.ai_layers, "influence", crops).eval()
+    crops = calibration_batch(teacher, train, CALIBRATION_PAIRS, crop)
+    return student_from_teacher(teacher, args.depth, args.ai_layers, args.rule, crops).eval()
 
 
 def _architecture_name(cfg: TrackerConfig) -> str:
@@ -201,7 +207,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from prunesearch.export import ATOL, OnnxTracker, check_export, describe, export_tracker
 
     if args.out.exists() and not args.out.is_dir():
-        raise PrunesearchError(f"--out {args.out} is a file; give a folder for template.onnx and frame.onnx")
+        raise InputError(f"--out {args.out} is a file; give a folder for template.onnx and frame.onnx")
     model, weights = build_model(args)
     name = describe(model, weights)["prunesearch.model"]
     if weights == RANDOM_WEIGHTS:

@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunesearch.cli import args as argtypes
-from prunesearch.search.confirm import BRIEF, CONFIRM, STAGES
-from prunesearch.search.plot import SCALE_NOTE
+from prunesearch.search.plot import SCALE_NOTE, SMALL_SCALE
+from prunesearch.search.stage import BRIEF, CONFIRM, STAGES
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from prunesearch.search.confirm import ConfirmStage
     from prunesearch.search.controller import Plan
     from prunesearch.search.results import CandidateResult
-    from prunesearch.search.runner import ConfirmStage
 
 DEFAULT_EXPERIMENT = "b4-b9"
 
@@ -237,7 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prunesearch.data.processing import CropGeometry
     from prunesearch.devices import parse_gpus
     from prunesearch.search.pricing import template_policy
-    from prunesearch.search.runner import RunRequest, run_search
+    from prunesearch.search.runner import run_search
+    from prunesearch.search.setup import RunRequest
 
     console = Console()
     CropGeometry().override(args.template_factor, args.search_factor)  # a bad factor fails here
@@ -252,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup = report.setup
     scale = setup.info.accuracy_scale
     console.print(f"experiment {setup.experiment.name} ({setup.experiment.path}); teacher: {setup.info.teacher}; data: {setup.info.data}")
-    console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == "small" else SCALE_NOTE[scale])
+    console.print(f"[bold yellow]{SCALE_NOTE[scale]}[/]" if scale == SMALL_SCALE else SCALE_NOTE[scale])
     console.print(f"latency: {template_policy(setup.book.template_update)}")
     for line in setup.book.pricer.warnings():
         console.print(line, style="bold yellow", markup=False)
@@ -286,7 +287,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.search.stored import comparable, read_results, stopped_early
+    from prunesearch.search.mlflow_runs.read import comparable, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot

@@ -1,4 +1,8 @@
-"""Opening a tracking dataset from a path, whichever of the supported layouts it holds."""
+"""Opening a tracking dataset from a path, whichever of the registered layouts it holds.
+
+The readers are a registry (:func:`register_reader`): the built-ins are registered below, and a new
+layout is a module defining a :class:`~prunesearch.data.reader.DatasetReader` plus its entry there.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from prunesearch.data import got10k, lasot
+from prunesearch.data.reader import DatasetReader, Scoring
 from prunesearch.data.sequence import Sequence
-from prunesearch.errors import PrunesearchError, PrunesearchWarning
+from prunesearch.errors import InputError, PrunesearchWarning
 
 BAD_FRAME_ACTIONS = ("error", "skip")
 # Start and end markers of the image formats datasets ship; a truncated file lacks its end marker.
@@ -20,6 +25,35 @@ _SIGNATURES = {
     ".png": (b"\x89PNG\r\n\x1a\n", b"IEND"),
 }
 _TAIL = 256  # bytes searched for the end marker (some encoders pad after it)
+
+_READERS: dict[str, DatasetReader] = {}
+
+
+def register_reader(reader: DatasetReader) -> DatasetReader:
+    """Make ``reader`` one of the layouts :func:`open_dataset` recognises (tried in registration order)."""
+    if reader.name in _READERS:
+        raise ValueError(f"a dataset reader named {reader.name!r} is already registered")
+    _READERS[reader.name] = reader
+    return reader
+
+
+def unregister_reader(name: str) -> None:
+    """Take a reader out of the registry again (for tests and plugins that clean up)."""
+    del _READERS[name]
+
+
+def registered_readers() -> tuple[DatasetReader, ...]:
+    return tuple(_READERS.values())
+
+
+def scoring_of(dataset: str) -> Scoring:
+    """How sequences whose ``Sequence.dataset`` is ``dataset`` are scored; the common rule for any other name."""
+    reader = _READERS.get(dataset)
+    return reader.scoring if reader is not None else Scoring()
+
+
+for _builtin in (got10k.READER, lasot.READER):
+    register_reader(_builtin)
 
 
 def open_dataset(
@@ -32,7 +66,7 @@ def open_dataset(
     first, ``"skip"`` drops such frames with a warning.
     """
     if bad_frames not in BAD_FRAME_ACTIONS:
-        raise PrunesearchError(f"bad_frames must be one of {', '.join(BAD_FRAME_ACTIONS)}, got {bad_frames!r}")
+        raise InputError(f"bad_frames must be one of {', '.join(BAD_FRAME_ACTIONS)}, got {bad_frames!r}")
     sequences = _read(Path(path), split)[:count]
     return [kept for seq in sequences if (kept := verify_frames(seq, bad_frames)) is not None]
 
@@ -67,7 +101,7 @@ def verify_frames(seq: Sequence, bad_frames: str = "error") -> Sequence | None:
     first, problem = bad[0]
     more = f" ({len(bad)} damaged frames in {seq.name})" if len(bad) > 1 else ""
     if bad_frames == "error":
-        raise PrunesearchError(
+        raise InputError(
             f"frame {seq.frames[first]} {problem}{more}; replace it, or set data.bad_frames: skip to drop such frames"
         )
     keep = np.ones(len(seq.frames), dtype=bool)
@@ -84,14 +118,14 @@ def verify_frames(seq: Sequence, bad_frames: str = "error") -> Sequence | None:
 
 
 def _read(path: Path, split: str | None) -> list[Sequence]:
-    """Every sequence of the split, from the layout found at ``path``."""
+    """Every sequence of the split, from the first registered layout found at ``path``."""
     if not path.is_dir():
-        raise PrunesearchError(f"dataset folder {path} does not exist")
-    if got10k.is_got10k(path):
-        return got10k.read_got10k(path, split)
-    if lasot.is_lasot(path):
-        return lasot.read_lasot(path, split)
-    raise PrunesearchError(
-        f"{path} holds neither GOT-10k data (<root>/<split>/list.txt and sequence folders, or a split "
-        "folder with list.txt) nor LaSOT data (<root>/<category>/<category>-<n>/img/ and groundtruth.txt)"
-    )
+        raise InputError(f"dataset folder {path} does not exist")
+    try:
+        reader = next((r for r in _READERS.values() if r.detect(path)), None)
+    except OSError as err:
+        raise InputError(f"cannot read dataset folder {path}: {err.strerror or err}") from None
+    if reader is None:
+        layouts = [r.layout for r in _READERS.values()]
+        raise InputError(f"{path} holds {'neither' if len(layouts) > 1 else 'no'} {' nor '.join(layouts)}")
+    return reader.read(path, split)

@@ -26,8 +26,9 @@ from prunesearch.data.annotation_files import (
     read_boxes,
     read_label_lines,
 )
+from prunesearch.data.reader import DatasetReader
 from prunesearch.data.sequence import Sequence
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 DATASET = "got10k"
 SPLITS = ("train", "val", "test")
@@ -45,17 +46,17 @@ def split_folder(root: Path, split: str | None) -> Path:
     root = Path(root)
     if (root / LIST_FILE).is_file():
         if split is not None and split != root.name:
-            raise PrunesearchError(f"{root} is the GOT-10k split folder {root.name!r}, not {split!r}")
+            raise InputError(f"{root} is the GOT-10k split folder {root.name!r}, not {split!r}")
         return root
     present = [s for s in SPLITS if (root / s / LIST_FILE).is_file()]
     if not present:
-        raise PrunesearchError(
+        raise InputError(
             f"{root} is not a GOT-10k folder: expected {root}/<split>/list.txt for a split in {', '.join(SPLITS)}"
         )
     if split is None:
         split = "val" if "val" in present else present[0]
     if split not in present:
-        raise PrunesearchError(
+        raise InputError(
             f"GOT-10k split {split!r} not found in {root} ({root / split / LIST_FILE} missing); "
             f"present: {', '.join(present)}"
         )
@@ -68,10 +69,10 @@ def read_got10k(root: str | Path, split: str | None = None) -> list[Sequence]:
     list_file = folder / LIST_FILE
     names = [n.strip() for n in list_file.read_text(encoding="utf-8").splitlines() if n.strip()]
     if not names:
-        raise PrunesearchError(f"{list_file} lists no sequences")
+        raise InputError(f"{list_file} lists no sequences")
     missing = [n for n in names if not (folder / n).is_dir()]
     if missing:
-        raise PrunesearchError(
+        raise InputError(
             f"{list_file} lists {len(missing)} sequence(s) with no folder, first {folder / missing[0]}"
         )
     return [read_sequence(folder / n) for n in names]
@@ -99,7 +100,7 @@ def read_sequence(seq_dir: str | Path) -> Sequence:
         visible = np.ones(len(boxes), dtype=bool)
     check_boxes(boxes, visible, gt_file)
     if not visible[0]:
-        raise PrunesearchError(f"{seq_dir}: the target is not visible in the first frame, so tracking cannot start")
+        raise InputError(f"{seq_dir}: the target is not visible in the first frame, so tracking cannot start")
     meta_file = seq_dir / "meta_info.ini"
     if meta_file.exists():
         attributes.update(_read_meta(meta_file))
@@ -113,7 +114,7 @@ def _read_meta(path: Path) -> dict[str, np.ndarray]:
         parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
     except (configparser.Error, UnicodeDecodeError) as err:
         first = str(err).strip().splitlines()[0]
-        raise PrunesearchError(f"{path} is not a valid meta_info.ini: {first}") from None
+        raise InputError(f"{path} is not a valid meta_info.ini: {first}") from None
     values = {k: v for section in parser.sections() for k, v in parser.items(section)}
     if "resolution" not in values:
         return {}
@@ -121,9 +122,15 @@ def _read_meta(path: Path) -> dict[str, np.ndarray]:
         width, height = ast.literal_eval(values["resolution"])
         resolution = np.array([float(width), float(height)])
     except (ValueError, SyntaxError, TypeError):
-        raise PrunesearchError(
+        raise InputError(
             f"{path}: resolution {values['resolution']!r} is not of the form (width, height)"
         ) from None
     if not (resolution > 0).all():
-        raise PrunesearchError(f"{path}: resolution {values['resolution']!r} must be positive")
+        raise InputError(f"{path}: resolution {values['resolution']!r} must be positive")
     return {"resolution": resolution}
+
+
+READER = DatasetReader(
+    DATASET, "GOT-10k data (<root>/<split>/list.txt and sequence folders, or a split folder with list.txt)",
+    is_got10k, read_got10k,
+)

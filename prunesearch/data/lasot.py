@@ -10,7 +10,7 @@ evaluation toolkit (``testing_set.txt``). ``split="test"`` reads ``{root}/testin
 
 Which frames count: the target is absent where it is fully occluded or out of view
 (``visible = ~(full_occlusion | out_of_view)``, as in pytracking); boxes of absent frames are not
-checked. How absent frames are scored is the metrics' business (LaSOT counts them as failures).
+checked. LaSOT's toolkit scores absent frames as failures (``READER.scoring``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from prunesearch.data.annotation_files import (
     read_boxes,
     read_label_row,
 )
+from prunesearch.data.reader import DatasetReader, Scoring
 from prunesearch.data.sequence import Sequence
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 DATASET = "lasot"
 _SEQ_NAME = re.compile(r"^(?P<category>.+)-(?P<number>\d+)$")
@@ -66,9 +67,9 @@ def _split_names(root: Path, split: str) -> list[str]:
         if list_file.is_file():
             names = [n.strip() for n in list_file.read_text(encoding="utf-8").splitlines() if n.strip()]
             if not names:
-                raise PrunesearchError(f"{list_file} lists no sequences")
+                raise InputError(f"{list_file} lists no sequences")
             return names
-    raise PrunesearchError(
+    raise InputError(
         f"LaSOT has no split folders: put the toolkit's list of {split!r} sequences in "
         f"{candidates[0]} (one name per line), or omit the split to read all sequences"
     )
@@ -78,7 +79,7 @@ def read_lasot(root: str | Path, split: str | None = None) -> list[Sequence]:
     """All sequences under ``root`` (category by category), or those of a split's name list."""
     root = Path(root)
     if not root.is_dir() or not is_lasot(root):
-        raise PrunesearchError(
+        raise InputError(
             f"{root} is not a LaSOT folder: expected {root}/<category>/<category>-<n>/groundtruth.txt"
         )
     dirs = {d.name: d for d in _all_sequence_dirs(root)}
@@ -87,7 +88,7 @@ def read_lasot(root: str | Path, split: str | None = None) -> list[Sequence]:
     names = _split_names(root, split)
     missing = [n for n in names if n not in dirs]
     if missing:
-        raise PrunesearchError(
+        raise InputError(
             f"{len(missing)} sequence(s) of the {split!r} list are not under {root}, first {missing[0]!r}"
         )
     return [read_sequence(dirs[n]) for n in names]
@@ -108,5 +109,11 @@ def read_sequence(seq_dir: str | Path) -> Sequence:
     visible = (attributes["full_occlusion"] == 0) & (attributes["out_of_view"] == 0)
     check_boxes(boxes, visible, gt_file)
     if not visible[0]:
-        raise PrunesearchError(f"{seq_dir}: the target is absent in the first frame, so tracking cannot start")
+        raise InputError(f"{seq_dir}: the target is absent in the first frame, so tracking cannot start")
     return Sequence(seq_dir.name, frames, boxes, visible, DATASET, attributes)
+
+
+READER = DatasetReader(
+    DATASET, "LaSOT data (<root>/<category>/<category>-<n>/img/ and groundtruth.txt)",
+    is_lasot, read_lasot, Scoring(absent_frames_fail=True),
+)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -36,7 +36,7 @@ class CropGeometry:
         for name in ("template_factor", "search_factor"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                raise PrunesearchError(f"crop {name} must be a positive number, got {value!r}")
+                raise InputError(f"crop {name} must be a positive number, got {value!r}")
             object.__setattr__(self, name, float(value))
 
     def to_dict(self) -> dict[str, float]:

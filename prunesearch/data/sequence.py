@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Sequence:
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
         self.visible = np.asarray(self.visible, dtype=bool).reshape(-1)
         if len(self.visible) != len(self.boxes):
-            raise PrunesearchError(
+            raise InputError(
                 f"sequence {self.name}: {len(self.boxes)} boxes but {len(self.visible)} visibility flags"
             )
 
@@ -49,5 +49,5 @@ class Sequence:
         path = self.frames[index]
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
-            raise PrunesearchError(f"cannot read image {path} (missing or not an image)")
+            raise InputError(f"cannot read image {path} (missing or not an image)")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

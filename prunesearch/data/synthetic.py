@@ -38,7 +38,7 @@ import numpy as np
 
 from prunesearch.data.got10k import read_got10k
 from prunesearch.data.sequence import Sequence
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, StorageError
 from prunesearch.paths import cache_dir
 
 SPLITS = ("train", "val")
@@ -73,9 +73,9 @@ class SynthParams:
 
     def __post_init__(self) -> None:
         if self.min_frames < 8 or self.max_frames < self.min_frames:
-            raise PrunesearchError(f"frames per sequence must satisfy 8 <= min <= max, got {self.min_frames}, {self.max_frames}")
+            raise InputError(f"frames per sequence must satisfy 8 <= min <= max, got {self.min_frames}, {self.max_frames}")
         if not 4 <= self.min_size <= self.max_size <= min(self.width, self.height) / 3:
-            raise PrunesearchError("target sizes must satisfy 4 <= min_size <= max_size <= a third of the image side")
+            raise InputError("target sizes must satisfy 4 <= min_size <= max_size <= a third of the image side")
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -389,7 +389,7 @@ def _write_sequence(folder: Path, plan: _Plan, p: SynthParams, rng: np.random.Ge
     for t, (frame, box, ab, cv, ct) in enumerate(_render(plan, p, rng)):
         path = folder / f"{t + 1:08d}.jpg"
         if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]):
-            raise PrunesearchError(f"cannot write {path}; check the output folder is writable")
+            raise StorageError(f"cannot write {path}; check the output folder is writable")
         boxes.append(box)
         absent.append(ab)
         cover.append(cv)
@@ -423,13 +423,13 @@ def generate(
     generator, so the files are the same byte for byte whatever the number of threads.
     """
     if split not in SPLITS:
-        raise PrunesearchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if sequences < 1:
-        raise PrunesearchError(f"--sequences must be at least 1, got {sequences}")
+        raise InputError(f"--sequences must be at least 1, got {sequences}")
     p = params or SynthParams()
     root = Path(out_dir) / split
     if root.exists() and any(root.iterdir()):
-        raise PrunesearchError(f"{root} already exists and is not empty; choose another --out or remove it")
+        raise InputError(f"{root} already exists and is not empty; choose another --out or remove it")
     root.mkdir(parents=True, exist_ok=True)
     names = [sequence_name(split, i) for i in range(sequences)]
 
@@ -456,7 +456,7 @@ def builtin_split(split: str = "val", count: int | None = None, seed: int | None
                   params: SynthParams | None = None) -> Path:
     """The cached GOT-10k folder of a built-in split, generating it first if needed (atomically)."""
     if split not in SPLITS:
-        raise PrunesearchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     count = BUILTIN_COUNTS[split] if count is None else int(count)
     seed = 0 if seed is None else int(seed)
     p = params or SynthParams()

@@ -18,7 +18,7 @@ from prunesearch.devices import autocast, resolve_device, resolve_precision
 from prunesearch.export import FRAME_FILE, TEMPLATE_FILE, OnnxTracker
 from prunesearch.models.vit_tracker import TrackerBase
 
-class Backend(Protocol):
+class InferenceBackend(Protocol):
     """A network behind the tracking loop."""
 
     name: str
@@ -76,7 +76,7 @@ class OnnxBackend:
         return out.score_map, out.size_map, out.offset_map
 
 
-def backend_for(model: object, name: str = "", device: str | None = None, precision: str = "auto") -> Backend:
+def backend_for(model: object, name: str = "", device: str | None = None, precision: str = "auto") -> InferenceBackend:
     """A backend for a :class:`TrackerBase` (on ``device``, default where it is, in ``precision``),
     a folder holding the two graphs, or a ``(template.onnx, frame.onnx)`` pair of paths; an
     existing backend is returned as is."""

@@ -25,10 +25,11 @@ precision, normalised precision.
     Normalised precision: centre error with x-errors divided by the ground-truth width and y-errors
     by its height, share <= 0.2 (curve over 0..0.5 in steps of 0.01).
   * Frames whose target is absent (or whose ground truth has w or h <= 0) score as failures.
-    The denominator differs by dataset: LaSOT divides by ALL frames of the sequence, so absent
-    frames count against the tracker (LaSOT toolkit ``len_all``; pytracking for 'lasot'); every
-    other dataset (GOT-10k, synthetic) divides by the counted frames only, leaving absent frames
-    out (pytracking's rule for the other datasets).
+    The denominator differs by dataset, and each dataset reader declares its own
+    (:class:`prunesearch.data.reader.Scoring`): LaSOT divides by ALL frames of the sequence, so
+    absent frames count against the tracker (LaSOT toolkit ``len_all``; pytracking for 'lasot');
+    every other dataset (GOT-10k, synthetic) divides by the counted frames only, leaving absent
+    frames out (pytracking's rule for the other datasets).
   * Dataset figures are the means over sequences of the per-sequence values.
   * Two corner cases of the LaSOT MATLAB toolkit are not copied, because our readers refuse the
     ground truth that triggers them (a visible frame with w or h <= 0): it scores such frames'
@@ -41,6 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from prunesearch.data.datasets import scoring_of
 
 SUCCESS_THRESHOLDS = np.arange(21) / 20.0
 PRECISION_THRESHOLDS = np.arange(51, dtype=np.float64)
@@ -161,8 +164,8 @@ def score_sequence(
 ) -> SequenceScores:
     """Score predicted boxes against ground truth of the same length (see the module docstring).
 
-    ``dataset == "lasot"`` selects LaSOT's denominator (all frames); ``bound`` is the image
-    ``(W, H)`` the GOT-10k IoU clips to.
+    ``dataset`` (a ``Sequence.dataset`` name) picks the denominator its reader declares (LaSOT: all
+    frames); ``bound`` is the image ``(W, H)`` the GOT-10k IoU clips to.
     """
     pred, gt = _as_boxes(pred), _as_boxes(gt)
     visible = np.asarray(visible, dtype=bool).reshape(-1)
@@ -180,7 +183,7 @@ def score_sequence(
     overlap[valid] = iou_otb(repaired[valid], gt[valid])
     err[valid] = center_error(repaired[valid], gt[valid])
     norm_err[valid] = center_error(repaired[valid], gt[valid], normalized=True)
-    frames = len(gt) if dataset == "lasot" else int(valid.sum())
+    frames = len(gt) if scoring_of(dataset).absent_frames_fail else int(valid.sum())
     return SequenceScores(
         ious=ious,
         success_curve=(overlap[:, None] > SUCCESS_THRESHOLDS[None]).sum(0) / frames,

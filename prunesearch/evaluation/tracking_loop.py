@@ -25,7 +25,7 @@ import torch
 
 from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
 from prunesearch.data.sequence import Sequence
-from prunesearch.evaluation.backends import Backend
+from prunesearch.evaluation.backends import InferenceBackend
 from prunesearch.models.vit_tracker import decode_box
 
 
@@ -71,9 +71,9 @@ def clip_box(box: np.ndarray, width: float, height: float, min_size: float) -> n
 
 
 class NeuralTracker:
-    """The docs/design.md loop around one :class:`Backend` (PyTorch or ONNX: same code either way)."""
+    """The docs/design.md loop around one :class:`InferenceBackend` (PyTorch or ONNX: same code either way)."""
 
-    def __init__(self, backend: Backend, params: TrackingParams | None = None) -> None:
+    def __init__(self, backend: InferenceBackend, params: TrackingParams | None = None) -> None:
         self.backend = backend
         self.params = params or TrackingParams()
         self.name = backend.name

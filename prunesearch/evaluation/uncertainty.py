@@ -27,11 +27,11 @@ import numpy as np
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.metrics import SequenceScores
+from prunesearch.fields import MAX_SEEDS
 
 INTERVAL_METRICS = ("ao", "sr50", "sr75", "auc")
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
-MAX_SEEDS = 64
 
 
 @dataclass(frozen=True)

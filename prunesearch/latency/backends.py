@@ -1,7 +1,7 @@
-"""What runs a graph for timing: onnxruntime or PyTorch, on the CPU or a GPU, as a deployment runs it.
+"""What runs a graph for timing: onnxruntime or PyTorch, on the CPU or a GPU, as a deployment runs it; and their registry.
 
-A backend turns a module and example inputs into a prepared run (a no-argument callable) and
-says which timer measures it. Each is set up so that a part pays what it pays inside a whole
+A timing runtime turns a module and example inputs into a prepared run (a no-argument callable)
+and says which timer measures it. Each is set up so that a part pays what it pays inside a whole
 model and nothing more:
 
 * onnxruntime on a GPU (CUDA, TensorRT) binds inputs and outputs on the device (IOBinding), so a
@@ -10,32 +10,55 @@ model and nothing more:
 * PyTorch runs ``eager``, as ``cuda-graph`` (captured once, replayed: no per-kernel launch cost),
   or ``compile`` (``torch.compile``), at fp32, fp16 or bf16. On a GPU the host queues work and
   returns, so runs are timed with CUDA events (:class:`~prunesearch.latency.runtime.CudaEventTimer`).
+
+:data:`RUNTIMES` maps each ``--runtime`` name (a measured table's ``meta.runtime``) to its class;
+the profile command's flags, a table's validation and the benchmarks all read it. Adding a runtime
+is a class with the :class:`TimingRuntime` methods (in its own module if it is large) and its line
+in :data:`RUNTIMES`.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import DeviceError, InputError
 from prunesearch.export import export_module, onnxruntime
 from prunesearch.latency.runtime import CudaEventTimer, GraphRun, HostTimer, Timer
 from prunesearch.paths import cache_dir
 
-RUNTIMES = ("onnxruntime", "torch")
-ORT_PRECISIONS = ("fp32", "fp16")
-TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 TORCH_MODES = ("eager", "cuda-graph", "compile")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 ENGINE_CACHE = "tensorrt-engines"  # the cache folder of built TensorRT engines (prunesearch.paths)
+DEFAULT_RUNTIME = "onnxruntime"
 
 
-class Backend(Protocol):
-    """Prepares graphs for timing on one runtime, device and precision."""
+class TimingRuntime(Protocol):
+    """Prepares graphs for timing on one runtime, device and precision (the profiler's and validation's seam).
+
+    The class side says how one is made: its ``--runtime`` name, the precisions it runs, its own
+    command-line flags, and how it is rebuilt from the flags or from a measured table's meta.
+    """
+
+    name: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Its own flags (``--runtime``, ``--threads`` and ``--precision`` are shared, added once)."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TimingRuntime":
+        """The runtime the parsed flags ask for."""
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "TimingRuntime":
+        """The runtime a measured table's meta (as :meth:`describe` wrote it) describes."""
 
     @property
     def on_gpu(self) -> bool: ...
@@ -53,7 +76,7 @@ class Backend(Protocol):
 
 
 @dataclass(frozen=True)
-class RuntimeSettings:
+class OnnxRuntimeSettings:
     """onnxruntime: execution provider, intra-op threads (None: all cores), precision, TensorRT engine cache.
 
     fp16 exports the modules in half precision (inputs, weights and outputs fp16). The CPU provider
@@ -61,10 +84,30 @@ class RuntimeSettings:
     is what a user of fp16 on that CPU gets, and it is measured as such.
     """
 
+    name: ClassVar[str] = "onnxruntime"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+    providers: ClassVar[tuple[str, ...]] = ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider")
+
     provider: str = "CPUExecutionProvider"
     threads: int | None = None
     precision: str = "fp32"
     engine_cache: Path | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--provider", default=cls.provider, choices=cls.providers,
+                            help="onnxruntime execution provider (GPU providers bind inputs and outputs on the device)")
+        parser.add_argument("--engine-cache", default=None,
+                            help="TensorRT engine cache folder (default: ~/.cache/prunesearch/tensorrt-engines)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "OnnxRuntimeSettings":
+        return cls(args.provider, args.threads, args.precision, Path(args.engine_cache) if args.engine_cache else None)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "OnnxRuntimeSettings":
+        cache = meta.get("engine_cache")
+        return cls(meta["provider"], meta.get("threads"), meta["precision"], Path(cache) if cache else None)
 
     @property
     def intra_threads(self) -> int:
@@ -79,17 +122,17 @@ class RuntimeSettings:
 
         available = ort.get_available_providers()
         if self.provider not in available:
-            raise PrunesearchError(
+            raise DeviceError(
                 f"execution provider {self.provider} is not available in this onnxruntime "
                 f"{ort.__version__} build (available: {', '.join(available)}); run on a device whose "
                 "onnxruntime has it (e.g. onnxruntime-gpu) or pick one of those"
             )
-        if self.precision not in ORT_PRECISIONS:
-            raise PrunesearchError(f"onnxruntime precision must be one of {', '.join(ORT_PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in self.precisions:
+            raise InputError(f"onnxruntime precision must be one of {', '.join(self.precisions)}, got {self.precision!r}")
         if self.threads is not None and self.threads < 1:
-            raise PrunesearchError(f"--threads must be at least 1, got {self.threads}")
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
         if clock == "cpu" and (self.intra_threads != 1 or self.on_gpu):
-            raise PrunesearchError(
+            raise InputError(
                 "--clock cpu counts the CPU time of the calling thread, which is the whole run only "
                 "with --threads 1 on CPUExecutionProvider"
             )
@@ -98,7 +141,7 @@ class RuntimeSettings:
         ort = onnxruntime()
 
         out = {
-            "runtime": "onnxruntime",
+            "runtime": self.name,
             "runtime_version": ort.__version__,
             "provider": self.provider,
             "precision": self.precision,
@@ -166,10 +209,26 @@ class BoundRun:
 class TorchSettings:
     """PyTorch: ``mode`` (eager, cuda-graph, compile), precision, ``device`` (cpu, cuda, cuda:N), CPU threads."""
 
+    name: ClassVar[str] = "torch"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "bf16")
+
     mode: str = "eager"
     precision: str = "fp32"
     device: str = "cpu"
     threads: int | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--mode", default=cls.mode, choices=TORCH_MODES, help="torch: eager, cuda-graph (CUDA only) or compile")
+        parser.add_argument("--torch-device", default=cls.device, help="torch: cpu, cuda or cuda:N")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TorchSettings":
+        return cls(args.mode, args.precision, args.torch_device, args.threads)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "TorchSettings":
+        return cls(meta.get("mode", "eager"), meta["precision"], meta.get("torch_device", "cpu"), meta.get("threads"))
 
     @property
     def on_gpu(self) -> bool:
@@ -177,23 +236,23 @@ class TorchSettings:
 
     def check(self, clock: str) -> None:
         if self.mode not in TORCH_MODES:
-            raise PrunesearchError(f"--mode must be one of {', '.join(TORCH_MODES)}, got {self.mode!r}")
-        if self.precision not in TORCH_PRECISIONS:
-            raise PrunesearchError(f"torch precision must be one of {', '.join(TORCH_PRECISIONS)}, got {self.precision!r}")
+            raise InputError(f"--mode must be one of {', '.join(TORCH_MODES)}, got {self.mode!r}")
+        if self.precision not in self.precisions:
+            raise InputError(f"torch precision must be one of {', '.join(self.precisions)}, got {self.precision!r}")
         if self.on_gpu and not torch.cuda.is_available():
-            raise PrunesearchError(f"--torch-device {self.device}: this PyTorch {torch.__version__} sees no CUDA GPU; use --torch-device cpu")
+            raise DeviceError(f"--torch-device {self.device}: this PyTorch {torch.__version__} sees no CUDA GPU; use --torch-device cpu")
         if not self.on_gpu and self.device != "cpu":
-            raise PrunesearchError(f"--torch-device must be cpu, cuda or cuda:N, got {self.device!r}")
+            raise InputError(f"--torch-device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.mode == "cuda-graph" and not self.on_gpu:
-            raise PrunesearchError("--mode cuda-graph needs a CUDA device (--torch-device cuda); on a CPU use eager or compile")
+            raise InputError("--mode cuda-graph needs a CUDA device (--torch-device cuda); on a CPU use eager or compile")
         if self.threads is not None and self.threads < 1:
-            raise PrunesearchError(f"--threads must be at least 1, got {self.threads}")
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
         if clock == "cpu" and (self.on_gpu or self.threads != 1):
-            raise PrunesearchError("--clock cpu counts the calling thread's CPU time: only with --threads 1 on --torch-device cpu")
+            raise InputError("--clock cpu counts the calling thread's CPU time: only with --threads 1 on --torch-device cpu")
 
     def describe(self) -> dict[str, Any]:
         return {
-            "runtime": "torch",
+            "runtime": self.name,
             "runtime_version": str(torch.__version__),
             "provider": f"{self.device} {self.mode}",
             "precision": self.precision,
@@ -222,8 +281,8 @@ class TorchSettings:
             try:
                 run()  # compile now, so a failure is one line here rather than mid-timing
             except Exception as err:  # noqa: BLE001 - any compiler failure means: this mode does not work here
-                raise PrunesearchError(f"--mode compile fails on this PyTorch {torch.__version__}: {type(err).__name__}: "
-                                       f"{str(err).splitlines()[0] if str(err) else ''}; use eager or cuda-graph") from None
+                raise DeviceError(f"--mode compile fails on this PyTorch {torch.__version__}: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}; use eager or cuda-graph") from None
         return run
 
     def timer(self, clock: str) -> Timer:
@@ -245,10 +304,41 @@ def _capture(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> GraphRu
     return graph.replay
 
 
-def backend_from_meta(meta: dict[str, Any]) -> Backend:
-    """The backend a measured table's meta describes, so validation runs graphs as the profiler did."""
-    if meta.get("runtime") == "torch":
-        return TorchSettings(meta.get("mode", "eager"), meta["precision"], meta.get("torch_device", "cpu"), meta.get("threads"))
-    cache = meta.get("engine_cache")
-    return RuntimeSettings(meta["provider"], meta.get("threads"), meta["precision"], Path(cache) if cache else None)
+#: The timing runtimes by ``--runtime`` name; a new runtime is its class and one line here.
+RUNTIMES: dict[str, type[TimingRuntime]] = {
+    OnnxRuntimeSettings.name: OnnxRuntimeSettings,
+    TorchSettings.name: TorchSettings,
+}
 
+
+def runtime_class(name: Any, where: str = "--runtime") -> type[TimingRuntime]:
+    """The registered runtime called ``name``, or a one-line error (prefixed by ``where``) listing the registered ones."""
+    if name not in RUNTIMES:
+        raise InputError(f"{where}: unknown timing runtime {name!r}; registered runtimes: {', '.join(RUNTIMES)}")
+    return RUNTIMES[name]
+
+
+def runtime_precisions() -> list[str]:
+    """Every precision some registered runtime runs, in registration order (each runtime checks its own)."""
+    return list(dict.fromkeys(p for cls in RUNTIMES.values() for p in cls.precisions))
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` with the registered names, each runtime's own flags, and the shared ``--threads`` and ``--precision``."""
+    parser.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=list(RUNTIMES),
+                        help=f"what runs the graphs (default: {DEFAULT_RUNTIME})")
+    for cls in RUNTIMES.values():
+        cls.add_arguments(parser)
+    parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: all cores)")
+    each = "; ".join(f"{name}: {', '.join(cls.precisions)}" for name, cls in RUNTIMES.items())
+    parser.add_argument("--precision", default="fp32", choices=runtime_precisions(), help=f"precision ({each})")
+
+
+def runtime_from_args(args: argparse.Namespace) -> TimingRuntime:
+    """The runtime the flags of :func:`add_runtime_arguments` ask for."""
+    return runtime_class(args.runtime).from_args(args)
+
+
+def runtime_from_meta(meta: dict[str, Any], where: str = "meta.runtime") -> TimingRuntime:
+    """The runtime a measured table's meta describes, so validation runs graphs as the profiler did."""
+    return runtime_class(meta.get("runtime"), where).from_meta(meta)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 #: Below this leave-one-out share within 10%, a calibrated table warns wherever it is used.
 TRUSTED_WITHIN_10PCT = 0.9
@@ -85,16 +85,16 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> "Calibration":
         if not isinstance(data, dict):
-            raise PrunesearchError(f"{where}: 'calibration' must be a mapping with graph_ms, block_scale, other_scale")
+            raise InputError(f"{where}: 'calibration' must be a mapping with graph_ms, block_scale, other_scale")
         values = []
         for key in ("graph_ms", "block_scale", "other_scale"):
             v = data.get(key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise PrunesearchError(f"{where}: calibration.{key} must be a finite number >= 0, got {v!r}")
+                raise InputError(f"{where}: calibration.{key} must be a finite number >= 0, got {v!r}")
             values.append(float(v))
         graphs = data.get("graphs") or []
         if not isinstance(graphs, list) or not all(isinstance(g, dict) and "loo_error_pct" in g for g in graphs):
-            raise PrunesearchError(f"{where}: calibration.graphs must be a list of graphs with their loo_error_pct")
+            raise InputError(f"{where}: calibration.graphs must be a list of graphs with their loo_error_pct")
         return cls(*values, tuple(graphs))
 
 
@@ -109,7 +109,7 @@ def _nnls(rows: list[WholeGraph]) -> np.ndarray:
 def fit_calibration(graphs: list[WholeGraph]) -> Calibration:
     """Fit the correction to all graphs; report each graph's fit and leave-one-out prediction."""
     if len(graphs) < 4:
-        raise PrunesearchError(f"calibration needs at least 4 whole graphs (3 parameters and one left out), got {len(graphs)}")
+        raise InputError(f"calibration needs at least 4 whole graphs (3 parameters and one left out), got {len(graphs)}")
     coef = _nnls(graphs)
     report = []
     for i, g in enumerate(graphs):

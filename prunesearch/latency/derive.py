@@ -11,8 +11,9 @@ to something counted or measured, and only the overall scale is fitted:
   (:func:`prunesearch.flops.part_macs`);
 * a measured table: each part costs in proportion to its entry in that table.
 
-Students: ``ms = fixed + s * (w[search_embed] + (N-M) w[search_block] + M w[interaction_block]
-+ w[head])``, with ``fixed, s >= 0`` fitted by non-negative least squares. The teacher row is
+Students: ``ms = fixed + s * (sum of w[kind] times its count per frame)``, the counts those of
+:func:`prunesearch.models.phases.phase_parts` (``w[search_embed] + (N-M) w[search_block] + M
+w[interaction_block] + w[head]``), with ``fixed, s >= 0`` fitted by non-negative least squares. The teacher row is
 OSTrack-256 with candidate elimination: its 12 joint blocks run on fewer search tokens after
 blocks 3, 6 and 9; each block is weighted by its MACs at its actual token counts, and a separate
 scale for joint blocks is solved from that one row (so it absorbs the elimination's own cost).
@@ -33,15 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from prunesearch._version import __version__
-from prunesearch.errors import PrunesearchError
+from prunesearch.configfile import parse_yaml, read_text
+from prunesearch.errors import InputError
 from prunesearch.flops import part_macs
 from prunesearch.latency.parts import FIXED, part_shapes
 from prunesearch.latency.table import Entry, LatencyTable, build_table
-from prunesearch.models.vit_tracker import TrackerConfig, get_preset
 from prunesearch.models.names import TEACHER, parse_student_name
+from prunesearch.models.phases import phase_parts
+from prunesearch.models.vit_tracker import TrackerConfig, get_preset
 
 _TORCH_TIMING = (
     "PyTorch FP32, batch 1, template features precomputed (template branch not timed), "
@@ -77,7 +79,15 @@ TARGETS: dict[str, DerivedTarget] = {
 #: OSTrack's candidate elimination: after the attention of these blocks, keep ceil(ratio * n) search tokens.
 CE_BLOCKS = (3, 6, 9)
 CE_KEEP = 0.7
-STUDENT_KINDS = ("search_embed", "search_block", "interaction_block", "head")
+#: The part kinds a student's per-frame figure prices (those its fitted scale is fitted to).
+STUDENT_KINDS = tuple(phase_parts(2, 1).frame)
+
+#: What a published-figures file holds (``--published FILE``; the shipped tables record the LiteTrack paper's).
+PUBLISHED_FORMAT = (
+    "'architecture' (the vit-b preset's embed_dim, heads, mlp_ratio, patch, template_size, search_size, teacher_depth) and "
+    "'variants' (NAME: {depth, ai_layers (null: the teacher), fps: {COLUMN: frames per second}}, COLUMN one of "
+    f"{', '.join(t.column for t in TARGETS.values())}); a '# Source:' comment line says where the figures come from"
+)
 
 
 @dataclass(frozen=True)
@@ -104,24 +114,21 @@ class Published:
 
 
 def read_published(path: str | Path) -> Published:
-    """Read a published-figures file (architecture + variants with fps per column)."""
+    """Read a published-figures file: :data:`PUBLISHED_FORMAT` (an example in docs/latency.md, "Published-figures file")."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise PrunesearchError(f"cannot read published figures {path}: {err.strerror or err}") from None
-    data = yaml.safe_load(raw)
+    text = read_text(path, "published figures")
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict) or not isinstance(data.get("variants"), dict) or not isinstance(data.get("architecture"), dict):
-        raise PrunesearchError(f"{path} needs 'architecture' and 'variants' mappings (see shared/reference/published.yaml)")
+        raise InputError(f"{path} needs {PUBLISHED_FORMAT}")
     cfg = _published_architecture(data["architecture"], path)
     variants = []
     for name, row in data["variants"].items():
         try:
             variants.append(Variant(name, int(row["depth"]), row.get("ai_layers"), {k: float(v) for k, v in row["fps"].items()}))
         except (KeyError, TypeError, ValueError):
-            raise PrunesearchError(f"{path}: variant {name} needs depth, ai_layers and an fps mapping") from None
-    source = next((line[1:].strip() for line in raw.decode().splitlines() if line.startswith("# Source:")), "not stated")
-    return Published(cfg, variants, str(path), hashlib.sha256(raw).hexdigest(), source)
+            raise InputError(f"{path}: variant {name} needs depth, ai_layers and an fps mapping") from None
+    source = next((line[1:].strip() for line in text.splitlines() if line.startswith("# Source:")), "not stated")
+    return Published(cfg, variants, str(path), hashlib.sha256(text.encode()).hexdigest(), source)
 
 
 def recorded_figures(tables: list[LatencyTable]) -> Published:
@@ -137,7 +144,7 @@ def recorded_figures(tables: list[LatencyTable]) -> Published:
             row = rows.setdefault(r["name"], {"depth": r["depth"], "ai_layers": r["ai_layers"], "fps": {}})
             row["fps"][source["column"]] = r["published_fps"]
     if not rows:
-        raise PrunesearchError("no derived table with recorded figures found; pass --published FILE")
+        raise InputError("no derived table with recorded figures found; pass --published FILE")
     first = tables[0].provenance["source"]
     variants = [Variant(name, r["depth"], r["ai_layers"], r["fps"]) for name, r in rows.items()]
     return Published(tables[0].architecture, variants, first["file"], first["sha256"], first["figures"])
@@ -157,7 +164,7 @@ def _published_architecture(arch: dict[str, Any], path: Path) -> TrackerConfig:
     }
     differ = [k for k, v in given.items() if v is None or float(v) != float(getattr(cfg, k))]
     if differ:
-        raise PrunesearchError(f"{path}: architecture differs from the vit-b preset in {', '.join(differ)}")
+        raise InputError(f"{path}: architecture differs from the vit-b preset in {', '.join(differ)}")
     return cfg
 
 
@@ -191,7 +198,7 @@ def tie_weights(cfg: TrackerConfig, tie: str | LatencyTable) -> tuple[dict[str, 
         what = f"measured table {tie.name!r} (sha256 {tie.sha256[:12]}): each part costs in proportion to its entry there"
         return {k: v for k, v in costs.items() if k != FIXED}, "x that table", what
     if tie != "flops":
-        raise PrunesearchError(f"--tie must be 'flops' or a measured latency table, got {tie!r}")
+        raise InputError(f"--tie must be 'flops' or a measured latency table, got {tie!r}")
     what = "FLOPs: each part costs in proportion to its multiply-adds (prunesearch.flops.part_macs)"
     return {k: v / 1e9 for k, v in part_macs(cfg).items()}, "ms per GMAC", what
 
@@ -217,11 +224,10 @@ def fit_column(cfg: TrackerConfig, rows: list[Variant], column: str, tie: str | 
     w, unit, tie_text = tie_weights(cfg, tie)
     students = [v for v in rows if v.ai_layers is not None]
     if len(students) < 3:
-        raise PrunesearchError(f"column {column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
+        raise InputError(f"column {column} has {len(students)} student figures; at least 3 are needed to fit and leave one out")
 
     def units(v: Variant) -> float:
-        n, m = v.depth, v.ai_layers
-        return w["search_embed"] + (n - m) * w["search_block"] + m * w["interaction_block"] + w["head"]
+        return sum(n * w[kind] for kind, n in phase_parts(v.depth, v.ai_layers).frame.items())
 
     x = np.array([units(v) for v in students])
     y = np.array([1000.0 / v.fps[column] for v in students])
@@ -265,7 +271,7 @@ def fit_column(cfg: TrackerConfig, rows: list[Variant], column: str, tie: str | 
 def derive(published: Published, target: str, tie: str | LatencyTable = "flops") -> LatencyTable:
     """Fit one target's table to its published column; records residuals and leave-one-out errors."""
     if target not in TARGETS:
-        raise PrunesearchError(f"unknown derived target {target!r}; known: {', '.join(TARGETS)}")
+        raise InputError(f"unknown derived target {target!r}; known: {', '.join(TARGETS)}")
     spec = TARGETS[target]
     rows = [v for v in published.variants if spec.column in v.fps]
     fit = fit_column(published.cfg, rows, spec.column, tie)
@@ -365,44 +371,39 @@ def read_measured(path: str | Path) -> Measured:
     ``B{N}-{M}`` or ``teacher`` mapped to that model's per-frame figure.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        data = yaml.safe_load(raw)
-    except OSError as err:
-        raise PrunesearchError(f"cannot read measured figures {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise PrunesearchError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    text = read_text(path, "measured figures")
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
-        raise PrunesearchError(f"{path} must be a mapping with device, runtime, precision, statistic, unit and models")
+        raise InputError(f"{path} must be a mapping with device, runtime, precision, statistic, unit and models")
     for key in ("device", "runtime", "precision"):
         if not isinstance(data.get(key), str) or not data[key].strip():
-            raise PrunesearchError(f"{path}: missing '{key}' (the device, runtime and precision the figures were measured with)")
+            raise InputError(f"{path}: missing '{key}' (the device, runtime and precision the figures were measured with)")
     statistic = data.get("statistic")
     if statistic not in MEASURED_STATS:
         what = "missing 'statistic'" if statistic is None else f"statistic {statistic!r} is not one of them"
-        raise PrunesearchError(f"{path}: {what}; say which statistic the figures are: {', '.join(MEASURED_STATS)}")
+        raise InputError(f"{path}: {what}; say which statistic the figures are: {', '.join(MEASURED_STATS)}")
     unit = data.get("unit", "ms")
     if unit not in MEASURED_UNITS:
-        raise PrunesearchError(f"{path}: unit must be ms or fps, got {unit!r}")
+        raise InputError(f"{path}: unit must be ms or fps, got {unit!r}")
     preset = str(data.get("preset", "vit-b"))
     cfg = get_preset(preset)
     models = data.get("models")
     if not isinstance(models, dict) or not models:
-        raise PrunesearchError(f"{path}: 'models' must map model names (B{{N}}-{{M}} or teacher) to per-frame {unit}")
+        raise InputError(f"{path}: 'models' must map model names (B{{N}}-{{M}} or teacher) to per-frame {unit}")
     variants = [_measured_variant(path, str(name), value, unit, cfg.depth) for name, value in models.items()]
     return Measured(cfg, preset, data["device"], data["runtime"], str(data.get("provider", "not stated")), data["precision"],
-                    statistic, variants, str(path), hashlib.sha256(raw).hexdigest())
+                    statistic, variants, str(path), hashlib.sha256(text.encode()).hexdigest())
 
 
 def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) -> Variant:
     numbers = parse_student_name(name)
     ok = name == TEACHER or (numbers is not None and 1 <= numbers[1] <= numbers[0] <= depth)
     if not ok:
-        raise PrunesearchError(
+        raise InputError(
             f"{path}: models.{name} is not a model name: use B{{N}}-{{M}} with 1 <= M <= N <= {depth} (e.g. B4-2) or 'teacher'"
         )
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise PrunesearchError(f"{path}: models.{name} must be a positive number of {unit} per frame, got {value!r}")
+        raise InputError(f"{path}: models.{name} must be a positive number of {unit} per frame, got {value!r}")
     fps = float(value) if unit == "fps" else 1000.0 / float(value)
     if numbers is None:
         return Variant(TEACHER, depth, None, {"measured": fps})
@@ -412,10 +413,10 @@ def _measured_variant(path: Path, name: str, value: Any, unit: str, depth: int) 
 def derive_measured(measured: Measured, name: str, tie: str | LatencyTable = "flops") -> LatencyTable:
     """A table for the user's device, fitted to their figures; the tie is a measured table or MACs."""
     if isinstance(tie, LatencyTable) and tie.meta.get("method") != "measured":
-        raise PrunesearchError(f"--tie {tie.name}: a tie must be a measured table (prunesearch profile), not a derived one")
+        raise InputError(f"--tie {tie.name}: a tie must be a measured table (prunesearch profile), not a derived one")
     students = sum(v.ai_layers is not None for v in measured.variants)
     if students < 3:
-        raise PrunesearchError(f"{measured.path}: models has {students} student figures; at least 3 are needed to fit and leave one out")
+        raise InputError(f"{measured.path}: models has {students} student figures; at least 3 are needed to fit and leave one out")
     fit = fit_column(measured.cfg, measured.variants, "measured", tie)
     prov = fit.provenance
     provenance = {

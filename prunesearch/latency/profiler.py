@@ -1,6 +1,6 @@
 """Measure a latency table on the machine this runs on, as a deployment runs the model.
 
-Each part kind is built on its own at the architecture's shapes, prepared by a backend
+Each part kind is built on its own at the architecture's shapes, prepared by a timing runtime
 (onnxruntime or PyTorch, :mod:`prunesearch.latency.backends`) and timed in interleaved rounds
 (see :mod:`prunesearch.latency.runtime`). Two effects would make a naive sum of isolated parts
 disagree with a whole graph, and both are measured rather than assumed away:
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from prunesearch.latency.backends import Backend, RuntimeSettings
+from prunesearch.latency.backends import OnnxRuntimeSettings, TimingRuntime
 from prunesearch.latency.calibrate import WholeGraph, fit_calibration
 from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_graph, part_shapes, whole_graph
 from prunesearch.latency.runtime import Timing, TimingPlan, machine_fingerprint, machine_info, time_graphs
@@ -60,7 +60,7 @@ class ProfileRequest:
 
     name: str
     cfg: TrackerConfig
-    backend: Backend = RuntimeSettings()
+    runtime: TimingRuntime = OnnxRuntimeSettings()
     plan: TimingPlan = TimingPlan()
     chain: int | None = None
     device: str | None = None
@@ -70,7 +70,7 @@ class ProfileRequest:
 
     @property
     def blocks_per_chain(self) -> int:
-        return self.chain or default_chain(self.cfg, self.backend.on_gpu)
+        return self.chain or default_chain(self.cfg, self.runtime.on_gpu)
 
 
 def calibration_models(depth: int) -> list[tuple[int, int | None]]:
@@ -86,8 +86,8 @@ def _whole_name(depth: int, ai: int | None) -> str:
 
 def profile(request: ProfileRequest, progress: Progress | None = None, workdir: Path | None = None) -> LatencyTable:
     """Prepare, time and tabulate every part kind (and the calibration graphs); the caller saves the table."""
-    backend, cfg = request.backend, request.cfg
-    backend.check(request.plan.clock)
+    runtime, cfg = request.runtime, request.cfg
+    runtime.check(request.plan.clock)
     tick = progress or (lambda stage, done, total: None)
     builds = {kind: (lambda k=kind: part_graph(cfg, k, request.blocks_per_chain if k in BLOCK_KINDS else 1)) for kind in part_shapes(cfg)}
     wholes = calibration_models(cfg.depth) if request.calibrate else []
@@ -97,9 +97,9 @@ def profile(request: ProfileRequest, progress: Progress | None = None, workdir: 
         runs = {}
         for i, (name, build) in enumerate(builds.items()):
             module, args, inputs, outputs = build()
-            runs[name] = backend.prepare(module, args, (inputs, outputs), folder / f"{name.replace(':', '-')}.onnx")
+            runs[name] = runtime.prepare(module, args, (inputs, outputs), folder / f"{name.replace(':', '-')}.onnx")
             tick("export", i + 1, len(builds))
-        timings = time_graphs(runs, request.plan, backend.timer(request.plan.clock), lambda r: tick("time", r, request.plan.rounds))
+        timings = time_graphs(runs, request.plan, runtime.timer(request.plan.clock), lambda r: tick("time", r, request.plan.rounds))
     return _tabulate(request, timings, wholes)
 
 
@@ -127,10 +127,10 @@ def _tabulate(request: ProfileRequest, timings: dict[str, Timing], wholes: list[
             note = "less one run's fixed cost"
         entries.append(Entry(kind, shape, stats["p50"], stats, note))
     info = machine_info()
-    gpu = info.get("gpu") if request.backend.on_gpu else None
+    gpu = info.get("gpu") if request.runtime.on_gpu else None
     meta = {
         "device": request.device or (gpu["name"] if gpu else f"{info['cpu']} ({info['cores']} cores)"),
-        **request.backend.describe(),
+        **request.runtime.describe(),
         "power_mode": request.power_mode or (gpu or {}).get("nvpmodel"),
         "method": "measured",
         "statistic": "p50",
@@ -140,7 +140,7 @@ def _tabulate(request: ProfileRequest, timings: dict[str, Timing], wholes: list[
         "machine": info,
     }
     provenance = {
-        "how": f"prunesearch profile: each part built from the tracker's modules and timed with {request.backend.describe()['runtime']} "
+        "how": f"prunesearch profile: each part built from the tracker's modules and timed with {request.runtime.describe()['runtime']} "
         "in interleaved rounds; entries are medians (p50) in milliseconds",
         "preset": request.preset,
         "chain": request.blocks_per_chain,

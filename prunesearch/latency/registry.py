@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 from prunesearch.latency.table import LatencyTable, read_table
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_tables"
@@ -40,14 +40,14 @@ def table_path(target: str) -> Path:
     candidate = Path(target)
     if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         if not candidate.is_file():
-            raise PrunesearchError(f"latency table file {target} does not exist")
+            raise InputError(f"latency table file {target} does not exist")
         return candidate
     for d in table_dirs():
         path = d / f"{target}.yaml"
         if path.is_file():
             return path
     known = ", ".join(known_targets()) or "none"
-    raise PrunesearchError(
+    raise InputError(
         f"unknown latency target {target!r}; known targets: {known} "
         f"(or measure one here with 'prunesearch profile --name {target}')"
     )

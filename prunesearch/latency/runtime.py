@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError
 
 # "wall": elapsed time, what a deployment sees. "cpu": CPU time of the calling thread, which
 # equals elapsed time on an idle machine with one intra-op thread but ignores time the thread spent
@@ -209,9 +209,9 @@ class TimingPlan:
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.round_ms <= 0 or self.warmup_runs < 1:
-            raise PrunesearchError("timing needs at least one round of positive length")
+            raise InputError("timing needs at least one round of positive length")
         if self.clock not in CLOCKS:
-            raise PrunesearchError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+            raise InputError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
 
 def time_graphs(

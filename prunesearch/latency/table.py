@@ -2,16 +2,14 @@
 
 A table holds one entry per priced part (patch embeddings, the four block kinds, the head, and a
 fixed per-graph-run overhead), each keyed by its kind and shape, so a table can only price the
-architectures whose parts it actually holds. Estimates are sums of entries:
-
-* per frame: ``fixed + search_embed + (N - M) * search_block + M * interaction_block + head``
-* template branch (paid once per template update): ``fixed + template_embed + N * template_block``
-* teacher per frame: ``fixed + search_embed + depth * joint_block + head``; its template step is
-  ``fixed + template_embed``.
-
-``fixed`` is paid once per graph run (a frame, or a template update). With ``template_update=K``
-the template branch is amortised over K frames. A table may carry a calibration fitted to whole
-graphs (:mod:`prunesearch.latency.calibrate`); its estimates are then the corrected sums.
+architectures whose parts it actually holds. An estimate is, per graph run, ``fixed`` plus each
+part's entry times how many of it the model runs in that phase
+(:func:`prunesearch.models.phases.phase_parts`; e.g. student B{N}-{M} per frame: ``fixed +
+search_embed + (N - M) * search_block + M * interaction_block + head``). ``fixed`` is paid once per
+graph run (a frame, or a template update). With ``template_update=K`` the template branch is
+amortised over K frames (:func:`prunesearch.models.phases.amortised`). A table may carry a
+calibration fitted to whole graphs (:mod:`prunesearch.latency.calibrate`); its estimates are then
+the corrected sums.
 
 Tables are hand-editable, so reading one checks every value a price depends on (finite,
 non-negative times, one entry per part and shape, typed architecture fields) and names the file
@@ -28,12 +26,13 @@ from typing import Any
 
 import yaml
 
-from prunesearch.errors import PrunesearchError
-from prunesearch.flops import PART_KINDS
+from prunesearch.configfile import parse_yaml, read_text
+from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.latency.calibrate import Calibration
 from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_shapes
-from prunesearch.models.vit_tracker import TrackerConfig
 from prunesearch.models.names import TEACHER, student_name
+from prunesearch.models.phases import PART_KINDS, PhaseParts, amortised, check_template_update, phase_parts
+from prunesearch.models.vit_tracker import TrackerConfig
 
 FORMAT = "prunesearch-latency/1"
 ENTRY_KINDS = (FIXED, *PART_KINDS)
@@ -41,7 +40,6 @@ METHODS = ("measured", "derived")
 REQUIRED_META = ("device", "runtime", "runtime_version", "provider", "precision", "method", "date")
 STATS = ("mean", "p50", "p90", "p99", "runs")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -101,7 +99,7 @@ class LatencyEstimate:
 
     @property
     def amortised_ms(self) -> float:
-        return _amortised(self.per_frame_ms, self.template_ms, self.template_update)
+        return amortised(self.per_frame_ms, self.template_ms, self.template_update)
 
     @property
     def fps(self) -> float:
@@ -161,7 +159,7 @@ class LatencyTable:
         """Raise a one-line error naming the missing entries and how to measure them."""
         missing = self.missing(cfg)
         if missing:
-            raise PrunesearchError(
+            raise InputError(
                 f"latency table {self.name!r} has no entries for this architecture "
                 f"(width {cfg.embed_dim}, {cfg.num_heads} heads, crops {cfg.template_size}/{cfg.search_size} px): "
                 f"missing {'; '.join(missing)}; measure them on the device with "
@@ -185,25 +183,30 @@ class LatencyTable:
     ) -> LatencyEstimate:
         """Price student ``B{depth}-{ai_layers}``; the template branch amortised over ``template_update`` frames."""
         if depth < 1 or not 1 <= ai_layers <= depth:
-            raise PrunesearchError(f"no student B{depth}-{ai_layers}: need depth >= 1 and 1 <= interaction layers <= depth")
-        _check_update(template_update)
+            raise InputError(f"no student B{depth}-{ai_layers}: need depth >= 1 and 1 <= interaction layers <= depth")
+        check_template_update(template_update)
         c = self._own if cfg is None else self._costs(cfg)
-        parts = {
-            FIXED: c[FIXED],
-            "search_embed": c["search_embed"],
-            "search_block": (depth - ai_layers) * c["search_block"],
-            "interaction_block": ai_layers * c["interaction_block"],
-            "head": c["head"],
-        }
-        template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"], "template_block": depth * c["template_block"]})
-        teacher = self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
-        return LatencyEstimate(student_name(depth, ai_layers), self._sum(parts), template, template_update, teacher.amortised_ms, parts)
+        teacher = self._price(c, TEACHER, self._teacher_parts(cfg), template_update)
+        return self._price(c, student_name(depth, ai_layers), phase_parts(depth, ai_layers), template_update, teacher.amortised_ms)
 
     def estimate_teacher(self, template_update: int | None = None, cfg: TrackerConfig | None = None) -> LatencyEstimate:
         """Price the joint teacher (``cfg.depth`` joint blocks; default: the table's architecture)."""
-        _check_update(template_update)
+        check_template_update(template_update)
         c = self._own if cfg is None else self._costs(cfg)
-        return self._teacher(c, template_update, self.teacher_depth if cfg is None else cfg.depth)
+        return self._price(c, TEACHER, self._teacher_parts(cfg), template_update)
+
+    def _teacher_parts(self, cfg: TrackerConfig | None) -> PhaseParts:
+        return phase_parts(self.teacher_depth if cfg is None else cfg.depth, None)
+
+    def _price(
+        self, c: dict[str, float], name: str, parts: PhaseParts, template_update: int | None, teacher_ms: float | None = None
+    ) -> LatencyEstimate:
+        """One model's estimate from the entries ``c``; ``teacher_ms`` None: this is the teacher."""
+        frame = _run_parts(c, parts.frame)
+        per_frame, template = self._sum(frame), self._sum(_run_parts(c, parts.template))
+        if teacher_ms is None:
+            teacher_ms = amortised(per_frame, template, template_update)
+        return LatencyEstimate(name, per_frame, template, template_update, teacher_ms, frame)
 
     def _sum(self, parts: dict[str, float]) -> float:
         """A graph run's price: the sum of its parts, corrected by the calibration if there is one."""
@@ -219,18 +222,6 @@ class LatencyTable:
     def warning(self) -> str | None:
         """One line when this table's calibrated prices do not hold (see :mod:`~prunesearch.latency.calibrate`)."""
         return self.calibration.warning(self.name) if self.calibration else None
-
-    def _teacher(self, c: dict[str, float], template_update: int | None, depth: int) -> LatencyEstimate:
-        parts = {
-            FIXED: c[FIXED],
-            "search_embed": c["search_embed"],
-            "joint_block": depth * c["joint_block"],
-            "head": c["head"],
-        }
-        per_frame = self._sum(parts)
-        template = self._sum({FIXED: c[FIXED], "template_embed": c["template_embed"]})
-        teacher_ms = _amortised(per_frame, template, template_update)
-        return LatencyEstimate(TEACHER, per_frame, template, template_update, teacher_ms, parts)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -258,13 +249,9 @@ class LatencyTable:
         return path
 
 
-def _amortised(per_frame_ms: float, template_ms: float, template_update: int | None) -> float:
-    return per_frame_ms + (template_ms / template_update if template_update else 0.0)
-
-
-def _check_update(template_update: int | None) -> None:
-    if template_update is not None and template_update < 1:
-        raise PrunesearchError(f"--template-update must be at least 1 frame, got {template_update}")
+def _run_parts(c: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    """One graph run's parts in milliseconds: its fixed cost, then each part's entry times how many run."""
+    return {FIXED: c[FIXED], **{kind: n * c[kind] for kind, n in counts.items()}}
 
 
 def build_table(
@@ -277,41 +264,35 @@ def build_table(
 ) -> LatencyTable:
     """A table made in memory (by the profiler or the derivation), read back exactly as its file will be."""
     text = LatencyTable(name, meta, architecture, tuple(entries), provenance, calibration=calibration).to_yaml()
-    return parse_table(yaml.load(text, Loader=_Loader), hashlib.sha256(text.encode()).hexdigest(), None)
+    return parse_table(parse_yaml(text, f"latency table {name}"), hashlib.sha256(text.encode()).hexdigest(), None)
 
 
 def read_table(path: str | Path) -> LatencyTable:
     """Load and check one table file; any problem is a one-line error naming the file."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        data = yaml.load(raw, Loader=_Loader)
-    except OSError as err:
-        raise PrunesearchError(f"cannot read latency table {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise PrunesearchError(f"latency table {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return parse_table(data, hashlib.sha256(raw).hexdigest(), path)
+    text = read_text(path, "latency table")  # bounded, repeated keys refused: a table is edited by hand
+    return parse_table(parse_yaml(text, str(path)), hashlib.sha256(text.encode()).hexdigest(), path)
 
 
 def parse_table(data: Any, sha256: str, path: Path | None) -> LatencyTable:
     where = str(path) if path else "latency table"
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise PrunesearchError(f"{where} is not a prunesearch latency table (expected 'format: {FORMAT}')")
+        raise InputError(f"{where} is not a prunesearch latency table (expected 'format: {FORMAT}')")
     meta = data.get("meta")
     if not isinstance(meta, dict):
-        raise PrunesearchError(f"{where}: missing the 'meta' mapping")
+        raise InputError(f"{where}: missing the 'meta' mapping")
     lacking = [k for k in REQUIRED_META if k not in meta]
     if lacking:
-        raise PrunesearchError(f"{where}: meta lacks {', '.join(lacking)}")
+        raise InputError(f"{where}: meta lacks {', '.join(lacking)}")
     if meta["method"] not in METHODS:
-        raise PrunesearchError(f"{where}: meta.method must be one of {', '.join(METHODS)}, got {meta['method']!r}")
+        raise InputError(f"{where}: meta.method must be one of {', '.join(METHODS)}, got {meta['method']!r}")
     arch = _architecture(data.get("architecture"), where)
     entries: list[Entry] = []
     seen: dict[tuple[str, str], int] = {}
     for i, raw in enumerate(data.get("entries") or []):
         entry = _entry(raw, i, where)
         if entry.key in seen:
-            raise PrunesearchError(
+            raise InputError(
                 f"{where}: entry {i} ({entry.kind}, {_shape_key(entry.shape)}) repeats entry {seen[entry.key]}; "
                 "each part and shape may appear once (delete one of them)"
             )
@@ -328,13 +309,13 @@ def _finite_ms(value: Any) -> bool:
 
 def _entry(raw: Any, i: int, where: str) -> Entry:
     if not isinstance(raw, dict) or raw.get("kind") not in ENTRY_KINDS or not isinstance(raw.get("shape"), dict):
-        raise PrunesearchError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
+        raise InputError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
     kind, ms = raw["kind"], raw.get("ms")
     if not _finite_ms(ms):
-        raise PrunesearchError(f"{where}: entry {i} ({kind}) needs a finite, non-negative 'ms', got {ms!r}")
+        raise InputError(f"{where}: entry {i} ({kind}) needs a finite, non-negative 'ms', got {ms!r}")
     stats = raw.get("stats")
     if stats is not None and (not isinstance(stats, dict) or not all(k in STATS and _finite_ms(v) for k, v in stats.items())):
-        raise PrunesearchError(
+        raise InputError(
             f"{where}: entry {i} ({kind}) 'stats' must map {', '.join(STATS)} to finite, non-negative numbers, got {stats!r}"
         )
     return Entry(kind, raw["shape"], float(ms), stats, raw.get("note"))
@@ -343,7 +324,7 @@ def _entry(raw: Any, i: int, where: str) -> Entry:
 def _architecture(raw: Any, where: str) -> TrackerConfig:
     """The architecture mapping with every field of the type :class:`TrackerConfig` declares."""
     if not isinstance(raw, dict):
-        raise PrunesearchError(f"{where}: missing the 'architecture' mapping")
+        raise InputError(f"{where}: missing the 'architecture' mapping")
     kinds = {f.name: f.type for f in fields(TrackerConfig)}
     for key, value in raw.items():
         kind = kinds.get(key)
@@ -361,8 +342,8 @@ def _architecture(raw: Any, where: str) -> TrackerConfig:
         else:
             continue  # TrackerConfig.from_dict names unknown keys
         if not ok:
-            raise PrunesearchError(f"{where}: architecture.{key} must be {allowed}, got {value!r}")
+            raise InputError(f"{where}: architecture.{key} must be {allowed}, got {value!r}")
     try:
         return TrackerConfig.from_dict(raw)
     except PrunesearchError as err:
-        raise PrunesearchError(f"{where}: architecture: {err}") from None
+        raise InputError(f"{where}: architecture: {err}") from None

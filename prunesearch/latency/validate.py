@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunesearch.errors import PrunesearchError
-from prunesearch.latency.backends import backend_from_meta
+from prunesearch.errors import InputError
+from prunesearch.latency.backends import runtime_class, runtime_from_meta
 from prunesearch.latency.parts import whole_graph
 from prunesearch.latency.runtime import TimingPlan, machine_fingerprint, machine_info, time_graphs
 from prunesearch.latency.table import LatencyTable
@@ -92,20 +92,21 @@ def sample_candidates(max_depth: int, samples: int, seed: int) -> list[tuple[int
     """``samples`` students ``(N, M)`` drawn without replacement from depth 1..max_depth, M 1..N."""
     space = [(n, m) for n in range(1, max_depth + 1) for m in range(1, n + 1)]
     if samples < 1:
-        raise PrunesearchError(f"--samples must be at least 1, got {samples}")
+        raise InputError(f"--samples must be at least 1, got {samples}")
     return sorted(random.Random(seed).sample(space, min(samples, len(space))))
 
 
 def check_validatable(table: LatencyTable, allow_other_machine: bool) -> None:
-    """Only a table measured on this machine can be checked by timing graphs here."""
+    """Only a table measured on this machine, with a registered runtime, can be checked by timing graphs here."""
     if table.meta.get("method") != "measured":
-        raise PrunesearchError(
+        raise InputError(
             f"table {table.name!r} was derived from published figures, not measured here; its check is "
             f"the leave-one-out error recorded in the file (shown by 'prunesearch latency show --target {table.name}')"
         )
+    runtime_class(table.meta.get("runtime"), f"table {table.name!r}: meta.runtime")
     mismatch = fingerprint_mismatch(table)
     if mismatch and not allow_other_machine:
-        raise PrunesearchError(f"{mismatch}; validate it where it was measured, or pass --allow-other-machine to compare anyway")
+        raise InputError(f"{mismatch}; validate it where it was measured, or pass --allow-other-machine to compare anyway")
 
 
 def fingerprint_mismatch(table: LatencyTable) -> str | None:
@@ -132,9 +133,9 @@ def validate(
     Runtime settings and clock are the table's own, so like is compared with like.
     """
     check_validatable(table, allow_other_machine)
-    backend = backend_from_meta(table.meta)
+    runtime = runtime_from_meta(table.meta)
     plan = TimingPlan(rounds=rounds, clock=table.meta.get("clock", "wall"))
-    backend.check(plan.clock)
+    runtime.check(plan.clock)
     tick = progress or (lambda stage, done, total: None)
     cfg = table.architecture
     models: list[tuple[str, int, int | None]] = [
@@ -146,9 +147,9 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="prunesearch-validate-") as tmp:
         for i, (name, depth, ai) in enumerate(models):
             module, args, inputs, outputs = whole_graph(cfg, depth, ai)
-            runs[name] = backend.prepare(module, args, (inputs, outputs), Path(tmp) / f"{name}.onnx")
+            runs[name] = runtime.prepare(module, args, (inputs, outputs), Path(tmp) / f"{name}.onnx")
             tick("export", i + 1, len(models))
-        timings = time_graphs(runs, plan, backend.timer(plan.clock), lambda r: tick("time", r, plan.rounds))
+        timings = time_graphs(runs, plan, runtime.timer(plan.clock), lambda r: tick("time", r, plan.rounds))
     rows = []
     for name, depth, ai in models:
         est = table.estimate_teacher() if ai is None else table.estimate(depth, ai)
@@ -158,7 +159,7 @@ def validate(
         table=table.name,
         table_sha256=table.sha256,
         rows=rows,
-        settings=backend.describe(),
+        settings=runtime.describe(),
         plan=asdict(plan),
         machine=machine_info(),
         seconds=time.perf_counter() - start,

@@ -12,51 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from prunesearch.checkpoints import load_checkpoint, load_tracker, save_checkpoint
-from prunesearch.data.processing import CropGeometry, box_window, extract, normalize
+from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models.vit_tracker import JointTracker, TrackerBase
-from prunesearch.pruning import student_from_teacher
-from prunesearch.search.confirm import BRIEF, CONFIRM
-from prunesearch.search.controller import Outcome, StepCallback
+from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, student_from_teacher
+from prunesearch.search.controller import StepCallback, TrainResult
 from prunesearch.search.space import Candidate
-
-CALIBRATION_PAIRS = 8
-CALIBRATION_GAP = 5  # the search frame: this many visible frames after the template, or the last
-
-
-def calibration_batch(
-    teacher: JointTracker, sequences: list[Sequence], pairs: int, crop: CropGeometry, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Template/search crops from real frames, for measuring block influence.
-
-    Sequences are drawn at random (dataset lists are sorted by class: LaSOT's first 8 are one
-    class), and both frames of a pair show the target.
-    """
-    cfg = teacher.cfg
-    rng = np.random.default_rng(seed)
-    zs, xs = [], []
-    for i in rng.permutation(len(sequences)):
-        seq = sequences[int(i)]
-        visible = np.flatnonzero(seq.visible & (np.nan_to_num(seq.boxes[:, 2:]) >= 2).all(axis=1))
-        if len(visible) < 2:
-            continue
-        t = int(visible[0])
-        s = int(visible[min(CALIBRATION_GAP, len(visible) - 1)])
-        zs.append(extract(seq.image(t), box_window(seq.boxes[t], crop.template_factor, cfg.template_size)))
-        xs.append(extract(seq.image(s), box_window(seq.boxes[s], crop.search_factor, cfg.search_size)))
-        if len(zs) == pairs:
-            break
-    if not zs:
-        raise PrunesearchError("no training sequence has two visible frames to calibrate block influence on")
-    return normalize(zs), normalize(xs)
-
+from prunesearch.search.stage import BRIEF, CONFIRM
+from prunesearch.training.finetune import FinetuneConfig
 
 def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) -> Path:
     """Where a candidate's fine-tuned weights go: ``B4-1-uniform.pt`` for the brief stage's first
@@ -66,7 +35,7 @@ def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) 
 
 
 class CandidateTrainer:
-    """The product :class:`~prunesearch.search.controller.Evaluator` of the brief stage: prune the
+    """The product :class:`~prunesearch.search.controller.Trainer` of the brief stage: prune the
     teacher, fine-tune, score; checkpoints go to ``workdir``.
 
     With ``finetune.seeds: K`` each candidate is fine-tuned K times (seeds seed .. seed+K-1) and
@@ -84,7 +53,7 @@ class CandidateTrainer:
         teacher: JointTracker,
         train: list[Sequence],
         val: list[Sequence],
-        finetune_config: Any,
+        finetune_config: FinetuneConfig,
         workdir: Path,
         crop: CropGeometry | None = None,
         eval_device: str | None = None,
@@ -108,18 +77,18 @@ class CandidateTrainer:
 
     def start(self, cand: Candidate, seed: int) -> tuple[TrackerBase, int]:
         """The model the ``seed``-th fine-tune trains, and the steps it has already had."""
-        calib = self.calibration() if cand.rule == "influence" else None
+        calib = self.calibration() if needs_calibration(cand.rule) else None
         return student_from_teacher(self.teacher, cand.depth, cand.ai_layers, cand.rule, calibration=calib), 0
 
     def seed_of(self, seed: int) -> int:
         """The data seed of the ``seed``-th fine-tune."""
         return self.config.seed + seed
 
-    def run(self, cand: Candidate, on_step: StepCallback) -> Outcome:
+    def run(self, cand: Candidate, on_step: StepCallback) -> TrainResult:
         from prunesearch.evaluation import TrackingParams, evaluate
         from prunesearch.training import finetune
 
-        outcome = Outcome(status="ok", seconds={"finetune": 0.0, "evaluate": 0.0, "checkpoint": 0.0})
+        result = TrainResult(status="ok", seconds={"finetune": 0.0, "evaluate": 0.0, "checkpoint": 0.0})
         per_seed = []
         for k in range(self.config.seeds):
             clock = time.perf_counter()
@@ -131,12 +100,12 @@ class CandidateTrainer:
                 crop=self.crop, real_data=self.real_data,
             )
             tuned = time.perf_counter()
-            outcome.seconds["finetune"] += tuned - clock
-            outcome.losses += trained.losses
-            outcome.blocks = tuple(model.spec.blocks)
+            result.seconds["finetune"] += tuned - clock
+            result.losses += trained.losses
+            result.blocks = tuple(model.spec.blocks)
             if trained.status != "ok":
-                outcome.status = trained.status
-                return outcome
+                result.status = trained.status
+                return result
             scores = evaluate(
                 model.eval(), self.val, params=TrackingParams(crop=self.crop), device=self.eval_device,
                 precision=self.config.precision,
@@ -145,17 +114,17 @@ class CandidateTrainer:
             per_seed.append(scores.sequences)
             path = save_checkpoint(model, checkpoint_path(self.workdir, cand.key, self.stage, k), crop=self.crop,
                                    steps=before + trained.steps, stage=self.stage, seed=config.seed)
-            outcome.checkpoint = outcome.checkpoint or str(path)
-            outcome.seconds["evaluate"] += scored - tuned
-            outcome.seconds["checkpoint"] += time.perf_counter() - scored
+            result.checkpoint = result.checkpoint or str(path)
+            result.seconds["evaluate"] += scored - tuned
+            result.seconds["checkpoint"] += time.perf_counter() - scored
         stats = SequenceStats.from_results(*per_seed)
-        outcome.accuracy = stats.point()
-        outcome.sequences = stats.to_dict()
-        return outcome
+        result.accuracy = stats.point()
+        result.sequences = stats.to_dict()
+        return result
 
 
 class ConfirmTrainer(CandidateTrainer):
-    """The confirmation stage's :class:`~prunesearch.search.controller.Evaluator`: each seed goes on
+    """The confirmation stage's :class:`~prunesearch.search.controller.Trainer`: each seed goes on
     from the candidate's brief checkpoint (the weights, and the step count it records) for
     ``finetune_config.steps`` more steps on fresh pairs, and is scored on ``val`` (more sequences).
 

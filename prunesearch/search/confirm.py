@@ -15,19 +15,66 @@ study, so all agree on them without talking to each other.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from prunesearch.search.results import CandidateResult
+import optuna
 
-if TYPE_CHECKING:  # the CLI reads the stage names below without loading experiment files' machinery
-    from prunesearch.search.experiment import ConfirmSettings
+from prunesearch.search.candidate import ConfirmTrainer
+from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
+from prunesearch.search.experiment import ConfirmSettings
+from prunesearch.search.front import trained_results
+from prunesearch.search.identity import confirm_study_name
+from prunesearch.search.mlflow_runs.log import SearchLog
+from prunesearch.search.reproducibility import data_fingerprint
+from prunesearch.search.results import CandidateResult, fronts_and_ties
+from prunesearch.search.samplers import make_sampler
+from prunesearch.search.setup import Setup, load_val
+from prunesearch.search.stage import CONFIRM
+from prunesearch.search.study.state import StudyState, checkpoints
+from prunesearch.search.study.storage import open_study
 
-# A result's stage: its child run's ``stage`` tag, its checkpoint's name, ``pareto --stage``.
-BRIEF, CONFIRM = "brief", "confirm"
-STAGES = (BRIEF, CONFIRM)
+
+@dataclass(frozen=True)
+class ConfirmStage:
+    """The confirmation stage of one search, as it starts."""
+
+    settings: ConfirmSettings  # resolved: steps and sequences as numbers
+    study: optuna.Study
+    plan: Plan
+    members: list[str]
+    sequences: int  # validation sequences it scores (the split may hold fewer than asked)
+    settled: int  # members confirmed before this invocation
+
+
+def confirm(setup: Setup, wanted: ConfirmSettings, storage: str, brief: optuna.Study, log: SearchLog, progress: Progress,
+            index: int, announce: Callable[[ConfirmStage], None] | None = None) -> ConfirmStage:
+    """Work on the confirmation, with the settings ``wanted``, of the settled brief study ``brief``
+    (``announce(stage)`` is told before it starts); every worker does this and agrees on the members."""
+    exp = setup.experiment
+    settings = wanted.resolved(setup.finetune_config.steps, exp.data.val_sequences)
+    brief_results = trained_results(brief, setup.book, setup.info.accuracy_scale)
+    keys = members(*fronts_and_ties(brief_results, setup.book.targets, setup.budget.ms))
+    val = load_val(exp.data, settings.val_sequences)
+    val_fp = data_fingerprint(setup.train, val)
+    study = open_study(storage, confirm_study_name(setup.info.study, settings, val_fp),
+                       make_sampler("random", exp.seed * 100 + index, 1), setup.book.primary)
+    book = setup.book.only(keys)
+    search = dataclasses.replace(exp.search, strategy="enumerate", seeds=(), early_stop=None)
+    settled = len(StudyState.read(study, search.retries).finished)
+    stage = ConfirmStage(settings, study, plan_search(study, book, search), keys, len(val), settled)
+    if announce is not None:
+        announce(stage)
+    config = dataclasses.replace(setup.finetune_config, steps=settings.steps, seeds=settings.seeds)
+    trainer = ConfirmTrainer(
+        checkpoints(brief), setup.finetune_config.seeds, setup.teacher, setup.train, val, config, setup.workdir,
+        setup.crop, setup.eval_device, real_data=setup.training.real_data,
+    )
+    stage_log = log.for_stage(CONFIRM, {**dataclasses.asdict(settings), "val_sequences": len(val)})
+    SearchController(study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log, progress,
+                     setup.training.continue_with(settings, val_fp), index).work()
+    return stage
 
 
 def members(fronts: dict[str, list[CandidateResult]], ties: dict[str, list[CandidateResult]]) -> list[str]:
@@ -36,13 +83,6 @@ def members(fronts: dict[str, list[CandidateResult]], ties: dict[str, list[Candi
     for target, front in fronts.items():
         keys.update((r.key, None) for r in front + ties.get(target, []))
     return list(keys)
-
-
-def study_name(brief_study: str, settings: ConfirmSettings, val_fingerprint: str) -> str:
-    """The confirmation study of ``brief_study``: other settings or sequences are another study,
-    while the brief stage (which they do not change) is kept."""
-    identity = json.dumps({"settings": asdict(settings), "val": val_fingerprint}, sort_keys=True)
-    return f"{brief_study}/confirm/{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 
 def dropped(brief_front: list[CandidateResult], confirmed_front: list[CandidateResult],
@@ -68,3 +108,16 @@ def dropped(brief_front: list[CandidateResult], confirmed_front: list[CandidateR
             if beaten else "; over the budget on this target"
         )
     return out
+
+
+def confirmation_markdown(stage: ConfirmStage, brief_fronts: dict[str, list[CandidateResult]],
+                          dropped: dict[str, dict[str, str]]) -> str:
+    """How the front was confirmed, the brief front, and what the confirmation dropped, per target."""
+    s = stage.settings
+    lines = [f"**Confirmed front**: {len(stage.members)} candidates (the brief front and those tied with it) fine-tuned "
+             f"{s.steps} more steps x {s.seeds} seed(s) from their brief checkpoints, scored on {stage.sequences} sequences "
+             "(child runs tagged `stage: confirm`)."]
+    for target, front in brief_fronts.items():
+        lines.append(f"- brief front on {target}: {', '.join(r.key for r in front) or 'none'}")
+        lines += [f"  - dropped {key}: {why}" for key, why in dropped.get(target, {}).items()]
+    return "\n".join(lines)

@@ -25,11 +25,18 @@ of machines can work on it at once, and a killed run resumes from it):
   A diverged fine-tune settles its candidate as failed; any other error fails the trial with its
   message and the candidate is retried ``retries`` times, then given up.
 * Lost workers (killed, a dead machine, a missed heartbeat) are found whenever a worker asks
-  whether the search is done (:func:`~prunesearch.search.study.recover`): their trials are failed
-  and their candidates queued again once; a worker waits for the trials others hold rather than
-  leave while one might still be lost.
+  whether the search is done (:func:`~prunesearch.search.study.recovery.recover`): their trials are
+  failed and their candidates queued again once; a worker waits for the trials others hold rather
+  than leave while one might still be lost.
 * SIGINT and SIGTERM land only while a fine-tune runs or a worker waits; elsewhere they are held,
   so the study and the MLflow runs are never left half-written by Ctrl-C or ``kill``.
+* A settled fine-tune records its training key (:mod:`~prunesearch.search.identity`): the same
+  student trained the same way has the same key in any study.
+
+Trials are asked and told here rather than in ``study.optimize``: ``optimize`` marks a trial
+FAIL on any exception and re-raises Ctrl-C from wherever it lands, possibly halfway through
+writing the trial or its MLflow run; it has no notion of a trial that yields its candidate to
+another worker, or of one superseded after it was given up as lost.
 """
 
 from __future__ import annotations
@@ -50,29 +57,24 @@ from optuna.trial import Trial, TrialState
 from prunesearch.errors import PrunesearchError
 from prunesearch.search.early_stop import RungTracker, stop_reason
 from prunesearch.search.experiment import SearchSettings
+from prunesearch.search.identity import TrainingIdentity
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.space import Candidate, SearchSpace
-from prunesearch.search.study import (
-    FAILED,
-    Liveness,
-    StudyState,
-    TrialRecord,
-    TrialWriter,
-    enqueue,
-    heartbeat,
-    recover,
-    records,
-    this_worker,
-)
+from prunesearch.search.study.liveness import Liveness, heartbeat, this_worker
+from prunesearch.search.study.record import Outcome, TrialRecord, TrialWriter, enqueue, records, set_strategy
+from prunesearch.search.study.recovery import recover
+from prunesearch.search.study.state import StudyState
 
 StepCallback = Callable[[int, dict[str, float]], bool]
 
 
 @dataclass
-class Outcome:
+class TrainResult:
     """What fine-tuning and scoring one candidate gave."""
 
-    status: str  # "ok", "diverged" or "stopped", as prunesearch.training reports it
+    status: str  # "ok", "diverged" or "stopped", as prunesearch.training reports it (see Outcome.of_finetune)
+    # Scores (ao, sr50, sr75, auc; any other number measured per candidate may join them): stored
+    # with the trial and logged as child-run metrics by name (mlflow_runs/schema.py).
     accuracy: dict[str, float] = field(default_factory=dict)
     losses: list[dict[str, float]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -81,12 +83,13 @@ class Outcome:
     sequences: dict | None = None  # per-sequence scores (SequenceStats.to_dict()) for intervals
 
 
-class Evaluator(Protocol):
-    """Builds, fine-tunes and scores one candidate; ``on_step`` may stop the fine-tune early."""
+class Trainer(Protocol):
+    """Builds, fine-tunes and scores one candidate; ``on_step`` may stop the fine-tune early.
+    ``steps``: the steps of one candidate (all its seeds)."""
 
     steps: int
 
-    def run(self, cand: Candidate, on_step: StepCallback) -> Outcome: ...
+    def run(self, cand: Candidate, on_step: StepCallback) -> TrainResult: ...
 
 
 class TrialSink(Protocol):
@@ -151,10 +154,6 @@ class Superseded(Exception):
     """This worker's trial was failed as lost while it trained; another worker has its candidate."""
 
 
-# Child run status for each way a fine-tune ends.
-RUN_STATUS = {"trained": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", FAILED: "FAILED"}
-
-
 @dataclass(frozen=True)
 class Plan:
     strategy: str  # "enumerate" or "sample (tpe)" etc.
@@ -184,12 +183,16 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
             seeded.append(cand.key)
     strategy = "enumerate" if enumerate_all else f"sample ({settings.sampler})"
     target = len(feasible) if enumerate_all else min(settings.trials, len(feasible))
-    study.set_user_attr("strategy", strategy)
+    set_strategy(study, strategy)
     return Plan(strategy, target, len(feasible), tuple(seeded), tuple(retried))
 
 
 class _Gate:
     """SIGINT and SIGTERM raise KeyboardInterrupt only while the gate is open; otherwise they wait.
+
+    Optuna has nothing of the kind: ``study.optimize`` lets Ctrl-C land anywhere and marks the
+    trial FAIL on its way out, which is safe for its own bookkeeping but not for ours (a trial's
+    record, its MLflow run and its settle must each be written whole).
 
     A handler that only sets a flag works whatever thread the signal lands on (blocking it with
     ``pthread_sigmask`` in the main thread does not: Optuna's and torch's threads take it).
@@ -249,7 +252,10 @@ class _Gate:
 
 
 class SearchController:
-    """One worker's side of the search: asks the study for candidates and trains them until done."""
+    """One worker's side of the search: asks the study for candidates and trains them until done.
+
+    ``identity``: the training identity of ``trainer``'s fine-tunes, for each settled trial's training key.
+    """
 
     def __init__(
         self,
@@ -259,14 +265,15 @@ class SearchController:
         teacher_depth: int,
         settings: SearchSettings,
         plan: Plan,
-        evaluator: Evaluator,
+        trainer: Trainer,
         sink: TrialSink,
         progress: Progress,
+        identity: TrainingIdentity,
         worker: int = 0,
     ) -> None:
         self.study, self.book, self.space, self.settings, self.plan = study, book, space, settings, plan
         self.teacher_depth = teacher_depth
-        self.evaluator, self.sink, self.progress, self.worker = evaluator, sink, progress, worker
+        self.trainer, self.sink, self.progress, self.identity, self.worker = trainer, sink, progress, identity, worker
         self.depth_bounds = space.depth_range(teacher_depth)
         self.ai_bounds = space.ai_range(teacher_depth)
         self.feasible = book.feasible()
@@ -327,10 +334,10 @@ class SearchController:
             trial.suggest_categorical("rule", list(self.space.rules)),
         )
 
-    def _skip(self, writer: TrialWriter, cand: Candidate, outcome: str) -> None:
+    def _skip(self, writer: TrialWriter, cand: Candidate, outcome: Outcome) -> None:
         """Record a proposal that costs nothing, and enqueue the nearest untried candidate instead."""
         writer.skip(outcome)
-        if outcome != "surplus":
+        if outcome != Outcome.SURPLUS:
             state = self.state()
             free = [c for c in self.feasible if c.key not in state.claimed | state.queued]
             if free:
@@ -367,14 +374,14 @@ class SearchController:
         trial.set_constraint("space", 0.0 if inside else 1.0)
         trial.set_constraint("budget_ms", margin)
         if not inside:
-            self._skip(writer, cand, "outside_space")
+            self._skip(writer, cand, Outcome.OUTSIDE_SPACE)
         if margin > 0:
-            self._skip(writer, cand, "over_budget")
+            self._skip(writer, cand, Outcome.OVER_BUDGET)
         if self._held_elsewhere(trial, cand.key):
-            self._skip(writer, cand, "duplicate")
+            self._skip(writer, cand, Outcome.DUPLICATE)
         writer.claim()
         if self._over_target(trial):
-            self._skip(writer, cand, "surplus")
+            self._skip(writer, cand, Outcome.SURPLUS)
         return self._train(trial, writer, cand)
 
     def _train(self, trial: Trial, writer: TrialWriter, cand: Candidate) -> tuple[float, float]:
@@ -383,9 +390,9 @@ class SearchController:
         run_id = self.sink.begin(trial.number, cand, str(this_worker()))
         writer.run(run_id)
         logging = time.perf_counter() - start
-        self.progress.started(self.worker, cand.key, self.evaluator.steps)
+        self.progress.started(self.worker, cand.key, self.trainer.steps)
         early = self.settings.early_stop
-        rungs = RungTracker(early, self.evaluator.steps) if early else None
+        rungs = RungTracker(early, self.trainer.steps) if early else None
         count = 0
 
         def on_step(step: int, metrics: dict[str, float]) -> bool:
@@ -408,7 +415,7 @@ class SearchController:
                     for r in records(self.study)
                     if r.number != trial.number and rung in r.rungs
                 ]
-                reason = None if stop else stop_reason(early, latency, score, peers, rung, self.evaluator.steps)
+                reason = None if stop else stop_reason(early, latency, score, peers, rung, self.trainer.steps)
                 if reason:
                     writer.stopping(reason)
                     stop = True
@@ -416,47 +423,49 @@ class SearchController:
 
         try:
             with self.gate.opened():
-                result = self.evaluator.run(cand, on_step)
+                result = self.trainer.run(cand, on_step)
         except UpdateFinishedTrialError:
-            self._end_unsettled(writer, run_id, cand, "KILLED", "superseded")
+            self._end_unsettled(writer, run_id, cand, Outcome.SUPERSEDED)
             raise Superseded(cand.key) from None
         except KeyboardInterrupt:
-            self._end_unsettled(writer, run_id, cand, "KILLED", "interrupted", "interrupted (Ctrl-C or kill)")
+            self._end_unsettled(writer, run_id, cand, Outcome.INTERRUPTED, "interrupted (Ctrl-C or kill)")
             raise
         except PrunesearchError as err:
             # A problem of this machine, not of the candidate (a full disk): the worker stops.
-            self._end_unsettled(writer, run_id, cand, "FAILED", FAILED, str(err))
+            self._end_unsettled(writer, run_id, cand, Outcome.FAILED, str(err))
             raise
         except Exception as err:  # noqa: BLE001 - any other error is this candidate's: retried, then given up
             first = (str(err).strip().splitlines() or [""])[0]
             message = f"{type(err).__name__}: {first}" if first else type(err).__name__
-            self._end_unsettled(writer, run_id, cand, "FAILED", FAILED, message)
+            self._end_unsettled(writer, run_id, cand, Outcome.FAILED, message)
             final = "; given up (search.retries)" if cand.key in self.state().given_up else "; will be retried"
             self.progress.finished(self.worker, cand.key, f"failed ({message}){final}", None)
             raise CandidateFailed(f"{cand.key}: {message}") from None
-        outcome = {"ok": "trained", "stopped": "early_stopped", "diverged": "diverged"}[result.status]
-        values = (result.accuracy["ao"], latency) if outcome == "trained" else ()
+        outcome = Outcome.of_finetune(result.status)
+        values = (result.accuracy["ao"], latency) if outcome == Outcome.TRAINED else ()
         seconds = {**result.seconds, "log_candidate": logging}
+        key = self.identity.key(result.blocks, cand.depth, cand.ai_layers) if result.blocks else None
         try:
             record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks, result.checkpoint, values,
-                                   result.sequences)
+                                   result.sequences, key)
         except UpdateFinishedTrialError:
             # Failed as lost while it trained (a missed heartbeat): the retry elsewhere counts.
-            self._end_unsettled(writer, run_id, cand, "KILLED", "superseded")
+            self._end_unsettled(writer, run_id, cand, Outcome.SUPERSEDED)
             self.progress.finished(self.worker, cand.key, "discarded: the trial was given up as lost and re-run elsewhere", None)
             raise Superseded(cand.key) from None
-        self.sink.end(run_id, cand, record, RUN_STATUS[outcome])
+        self.sink.end(run_id, cand, record, outcome.run_status)
         self.progress.finished(self.worker, cand.key, outcome, result.accuracy.get("ao"))
-        if outcome == "diverged":
+        if outcome == Outcome.DIVERGED:
             raise CandidateFailed(f"{cand.key}: fine-tune diverged")
-        if outcome == "early_stopped":
+        if outcome == Outcome.EARLY_STOPPED:
             raise optuna.TrialPruned(f"{cand.key}: stopped at step {count}")
         return values
 
-    def _end_unsettled(self, writer: TrialWriter, run_id: str, cand: Candidate, status: str, outcome: str, message: str = "") -> None:
-        """Mark a fine-tune that did not finish, on the way out: never let the bookkeeping hide the cause."""
+    def _end_unsettled(self, writer: TrialWriter, run_id: str, cand: Candidate, outcome: Outcome, message: str = "") -> None:
+        """Mark a fine-tune that did not finish, on the way out: never let the bookkeeping hide the cause.
+        A superseded trial was already failed by whoever found it lost; only its run is ended."""
         with contextlib.suppress(UpdateFinishedTrialError):
-            if outcome != "superseded":
+            if outcome != Outcome.SUPERSEDED:
                 writer.fail(outcome, message)
         with contextlib.suppress(Exception):
-            self.sink.end(run_id, cand, None, status, message or outcome)
+            self.sink.end(run_id, cand, None, outcome.run_status, message or outcome)

@@ -10,28 +10,23 @@ shipped with the package (see :func:`prunesearch.configfile.config_dirs`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prunesearch.data.datasets import BAD_FRAME_ACTIONS
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluation.uncertainty import MAX_SEEDS
-from prunesearch.fields import SEED_MAX, checked
+from prunesearch.fields import MAX_SEEDS, SEED_MAX, checked, runtime_only
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
+from prunesearch.search.samplers import SAMPLERS
 from prunesearch.search.space import Candidate, SearchSpace, load_space
+from prunesearch.training.finetune import FinetuneConfig
 from prunesearch.configfile import Section, locate, read_yaml
 
 EXPERIMENT_KEYS = (
     "description", "architecture", "space", "teacher", "data", "finetune", "evaluation", "search", "seed", "reference",
 )
-# Where and how fast a fine-tune runs, not what it computes: left out of the study's identity, so
-# one study can be shared by a GPU machine and a CPU machine (loader workers never change the pairs).
-RUNTIME_FINETUNE_KEYS = ("device", "loader_workers", "threads")
 STRATEGIES = ("auto", "enumerate", "sample")
-SAMPLERS = ("tpe", "nsga2", "random")
 # Built-in sequences are generated into the cache on first use (about 0.5 MB each): more than this
 # is a typo, not a wish to fill the disk; a dataset folder has no such bound.
 BUILTIN_MAX_SEQUENCES = 1000
@@ -39,9 +34,12 @@ BUILTIN_MAX_SEQUENCES = 1000
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Training and validation sequences: a dataset folder, or the built-in synthetic ones (``path`` None)."""
+    """Training and validation sequences: a dataset folder, or the built-in synthetic ones (``path`` None).
 
-    path: Path | None = None
+    The folder's path is runtime-only: the search's identity holds the sequences' fingerprint instead.
+    """
+
+    path: Path | None = runtime_only(None)
     train_split: str = "train"
     val_split: str = "val"
     train_sequences: int | None = checked(None, minimum=1)
@@ -87,19 +85,23 @@ class ConfirmSettings:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    trials: int = checked(6, minimum=1)
+    """How a search proposes and settles candidates. Fields marked runtime-only say how much is
+    searched and how workers share it: a re-run with more trials or workers resumes the same study."""
+
+    trials: int = checked(6, minimum=1, runtime=True)
     strategy: str = checked("auto", choices=STRATEGIES)
-    sampler: str = checked("tpe", choices=SAMPLERS)
+    sampler: str = checked("tpe", choices=tuple(SAMPLERS))
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
-    workers: int = checked(1, minimum=1)
+    workers: int = checked(1, minimum=1, runtime=True)
     # Sharing a study: a fine-tune that raises is retried this often; a worker silent for
     # grace_s seconds (it beats every heartbeat_s) is lost and its candidate trained again.
-    retries: int = checked(2, minimum=0)
-    heartbeat_s: float = checked(10.0, minimum=0.1)
-    grace_s: float = checked(60.0, minimum=0.5)
-    # The confirmation stage; None: none; "auto" (unset in the file): see Experiment.confirm.
-    confirm: ConfirmSettings | str | None = "auto"
+    retries: int = checked(2, minimum=0, runtime=True)
+    heartbeat_s: float = checked(10.0, minimum=0.1, runtime=True)
+    grace_s: float = checked(60.0, minimum=0.5, runtime=True)
+    # The confirmation stage; None: none; "auto" (unset in the file): see Experiment.confirm. It
+    # has a study of its own (search/identity.py), so turning it on later keeps the brief one.
+    confirm: ConfirmSettings | str | None = runtime_only("auto")
 
 
 @dataclass(frozen=True)
@@ -144,24 +146,6 @@ class Experiment:
     def teacher_label(self) -> str:
         return str(self.teacher_checkpoint) if self.teacher_checkpoint else "shipped small teacher"
 
-    def identity(self) -> str:
-        """Hash of the settings that give a finished trial its meaning.
-
-        How much is searched (trials, workers) is left out, so a re-run with more trials resumes
-        the same study; paths are left out too (the runner adds content fingerprints of teacher and
-        data instead), so machines with different folders can share one study.
-        """
-        space = self.space
-        settings = {
-            "architecture": self.architecture,
-            "space": [space.depth_min, space.depth_max, space.ai_min, space.ai_max, space.rules, space.constraints],
-            "data": [self.data.train_split, self.data.val_split, self.data.train_sequences, self.data.val_sequences],
-            "search": [self.search.strategy, self.search.sampler, [c.key for c in self.search.seeds], self.search.early_stop],
-            "finetune": {k: v for k, v in self.finetune.items() if k not in RUNTIME_FINETUNE_KEYS},
-            "seed": self.seed,
-        }
-        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-
     def with_overrides(
         self,
         teacher: str | None = None,
@@ -187,15 +171,13 @@ class Experiment:
             out = dataclasses.replace(out, search=dataclasses.replace(out.search, trials=trials))
         return out
 
-    def finetune_config(self) -> Any:
-        """The experiment's ``finetune:`` keys as a :class:`prunesearch.training.FinetuneConfig`.
+    def finetune_config(self) -> FinetuneConfig:
+        """The experiment's ``finetune:`` keys as a :class:`~prunesearch.training.finetune.FinetuneConfig`.
 
         Keys, value types and ranges are checked against the dataclass's fields (nested ones too,
         e.g. ``augment``) so a typo names the key; the experiment's seed is the fine-tune seed, so
         every candidate sees the same batches.
         """
-        from prunesearch.training import FinetuneConfig
-
         config = Section(self.finetune, str(self.path), "finetune.").build(FinetuneConfig)
         return dataclasses.replace(config, seed=self.seed)
 

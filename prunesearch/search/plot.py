@@ -20,10 +20,10 @@ from pathlib import Path
 
 from prunesearch.search.results import CandidateResult, front_for
 
-FULL_SCALE = "full"
+FULL_SCALE, SMALL_SCALE = "full", "small"
 # What each accuracy scale means, in one line (the CLI, the plot and the MLflow description say it).
 SCALE_NOTE = {
-    "small": "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
+    SMALL_SCALE: "accuracy scale: small — AO from the small stand-in teacher, not ViT-B accuracy",
     FULL_SCALE: "accuracy scale: full — AO from a teacher of the deployment architecture",
 }
 

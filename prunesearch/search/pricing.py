@@ -19,6 +19,7 @@ import torch
 
 from prunesearch.errors import PrunesearchError
 from prunesearch.flops import model_macs
+from prunesearch.models.phases import amortised, check_template_update
 from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_student, count_params
 from prunesearch.search.budget import Budget
 from prunesearch.search.space import Candidate
@@ -35,7 +36,7 @@ class Price:
     @property
     def priced_ms(self) -> float:
         """The search's latency: per frame, plus ``template_ms / K`` when the template is re-encoded every K frames."""
-        return self.per_frame_ms + (self.template_ms / self.template_update if self.template_update else 0.0)
+        return amortised(self.per_frame_ms, self.template_ms, self.template_update)
 
     @property
     def fps(self) -> float:
@@ -71,8 +72,7 @@ class LatencyTablePricer:
     def __init__(self, targets: tuple[str, ...], arch: TrackerConfig, template_update: int | None = None) -> None:
         from prunesearch.latency import load_table
 
-        if template_update is not None and template_update < 1:
-            raise PrunesearchError(f"--template-update must be at least 1 frame, got {template_update}")
+        check_template_update(template_update)
         self.targets = tuple(targets)
         self.arch = arch
         self.template_update = template_update

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prunesearch.errors import PrunesearchError
-from prunesearch.pruning import RULES
+from prunesearch.pruning import rule_names
 from prunesearch.search.constraints import Constraint, parse_constraint
 from prunesearch.configfile import Section, locate, read_yaml
 from prunesearch.models.names import parse_student_name, student_name
@@ -65,7 +65,7 @@ class SearchSpace:
     ai_max: int | None = None
     rules: tuple[str, ...] = ("first",)
     constraints: tuple[str, ...] = ()
-    source: str = "<space>"
+    source: str = field(default="<space>", compare=False)  # where it was read, for messages: not what it is
     _parsed: tuple[Constraint, ...] = field(default=(), repr=False, compare=False)
 
     def depth_range(self, teacher_depth: int) -> tuple[int, int]:
@@ -133,12 +133,12 @@ def parse_space(section: Section, base: SearchSpace | None = None) -> SearchSpac
         depth_max=_bound(depth, "max", "teacher") if "max" in depth.data else base.depth_max,
         ai_min=ai.integer("min", base.ai_min, minimum=1),
         ai_max=_bound(ai, "max", "depth") if "max" in ai.data else base.ai_max,
-        rules=tuple(section.text_list("rules", list(base.rules), RULES)) if section.has("rules") else base.rules,
+        rules=tuple(section.text_list("rules", list(base.rules), rule_names())) if section.has("rules") else base.rules,
         constraints=tuple(section.text_list("constraints")) if section.has("constraints") else base.constraints,
         source=section.source if base.source == section.source else f"{section.source} (narrowing {base.source})",
     )
     if not space.rules:
-        raise section.fail("rules", f"at least one of {', '.join(RULES)}", [])
+        raise section.fail("rules", f"at least one of {', '.join(rule_names())}", [])
     if space.depth_max is not None and space.depth_min > space.depth_max:
         raise section.fail("depth", "min <= max", {"min": space.depth_min, "max": space.depth_max})
     parsed = tuple(parse_constraint(text, section.where("constraints"), CONSTRAINT_NAMES) for text in space.constraints)

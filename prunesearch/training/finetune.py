@@ -26,8 +26,7 @@ from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
 from prunesearch.errors import PrunesearchError
-from prunesearch.evaluation.uncertainty import MAX_SEEDS
-from prunesearch.fields import SEED_MAX, checked
+from prunesearch.fields import MAX_SEEDS, SEED_MAX, check_rules, checked, runtime_only
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import HEATMAP_CONVENTIONS, LossWeights, tracking_loss
 from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, PairSampler, pair_batches
@@ -36,13 +35,17 @@ Callback = Callable[[int, dict[str, float]], bool]
 Status = Literal["ok", "diverged", "stopped"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneConfig:
     """Budget, optimiser and data settings of one fine-tune.
 
     The default budget is the search's brief fine-tune of a small-preset student: about a minute
     on 2 CPU cores (benchmarks/finetune_time.py). ``backbone_lr_mult`` scales the learning rate of
     everything but the box head (0.1 when starting from teacher weights, as LiteTrack does).
+
+    Every field's rule is checked where it is declared (``checked``), whether a file or code sets
+    it. A new field is part of the search's training identity unless it is marked ``runtime=True``
+    (where or how fast the fine-tune runs, not what it computes).
     """
 
     steps: int = checked(200, minimum=1)
@@ -63,30 +66,18 @@ class FinetuneConfig:
     # Fine-tunes per candidate in a search (seeds seed, seed+1, ...): its score is their mean, and
     # its interval covers seed noise too. One fine-tune (this function) uses ``seed`` alone.
     seeds: int = checked(1, minimum=1, maximum=MAX_SEEDS)
-    threads: int | None = checked(None, minimum=1, maximum=1024)  # torch intra-op threads; None keeps the current setting
+    threads: int | None = checked(None, minimum=1, maximum=1024, runtime=True)  # torch intra-op threads; None: as set
     log_every: int = checked(10, minimum=1)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    device: str = runtime_only("auto")  # auto, cpu, cuda or cuda:N
     precision: str = checked("auto", choices=PRECISIONS)  # auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16
-    loader_workers: int | None = checked(None, minimum=0)  # None: none on the CPU, min(8, CPUs - 1) with a GPU
+    loader_workers: int | None = checked(None, minimum=0, runtime=True)  # None: none on the CPU, min(8, CPUs - 1) with a GPU
     # The teacher's heat-map target convention (losses.gaussian_heatmap); auto: ostrack for an
     # OSTrack or LiteTrack teacher, prunesearch for the shipped teacher and prunesearch's own files.
     heatmap: str = checked("auto", choices=("auto", *HEATMAP_CONVENTIONS))
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise PrunesearchError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
-            raise PrunesearchError(f"lr must be a positive number, got {self.lr}")
-        if self.sampling not in ("auto", *PAIR_MODES):
-            raise PrunesearchError(f"finetune.sampling {self.sampling!r}: use auto, {', '.join(PAIR_MODES)}")
-        for name in ("max_gap", "loader_workers"):
-            value = getattr(self, name)
-            low = 1 if name == "max_gap" else 0
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-                raise PrunesearchError(f"finetune.{name} must be a whole number >= {low} (or null for the default), got {value!r}")
-        if self.precision not in PRECISIONS:
-            raise PrunesearchError(f"finetune.precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        check_rules(self, "finetune.")
 
     def workers_for(self, device: torch.device) -> int:
         """Loader processes: as configured, else none on the CPU (they would take the model's

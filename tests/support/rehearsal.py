@@ -4,8 +4,8 @@ The checkpoint has OSTrack's own layout: random ViT weights under ``net`` with u
 names (``backbone.*`` with the pre-training ``cls_token``/``pos_embed`` leftovers, ``box_head.*``)
 beside a pickled ``lib.train.admin.settings.Settings`` object carrying ``search_area_factor``, as
 OSTrack's training writes it; loading it needs :func:`prunesearch.checkpoints.extract`. The data
-folder holds synthetic sequences at real frame sizes (1280x720 JPEGs by default). The tests and
-``benchmarks/gpu_rehearsal.py`` build both from here.
+folder holds synthetic sequences at real frame sizes (1280x720 JPEGs by default). The tests,
+``benchmarks/gpu_rehearsal.py`` and ``benchmarks/pair_pipeline.py`` build both from here.
 """
 
 from __future__ import annotations
