@@ -61,6 +61,7 @@ def store(tmp_path_factory) -> bytes:
     return (folder / "mlflow.db").read_bytes()
 
 
+@pytest.mark.slow
 def test_kill_and_ctrl_c_during_creation_never_leave_a_half_store(tmp_path):
     """Three creations at once, each signalled a moment after its temporary file appears."""
     plan = [(signal.SIGKILL, 0.0), (signal.SIGKILL, 0.3), (signal.SIGINT, 0.1)]
@@ -222,6 +223,7 @@ def _pareto(uri: str, folder: Path, **env: str) -> tuple[int, str, float]:
     return done.returncode, done.stderr.strip(), time.monotonic() - start
 
 
+@pytest.mark.servers
 def test_a_stopped_tracking_server_is_one_line_within_the_deadline(tmp_path):
     from servers import MlflowServer
 
