@@ -213,6 +213,27 @@ def test_an_interrupted_study_creation_leaves_nothing(tmp_path):
     assert optuna.get_all_study_summaries(url) == []
 
 
+def test_the_search_opens_its_study_through_the_same_checks(tmp_path):
+    from prunesearch.search.study.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    open_storage(url).engine.dispose()  # created whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.db", "optuna.db.lock"]
+    (tmp_path / "optuna.db").write_bytes(b"")
+    with pytest.raises(StorageError, match=r"optuna.db is empty \(0 bytes\)"):
+        open_storage(url)
+    assert (tmp_path / "optuna.db").stat().st_size == 0
+
+
+def test_pareto_in_a_folder_never_searched_creates_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "prunesearch", "pareto", "--experiment", "x"], cwd=tmp_path,
+                          env=_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), capture_output=True,
+                          text=True, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and "\n" not in err and "there is no MLflow store" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- a tracking server that does not answer -------------------------------------------------
 
 

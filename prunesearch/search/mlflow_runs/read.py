@@ -57,7 +57,7 @@ def _from_run(run: Run, sequences: dict | None) -> StoredResult:
 
 def read_results(uri: str, experiment: str, study: str | None = None) -> list[StoredResult]:
     """Every trained candidate of an MLflow experiment (optionally one study), oldest first."""
-    mlflow_client = client(uri)
+    mlflow_client = client(uri, create=False)
     runs = _candidate_runs(mlflow_client, uri, experiment, Outcome.TRAINED, study)
     stored = [_from_run(r, _sequences(mlflow_client, r.info.run_id)) for r in runs]
     return sorted(stored, key=lambda x: x.start_time)
@@ -65,7 +65,7 @@ def read_results(uri: str, experiment: str, study: str | None = None) -> list[St
 
 def stopped_early(uri: str, experiment: str, study: str | None = None) -> list[str]:
     """The candidates fine-tuned and stopped early (no accuracy: never on a front), by key."""
-    runs = _candidate_runs(client(uri), uri, experiment, Outcome.EARLY_STOPPED, study)
+    runs = _candidate_runs(client(uri, create=False), uri, experiment, Outcome.EARLY_STOPPED, study)
     return sorted({r.data.tags[s.CANDIDATE] for r in runs})
 
 

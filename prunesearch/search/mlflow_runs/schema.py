@@ -28,6 +28,7 @@ from prunesearch.search.results import ACCURACY_KEYS, CandidateResult
 from prunesearch.search.space import Candidate
 from prunesearch.search.stage import BRIEF
 from prunesearch.search.study.record import Outcome, TrialRecord
+from prunesearch.mlflow_log.store import filter_value
 
 # Tags of every run of a search.
 KIND = "kind"
@@ -245,8 +246,8 @@ def stage_of(tags: dict[str, str]) -> str:
 
 def candidate_runs(outcome: Outcome, study: str | None) -> str:
     """The filter string of a study's (or an experiment's) child runs with ``outcome``."""
-    query = f"tags.{KIND} = '{CANDIDATE_RUN}' AND tags.{OUTCOME} = '{outcome.value}'"
-    return query + (f" AND tags.{STUDY} = '{study}'" if study else "")
+    query = f"tags.{KIND} = {filter_value(CANDIDATE_RUN)} AND tags.{OUTCOME} = {filter_value(outcome.value)}"
+    return query + (f" AND tags.{STUDY} = {filter_value(study)}" if study else "")
 
 
 def summary_metrics(times: dict[str, float], outcomes: dict[str, int], work: dict[str, float], steps: int) -> dict[str, float]:

@@ -18,6 +18,7 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import default_study_storage, is_remote
 from prunesearch.search.study.record import DIRECTIONS
 from prunesearch.sqlite_lock import creation_lock
+from prunesearch.sqlite_store import ensure_sqlite_store
 
 
 def _sqlite_connect(dbapi_connection: object, record: object) -> None:
@@ -60,6 +61,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to the study storage; safe when several processes create it at the same moment."""
     sqlite = url.startswith("sqlite")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # A new SQLite study is created whole (an interruption leaves no half-made file) and an existing
+    # one checked first: an empty or damaged optuna.db is one line, never taken as a new study.
+    ensure_sqlite_store(url, "the study storage", lambda new: _rdb_storage(new, True).engine.dispose())
     try:
         with creation_lock(url):
             for attempt in range(5):
