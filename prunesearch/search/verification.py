@@ -18,6 +18,7 @@ import dataclasses
 import math
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,8 +227,8 @@ def verify(req: VerifyRequest, uri: str) -> Verification:
     chosen = _choose(req.members, rep, status)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="prunesearch-verify-graphs-") as tmp:
-        graphs = [_member_graphs(rep.stored[r.key], rep.arch, Path(tmp), uri, notes) for r in chosen]
-        graphs.append(_teacher_graphs(req.experiment, rep, Path(tmp), notes))
+        graphs = [_member_graphs(rep.stored[r.key], rep.arch, rep.architecture, uri, notes, Path(tmp)) for r in chosen]
+        graphs.append(_teacher_graphs(req.experiment, rep, notes))
         job = Job.from_meta(graphs, rep.table.meta, runs=req.runs, warmup=req.warmup, python=req.device.python)
         report = req.device.run(job)
     models = []
@@ -273,57 +274,107 @@ def _figures(report: DeviceReport, name: str, status: str, priced_ms: float, pri
                         t.template_ms, priced_template_ms, budget_ms, run_id)
 
 
-def _member_graphs(x: StoredResult, arch: TrackerConfig, tmp: Path, uri: str, notes: list[str]) -> ModelGraphs:
-    """A member's two graphs: its logged model's, else exported from its checkpoint here.
+def _member_graphs(x: StoredResult, arch: TrackerConfig, architecture: str, uri: str, notes: list[str],
+                   tmp: Path) -> ModelGraphs:
+    """A member's two graphs: its logged model's, else exported from its checkpoint here (kept in the graph cache).
 
     Where the accuracy came from a stand-in of another architecture (the small preset), its graphs
     are not the deployment architecture the table prices: the member's shape is exported at that
     architecture with untrained weights, which time the same (latency does not depend on the weights).
     """
-    r, folder = x.result, tmp / x.result.key.replace("/", "-")
+    r = x.result
     if r.accuracy_scale != FULL_SCALE:
         if not notes:
             notes.append(f"accuracy scale {r.accuracy_scale}: the trained weights are a stand-in of another architecture, "
                          "so each member is timed at the priced architecture with untrained weights of its shape "
                          "(latency does not depend on the weights)")
-        return _export(build_student(arch, StudentSpec(r.depth, r.ai_layers)), r.key, folder)
+        key = {"untrained": architecture, "depth": r.depth, "ai_layers": r.ai_layers}
+        return _cached_graphs(r.key, key, lambda out: _export(build_student(arch, StudentSpec(r.depth, r.ai_layers)), out))
     if x.model_uri:
         import mlflow
 
+        folder = tmp / r.key.replace("/", "-")
         path = Path(mlflow.artifacts.download_artifacts(artifact_uri=x.model_uri, dst_path=str(folder), tracking_uri=uri))
         return ModelGraphs.from_dir(r.key, path / "artifacts")
     if not x.checkpoint or not Path(x.checkpoint).is_file():
         raise InputError(f"{r.key} has no logged model and its checkpoint {x.checkpoint or '(none recorded)'} is not on this "
                          "machine (trained elsewhere?): copy it to that path, or verify --members front")
     from prunesearch.search.candidate import export_onnx
+    from prunesearch.search.reproducibility import file_sha256
 
-    template, frame = export_onnx(x.checkpoint, folder)
-    return ModelGraphs(r.key, template, frame)
+    return _cached_graphs(r.key, {"weights": file_sha256(x.checkpoint)}, lambda out: export_onnx(x.checkpoint, out))
 
 
-def _teacher_graphs(experiment: str, rep: Repricing, tmp: Path, notes: list[str]) -> ModelGraphs:
+def _teacher_graphs(experiment: str, rep: Repricing, notes: list[str]) -> ModelGraphs:
     """The teacher of ``experiment`` (a name or file) where its file is here and of the priced architecture; else that
-    architecture untrained."""
+    architecture with untrained weights."""
     from prunesearch.errors import PrunesearchError
     from prunesearch.search.experiment import load_experiment
+    from prunesearch.search.reproducibility import file_sha256
     from prunesearch.search.setup import load_teacher, same_architecture
+    from prunesearch.teacher import SHIPPED_TEACHER
 
     try:
-        model = load_teacher(load_experiment(experiment))[0].model
+        exp = load_experiment(experiment)
     except PrunesearchError:
-        model = None
-    if model is None or not same_architecture(model.cfg, rep.arch):
-        notes.append(f"the teacher is timed at {rep.architecture} with untrained weights (the experiment's teacher of that "
-                     "architecture is not here; latency does not depend on the weights)")
-        model = build_teacher(rep.arch)
-    return _export(model.eval(), TEACHER, tmp / TEACHER)
+        exp = None
+    if exp is not None:
+        key = {"teacher": file_sha256(exp.teacher_checkpoint or SHIPPED_TEACHER), "architecture": rep.architecture}
+        graphs = _cached_graphs(TEACHER, key)
+        if graphs is not None:
+            return graphs
+        model = load_teacher(exp)[0].model
+        if same_architecture(model.cfg, rep.arch):
+            return _cached_graphs(TEACHER, key, lambda out: _export(model, out))
+    notes.append(f"the teacher is timed at {rep.architecture} with untrained weights (the experiment's teacher of that "
+                 "architecture is not here; latency does not depend on the weights)")
+    return _cached_graphs(TEACHER, {"untrained": rep.architecture}, lambda out: _export(build_teacher(rep.arch), out))
 
 
-def _export(model, name: str, folder: Path) -> ModelGraphs:  # noqa: ANN001 - a tracker module
+GRAPH_CACHE = "verify-graphs"
+
+
+def _cached_graphs(name: str, key: dict[str, Any], export: Callable[[Path], object] | None = None) -> ModelGraphs | None:
+    """A model's exported pair from the graph cache, exported into it by ``export(folder)`` if missing.
+
+    Exporting is most of a verification's time (seconds per model); the same weights at the same
+    prunesearch and torch versions export the same graphs, so a second verification (another
+    device, a corrected table) reuses them. ``key`` names the weights. None when missing and no ``export``.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    import torch
+
+    from prunesearch._version import __version__
+    from prunesearch.export import FRAME_FILE, TEMPLATE_FILE
+    from prunesearch.paths import cache_dir
+
+    text = json.dumps({**key, "prunesearch": __version__, "torch": torch.__version__}, sort_keys=True)
+    folder = cache_dir(GRAPH_CACHE) / hashlib.sha256(text.encode()).hexdigest()[:24]
+    graphs = ModelGraphs(name, folder / TEMPLATE_FILE, folder / FRAME_FILE)
+    if graphs.template.is_file() and graphs.frame.is_file():
+        return graphs
+    if export is None:
+        return None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=".part-", dir=folder.parent))
+    try:
+        export(part)
+        part.rename(folder)  # whole or not at all; another process may have won the race
+    except OSError:
+        if not (graphs.template.is_file() and graphs.frame.is_file()):
+            raise
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return graphs
+
+
+def _export(model, folder: Path) -> None:  # noqa: ANN001 - a tracker module
     from prunesearch.export import export_tracker
 
-    template, frame = export_tracker(model.eval(), folder)
-    return ModelGraphs(name, template, frame)
+    export_tracker(model.eval(), folder)
 
 
 def record(v: Verification, uri: str) -> str | None:
