@@ -15,50 +15,30 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 
 from prunesearch.cli.main import main
 from prunesearch.latency import load_table
 from prunesearch.search.mlflow_runs import schema as s
-from search_support import TINY_EXPERIMENT, tiny_search_folder
 from test_verify_device import JETSON_CLOCKS_SHOW, NVPMODEL_Q
 from tests.support.ssh_server import SshServer
+from tests.support.verify_search import MEASURED, OPTIMISTIC, RUN, verify_search_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning:mlflow.*")]
 needs_sshd = pytest.mark.skipif(not SshServer.available(), reason="OpenSSH server not installed (apt-get install openssh-server)")
-MEASURED = "epyc-ort-fp32-1t-small"
-OPTIMISTIC = "epyc-opt"
-BUDGET = "2ms"
 FAST = ["--runs", "30", "--warmup", "3"]
-
-
-def optimistic_copy(folder: Path, factor: float = 0.7) -> Path:
-    """``latency_models/epyc-opt.yaml``: the measured table with every time scaled by ``factor``."""
-    data = yaml.safe_load(load_table(MEASURED).path.read_text())
-    for entry in data["entries"]:
-        entry["ms"] *= factor
-        entry["stats"] = {k: v if k == "runs" else v * factor for k, v in (entry.get("stats") or {}).items()}
-    data["name"] = OPTIMISTIC
-    out = folder / "latency_models" / f"{OPTIMISTIC}.yaml"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """The folder of a finished tiny search priced on the optimistic table, budget 2 ms."""
     root = tmp_path_factory.mktemp("verify")
-    tiny_search_folder(root, "tiny")
-    (root / "tiny.yaml").write_text((TINY_EXPERIMENT % "").replace("architecture: vit-b", "architecture: small")
-                                    .replace("trials: 4", "trials: 6"))
-    optimistic_copy(root)
+    verify_search_folder(root)
     with pytest.MonkeyPatch.context() as env:
         env.chdir(root)
         env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         env.setenv("OMP_NUM_THREADS", "1")
-        assert main(["run", "--experiment", "tiny.yaml", "--target", OPTIMISTIC, "--budget", BUDGET]) == 0
+        assert main(RUN) == 0
     return root
 
 
