@@ -201,3 +201,12 @@ def test_member_whose_checkpoint_is_elsewhere_is_one_line(here, capsys):
         moved.rename(checkpoint)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{key} has no logged model and its checkpoint {checkpoint} is not on this machine" in err
+
+
+def test_derive_that_cannot_fit_is_refused_before_timing(here, capsys):
+    assert main(["verify", "--experiment", "tiny", "--target", OPTIMISTIC, "--derive", OPTIMISTIC, *FAST]) == 2
+    assert "--derive epyc-opt: that is the table being verified" in capsys.readouterr().err
+    assert main(["verify", "--experiment", "tiny", "--target", OPTIMISTIC, "--members", "front", "--derive", "x", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--derive needs at least 3 student shapes" in err and "pass --members all" in err
+    assert not (here / "latency_models" / "x.yaml").exists()

@@ -61,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     device = DeviceAccess(args.host, args.python, args.identity, tuple(args.ssh_option), args.remote_tmp, args.timeout)
     req = VerifyRequest(args.experiment, args.target, args.members, args.runs, args.warmup, args.budget, args.study, args.allow_mixed,
-                        device)
+                        device, args.derive)
     uri = tracking_uri()
     v = verify(req, uri)  # raises on any failure: nothing is recorded then
     parent = record(v, uri)

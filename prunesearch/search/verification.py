@@ -122,6 +122,7 @@ class VerifyRequest:
     study: str | None = None
     allow_mixed: bool = False
     device: DeviceAccess = field(default_factory=DeviceAccess)
+    derive: str | None = None  # the table to fit from the figures: checked before anything is timed
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,8 @@ def verify(req: VerifyRequest, uri: str) -> Verification:
     fronts, ties = fronts_and_ties(rep.results, [target], budget_ms)
     status = statuses(rep.results, fronts[target], ties[target])
     chosen = _choose(req.members, rep, status)
+    if req.derive:
+        _check_derivable(req.derive, rep.table, [r.key for r in chosen])
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="prunesearch-verify-graphs-") as tmp:
         graphs = [_member_graphs(rep.stored[r.key], rep.arch, rep.architecture, uri, notes, Path(tmp)) for r in chosen]
@@ -440,6 +443,16 @@ def verification_figure(v: Verification):  # noqa: ANN201 - a matplotlib Figure
     return fig
 
 
+def _check_derivable(name: str, table: LatencyTable, members: list[str]) -> None:
+    """``name`` is not the table being verified, and the ``members`` (candidate keys) give three student shapes to fit."""
+    if name == table.name or (table.path is not None and (Path(LOCAL_DIRNAME) / f"{name}.yaml").resolve() == table.path.resolve()):
+        raise InputError(f"--derive {name}: that is the table being verified; give the corrected table a new name")
+    shapes = {key.split("/")[0] for key in members}
+    if len(shapes) < 3:
+        raise InputError(f"--derive needs at least 3 student shapes (B{{N}}-{{M}}) to fit and leave one out; the members "
+                         f"have {len(shapes)} ({', '.join(sorted(shapes))}): pass --members all or name more candidates")
+
+
 @dataclass(frozen=True)
 class Derived:
     """A table fitted to a verification's figures, where it and the figures were written, and what tied its parts."""
@@ -459,9 +472,8 @@ def derive_table(v: Verification, name: str, statistic: str = "p50") -> Derived:
     from prunesearch.latency.derive import derive_measured, read_measured
 
     table = v.repricing.table
+    _check_derivable(name, table, [m.name for m in v.members])
     out = Path(LOCAL_DIRNAME) / f"{name}.yaml"
-    if name == table.name or (table.path is not None and out.resolve() == table.path.resolve()):
-        raise InputError(f"--derive {name}: that is the table being verified; give the corrected table a new name")
     measured = v.report.write_measured(Path(LOCAL_DIRNAME) / "measured" / f"{name}.yaml", statistic, v.repricing.architecture)
     own = table.meta.get("method") == "measured" and table.meta.get("runtime") == "onnxruntime"
     tie_line = (f"tie: {table.name}'s own part costs (a measured onnxruntime table, as verify times)" if own else
