@@ -112,7 +112,8 @@ def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypa
         assert line.startswith("MLflow UI: http://127.0.0.1:"), (line, ui.stderr.read() if ui.poll() is not None else "")
         url = line.split(": ", 1)[1]
         port = int(url.split(":")[2].split("/")[0])
-        assert port != 0 and url.endswith(f"/#/experiments/{exp}/runs?workflowType=machine_learning")
+        # It lands on the latest search's parent run (front, plots and verification one glance away).
+        assert port != 0 and url.endswith(f"/#/experiments/{exp}/runs/{store.parent}?workflowType=machine_learning")
         assert _listening(port)
         # ui itself, the server and its web worker: the check below sees all of them.
         assert len(_processes_using(root / "mlflow.db")) >= 3
@@ -130,12 +131,12 @@ def test_ui_serves_the_runs_table_and_stops_on_sigterm(store, tmp_path, monkeypa
         if CHROMIUM is None:
             pytest.skip("headless Chromium is not installed (apt-get install chromium); the browser check needs it")
         shots.mkdir(parents=True, exist_ok=True)
-        dom = _browse(url, tmp_path / "chromium", shots / "runs_view.png")
+        base, mode = url.split("#")[0], url.split("?")[1]
+        dom = _browse(f"{base}#/experiments/{exp}/runs?{mode}", tmp_path / "chromium", shots / "runs_view.png")
         # The runs table with the search's parent run, not the GenAI traces overview.
         assert "Run Name" in dom and "matching runs" in dom and "tiny-search fast+slow 6ms" in dom
         assert "Tokens" not in dom
-        base, mode = url.split("#")[0], url.split("?")[1]
-        page = _browse(f"{base}#/experiments/{exp}/runs/{store.parent}?{mode}", tmp_path / "chromium", shots / "parent_run.png")
+        page = _browse(url, tmp_path / "chromium", shots / "parent_run.png")
         # The description: the front as a table, the accuracy scale, where the checkpoints are.
         assert "Pareto front on fast" in page and "accuracy scale: small" in page and "Checkpoints" in page
         model_page = _browse(f"{base}#/models/{store.model.registered_name}?{mode}", tmp_path / "chromium",

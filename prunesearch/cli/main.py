@@ -16,10 +16,10 @@ import warnings
 from collections.abc import Sequence
 
 from prunesearch._version import __version__
-from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands
+from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands, verify_commands
 from prunesearch.errors import PrunesearchError, PrunesearchWarning
 
-COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands)
+COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands, verify_commands)
 MAX_LINE = 600  # an error line longer than this is cut: it is read, not scrolled
 INTERRUPTED = 130  # what main() returns after Ctrl-C: the code shells show for it
 

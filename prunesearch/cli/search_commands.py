@@ -75,8 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ui",
         help="the MLflow UI over the same store, on 127.0.0.1",
         description="Serve the MLflow UI over the search's store (MLFLOW_TRACKING_URI, else ./mlflow.db) and "
-        "print the URL of the experiment's runs table in model-training mode. The server stops with this "
-        "command (Ctrl-C or SIGTERM).",
+        "print the URL of the latest search's parent run (its front, plots and verification) in model-training mode. "
+        "The server stops with this command (Ctrl-C or SIGTERM).",
     )
     p.add_argument("--experiment", help="experiment whose runs to open (default: the most recent search in the store)")
     p.add_argument("--host", default="127.0.0.1",
@@ -287,12 +287,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.search.mlflow_runs.read import comparable, read_results, stopped_early
+    from prunesearch.search.mlflow_runs.read import comparable, existing_store, pick_stage, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
     from prunesearch.search.confirm import dropped as dropped_by
     from prunesearch.search.results import compare, front_for, fronts_and_ties, statuses
+    from prunesearch.search.verification import reprice
 
     if not 0.0 < args.level < 1.0:
         raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
@@ -300,29 +301,31 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if plot is not None and not plot.parent.is_dir():
         raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
-    uri = tracking_uri()
+    uri = existing_store(tracking_uri())  # a folder never searched gets no empty store
     everything = read_results(uri, args.experiment, args.study)
     if not everything:
         raise PrunesearchError(f"experiment {args.experiment!r} in {uri} has no fine-tuned candidates yet")
-    stages = {s.stage for s in everything}
-    stage = args.stage or (CONFIRM if CONFIRM in stages else BRIEF)
-    if stage not in stages:
-        raise PrunesearchError(f"experiment {args.experiment!r} has no {stage} results (it has: {', '.join(sorted(stages))}); "
-                               "set search.confirm in the experiment and run it again")
-    stored = [s for s in everything if s.stage == stage]
+    stored = pick_stage(everything, args.stage, args.experiment)
+    stage = stored[0].stage
     targets = sorted({t for s in stored for t in s.result.latency_ms})
+    # Accuracy does not depend on the device: a target the runs were not priced on re-prices what was trained.
+    table = _table_to_reprice(args.experiment, args.target, targets) if args.target and args.target not in targets else None
     if args.target:
-        if args.target not in targets:
-            raise PrunesearchError(f"no run of {args.experiment!r} was priced on {args.target!r}; priced on: {', '.join(targets)}")
-        targets = [args.target]
+        targets = [table.name if table else args.target]
+
+    def pool(results: list, target: str) -> list:
+        return reprice(results, table, args.experiment, args.allow_mixed).results if table else \
+            comparable(results, target, args.allow_mixed)
+
     fronts, pools, ties, dropped = {}, {}, {}, {}
     for target in targets:
-        pools[target] = comparable(stored, target, args.allow_mixed)
+        pools[target] = pool(stored, target)
         front, tied = fronts_and_ties(pools[target], [target], budget_ms, args.level)
         fronts[target], ties[target] = front[target], tied[target]
         if stage == CONFIRM:
-            brief = front_for(comparable([s for s in everything if s.stage == BRIEF], target, args.allow_mixed), target, budget_ms)
+            brief = front_for(pool([s for s in everything if s.stage == BRIEF], target), target, budget_ms)
             dropped[target] = dropped_by(brief, fronts[target], pools[target], target, {})
+    line = reprice(stored, table, args.experiment, args.allow_mixed).line() if table else None
     scales = sorted({r.accuracy_scale for pool in pools.values() for r in pool})
     where = {s.result.run_id: {"checkpoint": s.checkpoint, "model_uri": s.model_uri} for s in stored}
     if args.compare:
@@ -343,17 +346,22 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
     if args.json:
         print(json.dumps({"experiment": args.experiment, "stage": stage, "accuracy_scale": ",".join(scales), "level": args.level,
+                          **({"repriced": line} if line else {}),
                           "candidates" if args.all else "fronts": {t: front_rows(t) for t in targets},
                           **({"dropped": dropped} if stage == CONFIRM else {})}, indent=2))
     elif args.csv:
         import csv
 
+        if line:
+            print(line, file=sys.stderr)
         rows = [row for t in targets for row in front_rows(t)]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["candidate"])
         writer.writeheader()
         writer.writerows(rows)
     else:
         console = Console()
+        if line:
+            console.print(line, markup=False)
         stopped = stopped_early(uri, args.experiment, args.study) if stage == BRIEF else []  # none in a confirmation
         for target, front in fronts.items():
             count = f"{len(pools[target]) + len(stopped)} fine-tuned"
@@ -364,7 +372,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
             console.print(front_table(front, target, title, ties[target], dominated[target]))
             for key, why in dropped.get(target, {}).items():
                 console.print(f"  dropped by the confirmation: {key}: {why}", markup=False)
-        if stage == BRIEF and CONFIRM in stages:
+        if stage == BRIEF and any(s.stage == CONFIRM for s in everything):
             console.print("brief-stage results; without --stage brief, pareto shows the confirmed front")
         for scale in scales:
             console.print(SCALE_NOTE.get(scale, f"accuracy scale: {scale}"))
@@ -379,6 +387,21 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table_to_reprice(experiment: str, target: str, searched: list[str]):  # noqa: ANN202 - a LatencyTable
+    """The table ``target`` names; none is one line saying what the runs were priced on and which tables there are."""
+    from prunesearch.errors import InputError, PrunesearchError
+    from prunesearch.latency.registry import known_targets, table_path
+    from prunesearch.latency.table import read_table
+
+    try:
+        path = table_path(target)
+    except InputError:
+        raise PrunesearchError(f"no run of {experiment!r} was priced on {target!r}; priced on: {', '.join(searched)}; and no "
+                               f"latency table {target!r} to re-price with (tables: {', '.join(known_targets())}, or a .yaml path)"
+                               ) from None
+    return read_table(path)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
     import signal
@@ -387,14 +410,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from prunesearch.errors import PrunesearchError, PrunesearchWarning
     from prunesearch.mlflow_log.store import client, review_experiment, tracking_uri
-    from prunesearch.mlflow_log.ui_server import check_options, runs_url, serve
+    from prunesearch.mlflow_log.ui_server import WORKFLOW_QUERY, check_options, runs_url, serve
+    from prunesearch.search.mlflow_runs.read import latest_search_run
 
     # Options first: a refused one must not create or open the store.
     no_auth = check_options(args.host, args.port, args.workers, args.allow_remote)
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         raise PrunesearchError(f"MLFLOW_TRACKING_URI is a tracking server ({uri}): open it in a browser instead of 'prunesearch ui'")
-    experiment_id = review_experiment(client(uri, create=False), args.experiment)
+    mlflow_client = client(uri, create=False)
+    experiment_id = review_experiment(mlflow_client, args.experiment)
+    # The latest search's parent run: its description, front table, plots and verification are one glance away.
+    parent = latest_search_run(mlflow_client, experiment_id) if experiment_id is not None else None
     if no_auth:
         warnings.warn(no_auth, PrunesearchWarning, stacklevel=1)
 
@@ -405,7 +432,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     with serve(uri, args.host, args.port, args.workers) as server:
         server.wait_ready()
         shown = server.base_url.replace("//0.0.0.0:", "//127.0.0.1:")
-        url = runs_url(shown, experiment_id)
+        url = f"{shown}/#/experiments/{experiment_id}/runs/{parent}?{WORKFLOW_QUERY}" if parent else runs_url(shown, experiment_id)
         print(f"MLflow UI: {url}\n(store {uri}; Ctrl-C stops the server)", flush=True)
         graphical = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform == "darwin"
         if args.browser or (args.browser is None and graphical):

@@ -31,6 +31,8 @@ Stages (the parts the controller is wired to, and what a run does with them):
 * ``front``: a study's trained candidates as results; the front members exported as models.
 * ``setup``: a run's command line read, checked, priced and loaded (each worker does it).
 * ``confirm``: the confirmation stage (the brief front fine-tuned further, on more sequences).
+* ``verification``: what was trained re-priced with any table of its architecture; the front timed on
+  the device (``prunesearch verify``), recorded, and a corrected table derived from the figures.
 * ``workers``: what every worker does; the worker processes, their progress and signals.
 
 Runner: ``runner`` (``prunesearch run`` end to end: wiring only).

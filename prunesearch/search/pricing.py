@@ -13,16 +13,19 @@ from __future__ import annotations
 import copy
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.flops import model_macs
 from prunesearch.models.phases import amortised, check_template_update
-from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_student, count_params
+from prunesearch.models.vit_tracker import PRESETS, StudentSpec, TrackerConfig, build_student, count_params
 from prunesearch.search.budget import Budget
 from prunesearch.search.space import Candidate
+
+if TYPE_CHECKING:
+    from prunesearch.latency.table import LatencyTable
 
 
 @dataclass(frozen=True)
@@ -85,14 +88,41 @@ class LatencyTablePricer:
         return [line for table in self.tables.values() if (line := table.warning())]
 
     def price(self, cand: Candidate) -> dict[str, Price]:
-        out = {}
-        for target, table in self.tables.items():
-            est = table.estimate(cand.depth, cand.ai_layers, cfg=self.arch)
-            out[target] = Price(float(est.per_frame_ms), float(est.template_ms), self.template_update)
-        return out
+        return {target: table_price(table, self.arch, cand.depth, cand.ai_layers, self.template_update)
+                for target, table in self.tables.items()}
 
     def table_hashes(self) -> dict[str, str]:
         return {target: table.sha256 for target, table in self.tables.items()}
+
+
+def table_price(table: "LatencyTable", arch: TrackerConfig, depth: int, ai_layers: int | None,
+                template_update: int | None) -> Price:
+    """Student ``B{depth}-{ai_layers}`` (the joint teacher when ``ai_layers`` is None) priced by ``table`` for ``arch``.
+
+    The one way a price is made from a table: the search's pricer, and re-pricing what a search
+    trained on another table (``pareto --target``, ``verify``), both call it.
+    """
+    est = table.estimate_teacher(cfg=arch) if ai_layers is None else table.estimate(depth, ai_layers, cfg=arch)
+    return Price(float(est.per_frame_ms), float(est.template_ms), template_update)
+
+
+def architecture_name(cfg: TrackerConfig) -> str:
+    """The preset ``cfg`` is (``vit-b``), else its width, heads and crops."""
+    named = next((name for name, preset in PRESETS.items() if preset.to_dict() == cfg.to_dict()), None)
+    return named or f"width {cfg.embed_dim}, {cfg.num_heads} heads, crops {cfg.template_size}/{cfg.search_size} px"
+
+
+def check_table_architecture(table: "LatencyTable", architecture: str, experiment: str) -> TrackerConfig:
+    """The preset ``architecture`` a search priced for, when ``table`` prices it; else one line naming both."""
+    arch = PRESETS.get(architecture)
+    if arch is None:
+        raise InputError(f"the runs of {experiment!r} record architecture {architecture!r}, which is no preset of this "
+                         f"prunesearch ({', '.join(sorted(PRESETS))})")
+    if table.missing(arch):
+        raise InputError(f"latency table {table.name!r} prices architecture {architecture_name(table.architecture)}; "
+                         f"{experiment!r} searched {architecture}: re-price with a table of {architecture} "
+                         f"(prunesearch profile --preset {architecture} on the device)")
+    return arch
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ REGISTERED_MODEL = "registered_model"
 # Params.
 STORAGE = "storage"  # parent run only
 BUDGET_MS = "budget_ms"
+ARCHITECTURE = "architecture"  # the deployment architecture's preset name: what every price is for
+TEMPLATE_UPDATE = "template_update"  # K, or ONCE_PER_SEQUENCE
+ONCE_PER_SEQUENCE = "once per sequence"
 BLOCKS = "blocks"
 FINETUNE = "finetune"  # prefix of the fine-tune settings, flattened: finetune.augment.scale
 
@@ -89,6 +92,21 @@ FEASIBLE, PARETO_ON, TIED_ON = "feasible", "pareto", "tied"  # child-run tags pe
 LATENCY_MS, FPS, TEMPLATE_MS = "latency_ms", "fps", "template_ms"  # child-run metrics per target
 SECONDS, TRIALS = "seconds", "trials"  # parent-run metrics per part of the run, per outcome
 FRONT_SIZE, BEST_AO, BEST_AO_PCT = "front_size", "best_ao", "best_ao_pct"  # parent-run metrics per target
+
+
+# What `prunesearch verify` records. On each timed member's child run: the measured figures
+# (metrics), whether it holds the budget at p99 (tag) and the device as measured (tags under
+# VERIFY_DEVICE). On the search's latest parent run, per target: a table, a plot and the figures in
+# the `latency derive --measured` format, and the overall drift and rank agreement (metrics).
+VERIFY_P50_MS, VERIFY_P99_MS = "verify.p50_ms", "verify.p99_ms"
+VERIFY_WITHIN_BUDGET = "verify.within_budget"  # "true" / "false"
+VERIFY_TARGET, VERIFY_WHERE, VERIFY_DEVICE = "verify.target", "verify.where", "verify.device"  # tags; VERIFY_DEVICE a prefix
+VERIFY_MEDIAN_DRIFT, VERIFY_KENDALL_TAU, VERIFY_OVER_BUDGET = "verify.median_drift", "verify.kendall_tau", "verify.over_budget"
+
+
+def verify_files(target: str) -> tuple[str, str, str]:
+    """The parent run's verification on ``target``: MLflow table, measured-vs-priced plot, measured figures."""
+    return f"verify_{target}.json", f"verify/measured_vs_priced_{target}.png", f"verify/measured_{target}.yaml"
 
 
 def per(prefix: str, key: str) -> str:
@@ -138,11 +156,11 @@ class SearchInfo:
             "targets": ",".join(self.targets),
             "budget": self.budget.text,
             BUDGET_MS: self.budget.ms,
-            "architecture": self.architecture,
+            ARCHITECTURE: self.architecture,
             "teacher": self.teacher,
             "data": self.data,
             "seed": self.seed,
-            "template_update": self.template_update or "once per sequence",
+            TEMPLATE_UPDATE: self.template_update or ONCE_PER_SEQUENCE,
             **flat(FINETUNE, self.finetune),
         }
 
@@ -247,6 +265,12 @@ def stage_of(tags: dict[str, str]) -> str:
 def candidate_runs(outcome: Outcome, study: str | None) -> str:
     """The filter string of a study's (or an experiment's) child runs with ``outcome``."""
     query = f"tags.{KIND} = {filter_value(CANDIDATE_RUN)} AND tags.{OUTCOME} = {filter_value(outcome.value)}"
+    return query + (f" AND tags.{STUDY} = {filter_value(study)}" if study else "")
+
+
+def search_runs(study: str | None) -> str:
+    """The filter string of a study's (or an experiment's) parent runs."""
+    query = f"tags.{KIND} = {filter_value(SEARCH)}"
     return query + (f" AND tags.{STUDY} = {filter_value(study)}" if study else "")
 
 
