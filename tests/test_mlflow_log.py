@@ -54,7 +54,7 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     log = SearchLog.start(uri, search_info(book, EXPERIMENT, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
     search = settings(trials=8)
     ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedTrainer(diverge=set(diverge)), log)
-    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.plan = plan_search(ctl.study, book, search, ctl.students)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
     fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import client, experiment_id
 from prunesearch.search.mlflow_runs import schema as s
-from prunesearch.search.results import CandidateResult
+from prunesearch.search.results import CandidateResult, same_students
 from prunesearch.search.stage import BRIEF
 from prunesearch.search.study.record import Outcome
 
@@ -104,4 +104,4 @@ def comparable(stored: list[StoredResult], target: str, allow_mixed: bool) -> li
     newest: dict[tuple[str, tuple[str, ...]], CandidateResult] = {}
     for x in on_target:
         newest[(x.result.key, tuple(x.fingerprints[k] for k in keys))] = x.result
-    return list(newest.values())
+    return same_students(list(newest.values()))
