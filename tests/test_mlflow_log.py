@@ -246,5 +246,6 @@ def test_run_and_pareto_build_one_result_alike_and_carry_the_training_key(search
     for r in searched.results:
         assert stored[r.key].result.to_dict() == r.to_dict()
         assert stored[r.key].training_key == TRAINING.key(tuple(r.blocks), r.depth, r.ai_layers)
-    # The scripted trainer keeps the first blocks whatever the rule: one student, one key, two names.
-    assert stored["B4-1/first"].training_key == stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key
+    # The scripted trainer keeps each rule's own blocks: another rule or split, another student, another key
+    # (one student under two rule names: tests/test_search_reuse.py).
+    assert stored["B4-1/first"].training_key != stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key
