@@ -185,3 +185,41 @@ def test_state_tells_reused_candidates_apart(storage):
     ctl = _search(storage, "6ms", ScriptedTrainer())
     state = StudyState.read(ctl.study, 2)
     assert state.reused == {k for k in state.settled if k.endswith("/influence")}
+
+
+def test_the_runs_pareto_and_the_front_table_list_one_student_under_every_rule(storage, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+    from rich.console import Console
+
+    from prunesearch.cli.search_commands import front_table
+    from prunesearch.search.mlflow_runs.log import SearchLog
+    from prunesearch.search.mlflow_runs.read import comparable, read_results
+    from prunesearch.search.results import fronts_and_ties
+    from search_support import search_info
+
+    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts in ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    book = make_book("6ms", THREE_RULES)
+    log = SearchLog.start(uri, search_info(book, "twins"), book, "enumerate", {"git_commit": "abc", "seed": 0})
+    ctl = _search(storage, "6ms", ScriptedTrainer(), sink=log, study="study-a")
+    results = trained_results(ctl.study, book, "small")
+    fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)
+    log.mark_front(results, fronts, ties)
+
+    client = MlflowClient(uri)
+    runs = {r.data.tags["candidate"]: r for r in client.search_runs([log.experiment_id], "tags.kind = 'candidate'")}
+    twin, first = runs["B4-1/influence"].data.tags, runs["B4-1/first"].data.tags
+    assert twin["same_as"] == "B4-1/first" and first["same_as"] == "B4-1/influence" and runs["B4-1/uniform"].data.tags["same_as"] == ""
+    assert twin["reused_from"] == f"B4-1/first: trial {runs['B4-1/first'].data.tags['trial']} of study study-a " \
+                                  f"(run {runs['B4-1/first'].info.run_id})"
+    assert twin["outcome"] == "trained" and twin["pareto"] == first["pareto"]
+
+    read = {r.key: r for r in comparable(read_results(uri, "twins", "study-a"), "fast", allow_mixed=False)}
+    assert read["B4-1/influence"].same_as == ["B4-1/first"] and read["B4-1/influence"].ao == read["B4-1/first"].ao
+    assert read["B4-1/first"].row("fast")["same_as"] == "B4-1/influence"
+
+    console = Console(width=200, record=True)
+    console.print(front_table(fronts["fast"], "fast", "front", ties["fast"], [r for r in results if r not in fronts["fast"] + ties["fast"]]))
+    shown = console.export_text()
+    for split in ("B2-1", "B3-1", "B4-1", "B4-2"):  # one row per student, under both its names
+        assert shown.count(f"{split}/first = {split}/influence") == 1 and f"{split}/influence =" not in shown
