@@ -197,6 +197,19 @@ def controller(storage: str, book: PriceBook, search: SearchSettings, plan, trai
                             SilentProgress(), TRAINING, worker)
 
 
+def fork_workers(target: Callable[..., None], storage: str, plan, count: int = 2) -> list[int | None]:  # noqa: ANN001
+    """Run ``target(storage, plan, i)`` in ``count`` forked processes at once; their exit codes.
+    Fork: no re-import per worker; the product's spawn path is run by the end-to-end test."""
+    import multiprocessing
+
+    procs = [multiprocessing.get_context("fork").Process(target=target, args=(storage, plan, i)) for i in range(count)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    return [p.exitcode for p in procs]
+
+
 def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001
     """Entry point of a spawned worker process in the two-workers test."""
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))

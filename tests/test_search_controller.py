@@ -5,7 +5,6 @@ study lives in a SQLite file, as in real use.
 """
 
 import dataclasses
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from prunesearch.search.study.record import SETTLED, SKIPPED, TrialRecord, Trial
 from prunesearch.search.study.storage import open_study
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.space import Candidate
-from search_support import TRAINING, ListSink, ScriptedTrainer, controller, make_book, run_worker, settings
+from search_support import TRAINING, ListSink, ScriptedTrainer, controller, fork_workers, make_book, run_worker, settings
 
 
 @pytest.fixture
@@ -361,14 +360,7 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
     study = open_study(storage, "test", optuna.samplers.RandomSampler(seed=0))
     plan = plan_search(study, make_book(), search, training_keys(ScriptedTrainer(), TRAINING, make_book().candidates))
-    # fork: no re-import per worker; the product's spawn path is run by the end-to-end test
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=run_worker, args=(storage, plan, i)) for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert fork_workers(run_worker, storage, plan) == [0, 0]
     settled = _settled(study)
     assert len(settled) == len(set(settled)) == plan.target == 5
     workers = {t.user_attrs["worker"] for t in study.get_trials() if t.user_attrs.get("outcome") in SETTLED}

@@ -6,7 +6,6 @@ The controller is driven through its Trainer seam by the scripted trainer of ``s
 what ``first`` keeps); every study lives in a SQLite file, as in real use.
 """
 
-import multiprocessing
 from collections import Counter
 
 import optuna
@@ -18,7 +17,7 @@ from prunesearch.search.front import trained_results
 from prunesearch.search.study.record import SETTLED, SKIPPED, records
 from prunesearch.search.study.state import StudyCounts, StudyState
 from prunesearch.search.study.storage import open_study
-from search_support import TRAINING, ListSink, ScriptedTrainer, controller, make_book, make_space, settings
+from search_support import TRAINING, ListSink, ScriptedTrainer, controller, fork_workers, make_book, make_space, settings
 
 THREE_RULES = make_space(rules=["first", "influence", "uniform"])
 
@@ -162,13 +161,7 @@ def test_two_worker_processes_racing_for_coinciding_candidates_train_each_studen
     study = open_study(storage, "test", optuna.samplers.RandomSampler(seed=0))
     plan = plan_search(study, book, search, training_keys(ScriptedTrainer(), TRAINING, book.candidates))
     assert plan.students == plan.target == 2
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=run_twin_worker, args=(storage, plan, i)) for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert fork_workers(run_twin_worker, storage, plan) == [0, 0]
     recs = records(study)
     trained_here = Counter(r.training_key for r in recs if r.settled and not r.reused)
     assert len(trained_here) == 2 and set(trained_here.values()) == {1}  # each student fine-tuned once
