@@ -32,6 +32,7 @@ from prunesearch.search.results import CandidateResult, fronts_and_ties
 from prunesearch.search.samplers import make_sampler
 from prunesearch.search.setup import Setup, load_val
 from prunesearch.search.stage import CONFIRM
+from prunesearch.search.study.reuse import TrainedIndex
 from prunesearch.search.study.state import StudyState, checkpoints
 from prunesearch.search.study.storage import open_study
 
@@ -69,13 +70,14 @@ def confirm(setup: Setup, wanted: ConfirmSettings, storage: str, brief: optuna.S
         setup.crop, setup.eval_device, real_data=setup.training.real_data,
     )
     identity = setup.training.continue_with(settings, val_fp)
-    plan = plan_search(study, book, search, training_keys(trainer, identity, book.candidates))
+    trained = TrainedIndex.of(study)  # earlier searches' confirmations with these settings
+    plan = plan_search(study, book, search, training_keys(trainer, identity, book.candidates), trained)
     stage = ConfirmStage(settings, study, plan, keys, len(val), settled)
     if announce is not None:
         announce(stage)
     stage_log = log.for_stage(CONFIRM, {**dataclasses.asdict(settings), "val_sequences": len(val)})
     SearchController(study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log, progress,
-                     identity, index).work()
+                     identity, index, trained).work()
     return stage
 
 
