@@ -195,7 +195,8 @@ def front_table(front: list["CandidateResult"], target: str, title: str, tied: l
         caption=caption, caption_justify="left",
     )
     for col in ("candidate", "AO", "95% CI", "SR50", "AUC", "ms", "tmpl ms", "GMACs", "M par"):
-        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
+        # A student under several rules (``B4-1/first = B4-1/influence``) wraps after its "=", never the figures.
+        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=col != "candidate")
     rows = [(r, "") for r in front] + [(r, "~ ") for r in tied] + [(r, "- ") for r in dominated]
     listed = {r.key for r, _ in rows}
     shown: set[str] = set()
