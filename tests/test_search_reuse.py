@@ -97,6 +97,22 @@ def test_another_budget_reuses_every_fine_tune_and_trains_only_what_is_new(stora
     assert c.plan.known == 8 and c.plan.target == len(wider.calls)
 
 
+def test_another_template_schedule_prices_anew_and_reuses_every_fine_tune(storage):
+    """A re-profiled table or another template schedule prices differently and trains nothing differently."""
+    first = _search(storage, "6ms", ScriptedTrainer(), study="once-per-sequence")
+    again = ScriptedTrainer()
+    book = make_book("6.5ms", THREE_RULES, template_update=20)  # the template branch amortised over 20 frames
+    ctl = controller(storage, book, settings(trials=8), None, again, study="every-20-frames", space=THREE_RULES)
+    assert any(book.prices[c.key]["fast"].priced_ms != first.book.prices[c.key]["fast"].priced_ms for c in book.candidates)
+    ctl.plan = plan_search(ctl.study, book, ctl.settings, ctl.students)
+    ctl.work()
+    known = {c.key for c in first.book.feasible()}
+    fitting = {c.key for c in book.feasible()}
+    assert fitting & known and fitting - known
+    assert sorted(again.calls) == sorted(k for k in fitting - known if not k.endswith("/influence"))
+    assert ctl.state().reused >= fitting & known
+
+
 def test_sampling_spends_its_trials_only_on_new_students_and_settles_known_ones_free(storage):
     first = ScriptedTrainer()
     _search(storage, "6ms", first, study="earlier")

@@ -129,7 +129,8 @@ def _search_and_report(
     counts = StudyCounts.of(study, since=started)
     if stage is not None:
         counts = counts.plus(StudyCounts.of(stage.study, since=started))
-    metrics = summary_metrics(times.parts(), counts.outcomes, counts.seconds, counts.finetune_steps)
+    reused = {f"reused_from_{where.replace(' ', '_')}": n for where, n in counts.reused.items()}  # trials.reused_from_...
+    metrics = summary_metrics(times.parts(), counts.outcomes | reused, counts.seconds, counts.finetune_steps)
     log.finish(fronts, results, metrics, setup.reference_points(), ties, setup.teacher_ms(), plan.strategy,
                "" if stage is None else confirm.confirmation_markdown(stage, brief_fronts, dropped))
     times.lap("log_search")
