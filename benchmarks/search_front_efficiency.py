@@ -54,6 +54,7 @@ def early_stop_variants() -> dict[str, object]:
 class Recorded:
     accuracy: dict[str, float]
     reports: list[tuple[int, float]]  # (steps done, mean loss since the previous report)
+    blocks: tuple[int, ...]  # the teacher blocks the candidate kept (its student, with its split)
 
 
 class ReplayTrainer:
@@ -62,6 +63,9 @@ class ReplayTrainer:
     def __init__(self, recorded: dict[str, Recorded], steps: int) -> None:
         self.recorded, self.steps = recorded, steps
         self.order: list[tuple[str, int, bool]] = []  # candidate, steps spent, trained to the end
+
+    def blocks(self, cand):  # noqa: ANN001, ANN201 - the Trainer protocol
+        return self.recorded[cand.key].blocks
 
     def run(self, cand, on_step):  # noqa: ANN001, ANN201 - the Trainer protocol
         from prunesearch.search.controller import TrainResult
@@ -95,7 +99,8 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
     results = comparable(read_results(uri, EXPERIMENT.stem), TARGET, allow_mixed=False)
     client = MlflowClient(tracking_uri=uri)
     recorded = {
-        r.key: Recorded(dict(r.accuracy), sorted((m.step, m.value) for m in client.get_metric_history(r.run_id, "finetune.loss")))
+        r.key: Recorded(dict(r.accuracy), sorted((m.step, m.value) for m in client.get_metric_history(r.run_id, "finetune.loss")),
+                        tuple(r.blocks))
         for r in results
     }
     steps = int(client.get_run(results[0].run_id).data.params["finetune.steps"])
@@ -104,7 +109,7 @@ def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
 
 def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str, seed: int, early, folder: Path):  # noqa: ANN001, ANN201
     from prunesearch.data.processing import CropGeometry
-    from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search
+    from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search, training_keys
     from prunesearch.search.experiment import DataSpec, SearchSettings
     from prunesearch.search.identity import TrainingIdentity
     from prunesearch.search.samplers import make_sampler
@@ -118,9 +123,9 @@ def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str,
     os.close(handle)
     storage = f"sqlite:///{db}"
     study = open_study(storage, "replay", make_sampler(sampler, seed, len(recorded) // 2))
-    plan = plan_search(study, book, settings)
     trainer = ReplayTrainer(recorded, steps)
     replayed = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
+    plan = plan_search(study, book, settings, training_keys(trainer, replayed, book.candidates))
     SearchController(study, book, space, 12, settings, plan, trainer, NoSink(), SilentProgress(), replayed).work()  # not logged
     return trainer.order
 
@@ -160,8 +165,9 @@ def main() -> None:
         folder = Path(tmp)
         if args.replay:
             saved = json.loads(Path(args.replay).read_text())
-            recorded = {k: Recorded(v["accuracy"], [tuple(r) for r in v["reports"]]) for k, v in saved["recorded"].items()}
             results = [CandidateResult(**r) for r in saved["results"]]
+            blocks = {r.key: tuple(r.blocks) for r in results}
+            recorded = {k: Recorded(v["accuracy"], [tuple(r) for r in v["reports"]], blocks[k]) for k, v in saved["recorded"].items()}
             steps, wall = saved["steps"], saved["wall"]
         else:
             recorded, results, steps, wall = enumerate_all(folder, args.teacher)

@@ -4,6 +4,15 @@ The public API is re-exported here; each name lives in the module that says what
 itself (Optuna, MLflow) is in :mod:`prunesearch.search` and is imported only when used.
 """
 
+import os as _os
+
+# OpenMP threads (torch's intra-op pool) that wait for work sleep at once instead of spinning:
+# beside one other CPU-bound process, spinning made a search's fine-tunes several times slower;
+# sleeping keeps the thread count, so every number stays the same to the last digit
+# (benchmarks/results/shared_machine.md). OpenMP reads it once, when torch loads it: so it is set
+# here, before anything imports torch. A value the user set wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from prunesearch._version import __version__
 from prunesearch.checkpoints import load_checkpoint, save_checkpoint
 from prunesearch.data import Sequence, builtin_sequences, open_dataset

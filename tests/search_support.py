@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prunesearch.data.processing import CropGeometry
 from prunesearch.models import get_preset
+from prunesearch.pruning import choose_blocks
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.controller import SearchController, SilentProgress, TrainResult
 from prunesearch.search.experiment import DataSpec, EarlyStop, SearchSettings
@@ -86,10 +87,16 @@ def sequences_of(c: Candidate, acc: float, count: int = 10, frames: int = 10) ->
     }
 
 
+# Block influence of a 12-block teacher whose first blocks matter most, as the shipped teacher's
+# do: the 'influence' rule then keeps the blocks 'first' keeps (one student, two rules).
+FIRST_MATTER_MOST = tuple(float(TEACHER_DEPTH - i) for i in range(TEACHER_DEPTH))
+
+
 @dataclass
 class ScriptedTrainer:
     """Loss falls with depth; ``diverge`` candidates diverge; ``interrupt`` raises Ctrl-C at a step;
-    ``before_step(cand, step)``, when set, runs before each step is reported (what happens meanwhile)."""
+    ``before_step(cand, step)``, when set, runs before each step is reported (what happens meanwhile).
+    Blocks are the rules' real choice on a 12-block teacher with influence ``influence``."""
 
     steps: int = 12
     diverge: set[str] = field(default_factory=set)
@@ -99,6 +106,10 @@ class ScriptedTrainer:
     loss_of: dict[str, float] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     before_step: Callable[[Candidate, int], None] | None = None
+    influence: tuple[float, ...] = FIRST_MATTER_MOST
+
+    def blocks(self, cand: Candidate) -> tuple[int, ...]:
+        return choose_blocks(TEACHER_DEPTH, cand.depth, cand.rule, self.influence)
 
     def run(self, cand: Candidate, on_step) -> TrainResult:  # noqa: ANN001
         self.calls.append(cand.key)
@@ -123,7 +134,7 @@ class ScriptedTrainer:
             accuracy={"ao": acc, "sr50": acc + 0.1, "sr75": acc - 0.1, "auc": acc},
             losses=losses,
             seconds={"finetune": 0.01, "evaluate": 0.01},
-            blocks=tuple(range(cand.depth)),
+            blocks=self.blocks(cand),
             sequences=sequences_of(cand, acc),
         )
 
@@ -179,11 +190,24 @@ def settings(**kw: object) -> SearchSettings:
 TRAINING = TrainingIdentity("teacher-fp", "data-fp", DataSpec(), FinetuneConfig(steps=12), CropGeometry(), real_data=False)
 
 
-def controller(storage: str, book: PriceBook, search: SearchSettings, plan, trainer, sink=None, worker: int = 0):  # noqa: ANN001
-    study = open_study(storage, "test", make_sampler(search.sampler, worker, 2))
-    return SearchController(
-        study, book, make_space(), TEACHER_DEPTH, search, plan, trainer, sink or ListSink(), SilentProgress(), TRAINING, worker
-    )
+def controller(storage: str, book: PriceBook, search: SearchSettings, plan, trainer, sink=None, worker: int = 0,  # noqa: ANN001
+               study: str = "test", space: SearchSpace | None = None):
+    study = open_study(storage, study, make_sampler(search.sampler, worker, 2))
+    return SearchController(study, book, space or make_space(), TEACHER_DEPTH, search, plan, trainer, sink or ListSink(),
+                            SilentProgress(), TRAINING, worker)
+
+
+def fork_workers(target: Callable[..., None], storage: str, plan, count: int = 2) -> list[int | None]:  # noqa: ANN001
+    """Run ``target(storage, plan, i)`` in ``count`` forked processes at once; their exit codes.
+    Fork: no re-import per worker; the product's spawn path is run by the end-to-end test."""
+    import multiprocessing
+
+    procs = [multiprocessing.get_context("fork").Process(target=target, args=(storage, plan, i)) for i in range(count)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    return [p.exitcode for p in procs]
 
 
 def run_worker(storage: str, plan, worker: int) -> None:  # noqa: ANN001

@@ -54,7 +54,7 @@ def _search(uri, tmp_path, study="study-a", data="data-fp", budget="6ms", diverg
     log = SearchLog.start(uri, search_info(book, EXPERIMENT, study, data), book, "enumerate", {"git_commit": "abc", "seed": 0})
     search = settings(trials=8)
     ctl = controller(f"sqlite:///{tmp_path / (study + '.db')}", book, search, None, ScriptedTrainer(diverge=set(diverge)), log)
-    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.plan = plan_search(ctl.study, book, search, ctl.students)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
     fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)
@@ -246,8 +246,9 @@ def test_run_and_pareto_build_one_result_alike_and_carry_the_training_key(search
     for r in searched.results:
         assert stored[r.key].result.to_dict() == r.to_dict()
         assert stored[r.key].training_key == TRAINING.key(tuple(r.blocks), r.depth, r.ai_layers)
-    # The scripted trainer keeps the first blocks whatever the rule: one student, one key, two names.
-    assert stored["B4-1/first"].training_key == stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key
+    # The scripted trainer keeps each rule's own blocks: another rule or split, another student, another key
+    # (one student under two rule names: tests/test_search_reuse.py).
+    assert stored["B4-1/first"].training_key != stored["B4-1/uniform"].training_key != stored["B4-2/first"].training_key
 
 
 def test_quoted_names_are_found_and_names_mlflow_cannot_hold_are_refused_up_front(empty_store, tmp_path):

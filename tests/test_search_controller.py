@@ -5,7 +5,6 @@ study lives in a SQLite file, as in real use.
 """
 
 import dataclasses
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -17,14 +16,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from prunesearch.search.controller import plan_search
+from prunesearch.search.controller import plan_search, training_keys
 from prunesearch.search.front import trained_results
 from prunesearch.search.study.liveness import Liveness, WorkerId, this_worker
 from prunesearch.search.study.record import SETTLED, SKIPPED, TrialRecord, TrialWriter, enqueue, records
 from prunesearch.search.study.storage import open_study
 from prunesearch.search.experiment import EarlyStop
 from prunesearch.search.space import Candidate
-from search_support import ListSink, ScriptedTrainer, controller, make_book, run_worker, settings
+from search_support import TRAINING, ListSink, ScriptedTrainer, controller, fork_workers, make_book, run_worker, settings
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def storage(tmp_path):
 
 def _planned(storage, book, search, evaluator, sink=None):
     ctl = controller(storage, book, search, None, evaluator, sink)
-    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.plan = plan_search(ctl.study, book, search, ctl.students)
     return ctl
 
 
@@ -68,7 +67,7 @@ def test_a_settled_fine_tune_records_its_training_key(storage):
     ctl = _run(storage, make_book(), settings(trials=4), ScriptedTrainer(diverge={"B3-1/first"}))
     settled = [r for r in records(ctl.study) if r.settled]
     assert {r.outcome for r in settled} == {"trained", "diverged"}
-    for r in settled:  # the scripted trainer tells no blocks for a diverged fine-tune: no key then
+    for r in settled:  # every candidate has its blocks, and so its key, before any fine-tune
         cand = Candidate.parse(r.candidate)
         assert r.training_key == (TRAINING.key(r.blocks, cand.depth, cand.ai_layers) if r.blocks else None)
     assert any(r.training_key for r in settled)
@@ -193,7 +192,7 @@ def test_a_lost_machine_is_found_when_done_is_asked_and_its_candidate_trained_on
     other = WorkerId("same-hostname", 4242, "elsewhere", "lost")  # another machine or container
     ctl.study.set_user_attr("alive." + str(other), time.time())  # it beat once, then died
     _lost_trial(ctl.study, Candidate(2, 1), other)
-    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.plan = plan_search(ctl.study, book, search, ctl.students)
     assert "B2-1/first" not in ctl.plan.seeded and ctl.plan.retried == ()  # held, within the grace period
     ctl.work()  # trains the other seven, then waits for the lost machine's candidate
     assert ev.calls.count("B2-1/first") == 1 and ev.calls[-1] == "B2-1/first"
@@ -360,15 +359,8 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
     book = make_book()
     search = settings(trials=5, early_stop=EarlyStop(reduction=3, rungs=1, window=2))
     study = open_study(storage, "test", optuna.samplers.RandomSampler(seed=0))
-    plan = plan_search(study, make_book(), search)
-    # fork: no re-import per worker; the product's spawn path is run by the end-to-end test
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=run_worker, args=(storage, plan, i)) for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    plan = plan_search(study, make_book(), search, training_keys(ScriptedTrainer(), TRAINING, make_book().candidates))
+    assert fork_workers(run_worker, storage, plan) == [0, 0]
     settled = _settled(study)
     assert len(settled) == len(set(settled)) == plan.target == 5
     workers = {t.user_attrs["worker"] for t in study.get_trials() if t.user_attrs.get("outcome") in SETTLED}

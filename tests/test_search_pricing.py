@@ -40,7 +40,7 @@ def test_template_update_enters_the_budget_check():
 def test_template_update_is_the_searched_objective(tmp_path):
     book = make_book("6ms", template_update=2)
     ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=4), None, ScriptedTrainer())
-    ctl.plan = plan_search(ctl.study, book, settings(trials=4))
+    ctl.plan = plan_search(ctl.study, book, settings(trials=4), ctl.students)
     ctl.work()
     results = trained_results(ctl.study, book, "small")
     assert results

@@ -108,7 +108,7 @@ def test_a_machine_problem_stops_the_worker_with_its_line_and_marks_trial_and_ru
     book = make_book("6ms")
     sink = ListSink()
     ctl = controller(f"sqlite:///{tmp_path / 'optuna.db'}", book, settings(trials=8), None, _DiskFull(), sink)
-    ctl.plan = plan_search(ctl.study, book, settings(trials=8))
+    ctl.plan = plan_search(ctl.study, book, settings(trials=8), ctl.students)
     with pytest.raises(PrunesearchError, match="no space left in /somewhere"):
         ctl.work()
     [failed] = [r for r in records(ctl.study) if r.outcome]
@@ -137,7 +137,7 @@ def test_a_lost_workers_runs_on_an_mlflow_server_are_closed_and_its_settled_resu
         writer.run(log.begin(trial.number, cand, str(lost)))
         if settled:  # it finished and stored its result, then died while logging it
             writer.settle("trained", 12, {"finetune": 1.0}, {"ao": 0.61}, (0, 1, 2), None, (0.61, 4.2))
-    ctl.plan = plan_search(ctl.study, book, search)
+    ctl.plan = plan_search(ctl.study, book, search, ctl.students)
     assert ctl.plan.retried == ("B2-1/first",)
     ctl.work()
     assert "B3-1/first" not in ev.calls and ev.calls.count("B2-1/first") == 1

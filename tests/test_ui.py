@@ -49,7 +49,7 @@ def store(tmp_path_factory):
         log = SearchLog.start(uri, search_info(book, "tiny-search"), book, "enumerate", {"git_commit": "abc", "seed": 0})
         search = settings(trials=5)
         ctl = controller(f"sqlite:///{root / 'optuna.db'}", book, search, None, ScriptedTrainer(diverge={"B3-1/uniform"}), log)
-        ctl.plan = plan_search(ctl.study, book, search)
+        ctl.plan = plan_search(ctl.study, book, search, ctl.students)
         ctl.work()
         results = trained_results(ctl.study, book, "small")
         fronts, ties = fronts_and_ties(results, book.targets, book.budget.ms)

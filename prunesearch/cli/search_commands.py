@@ -122,12 +122,13 @@ class RichDisplay:
     def _describe(self) -> str:
         return f"{self.noun}: {self.done} done, {self.left} left"
 
-    def begin(self, plan: "Plan", steps: int, workers: int, settled: int) -> None:
-        self.steps, self.left = steps, max(plan.target - settled, 0)
+    def begin(self, plan: "Plan", steps: int, workers: int) -> None:
+        self.steps, self.left = steps, max(plan.target - plan.done, 0)
         extra = f", {len(plan.retried)} interrupted re-queued" if plan.retried else ""
+        known = f", {plan.known} of them fine-tuned by earlier searches" if plan.known else ""
         self.console.print(
-            f"strategy: [bold]{plan.strategy}[/]; {plan.feasible} candidates fit the budget; "
-            f"{settled} already done, {self.left} to fine-tune with {workers} worker(s){extra}"
+            f"strategy: [bold]{plan.strategy}[/]; {plan.feasible} candidates fit the budget, {plan.students} distinct "
+            f"students{known}; {plan.done} already done, {self.left} to fine-tune with {workers} worker(s){extra}"
         )
         self._overall()
         self.progress.start()
@@ -170,6 +171,12 @@ class RichDisplay:
             self.progress.console.print(f"  {said}")
             self.progress.update(self.tasks[worker], completed=task.total, description=f"  worker {worker}: {said}")
 
+    def reused(self, worker: int, key: str, source: str, outcome: str, ao: float | None) -> None:
+        score = "" if ao is None else f", AO {100 * ao:.1f}"
+        with self.lock:
+            self.progress.console.print(f"  {key}: {outcome.replace('_', ' ')}{score} (the same student as {source}: "
+                                        "its fine-tune reused)", markup=False)
+
 
 def front_table(front: list["CandidateResult"], target: str, title: str, tied: list["CandidateResult"] = (),
                 dominated: list["CandidateResult"] = ()) -> "Table":
@@ -191,12 +198,20 @@ def front_table(front: list["CandidateResult"], target: str, title: str, tied: l
         caption=caption, caption_justify="left",
     )
     for col in ("candidate", "AO", "95% CI", "SR50", "AUC", "ms", "tmpl ms", "GMACs", "M par"):
-        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
-    for r, mark in [(r, "") for r in front] + [(r, "~ ") for r in tied] + [(r, "- ") for r in dominated]:
+        # A student under several rules (``B4-1/first = B4-1/influence``) wraps after its "=", never the figures.
+        table.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=col != "candidate")
+    rows = [(r, "") for r in front] + [(r, "~ ") for r in tied] + [(r, "- ") for r in dominated]
+    listed = {r.key for r, _ in rows}
+    shown: set[str] = set()
+    for r, mark in rows:
+        if r.key in shown:
+            continue
+        same = [k for k in r.same_as if k in listed]  # one row per student, under every rule that yields it
+        shown.update(same)
         row = r.row(target)
         ci = "" if row["ao_ci_low"] is None else f"{100 * row['ao_ci_low']:.1f}-{100 * row['ao_ci_high']:.1f}"
         table.add_row(
-            mark + r.key, f"{100 * row['ao']:.1f}", ci, f"{100 * row['sr50']:.1f}", f"{100 * row['auc']:.1f}",
+            mark + " = ".join([r.key, *same]), f"{100 * row['ao']:.1f}", ci, f"{100 * row['sr50']:.1f}", f"{100 * row['auc']:.1f}",
             f"{row['frame_ms']:.2f}", f"{row['template_ms']:.2f}", f"{row['gmacs_per_frame']:.1f}", f"{row['params_m']:.1f}",
         )
     return table
@@ -272,6 +287,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
     t, c = report.times, report.counts
+    if c.reused.get(c.SAME):
+        console.print(f"{c.reused[c.SAME]} candidate(s) are the same student as another rule's and reused its fine-tune")
+    if c.reused.get(c.EARLIER):
+        console.print(f"reused {c.reused[c.EARLIER]} fine-tune(s) from earlier searches")
     work = sum(c.seconds.get(k, 0.0) for k in ("finetune", "evaluate", "checkpoint"))
     console.print(
         f"strategy {report.plan.strategy}; {t.total:.0f} s: pricing {t.pricing:.1f} s, data {t.data:.1f} s, "

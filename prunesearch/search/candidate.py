@@ -1,8 +1,8 @@
 """Evaluating one candidate for real: prune the teacher, fine-tune briefly, track the validation set.
 
 This is the one place the search calls the other parts of prunesearch: pruning
-(:func:`prunesearch.pruning.student_from_teacher`), training (:func:`prunesearch.training.finetune`),
-evaluation (:func:`prunesearch.evaluation.evaluate`), checkpoints and ONNX export.
+(:func:`prunesearch.pruning.choose_blocks`, :func:`~prunesearch.pruning.prune`), training
+(:func:`prunesearch.training.finetune`), evaluation (:func:`prunesearch.evaluation.evaluate`), checkpoints and ONNX export.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from prunesearch.checkpoints import load_checkpoint, load_tracker, save_checkpoint
 from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device
 from prunesearch.errors import PrunesearchError
 from prunesearch.evaluation.uncertainty import SequenceStats
-from prunesearch.models.vit_tracker import JointTracker, TrackerBase
-from prunesearch.pruning import CALIBRATION_PAIRS, calibration_batch, needs_calibration, student_from_teacher
+from prunesearch.models.vit_tracker import JointTracker, StudentSpec, TrackerBase
+from prunesearch.pruning import CALIBRATION_PAIRS, block_influence, calibration_batch, choose_blocks, needs_calibration, prune
 from prunesearch.search.controller import StepCallback, TrainResult
 from prunesearch.search.space import Candidate
 from prunesearch.search.stage import BRIEF, CONFIRM
@@ -32,6 +30,12 @@ def checkpoint_path(workdir: Path, key: str, stage: str = BRIEF, seed: int = 0) 
     seed, ``B4-1-uniform.seed1.pt``, ``B4-1-uniform.confirm.pt`` and so on for the others."""
     parts = [key.replace("/", "-")] + ([stage] if stage != BRIEF else []) + ([f"seed{seed}"] if seed else [])
     return workdir / (".".join(parts) + ".pt")
+
+
+def seed_checkpoint(first: Path, seed: int) -> Path:
+    """The ``seed``-th seed's checkpoint beside a fine-tune's first (:func:`checkpoint_path`): named
+    after the candidate that was fine-tuned, which a candidate reusing its result need not be."""
+    return first if seed == 0 else first.with_name(f"{first.stem}.seed{seed}{first.suffix}")
 
 
 class CandidateTrainer:
@@ -67,18 +71,23 @@ class CandidateTrainer:
         self.workdir = workdir
         self.crop = crop or CropGeometry()
         self.real_data = real_data
-        self._calibration: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._influence: list[float] | None = None
 
-    def calibration(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._calibration is None:
+    def influence(self) -> list[float]:
+        """The teacher's block influence on a calibration batch of training crops, measured once."""
+        if self._influence is None:
             z, x = calibration_batch(self.teacher, self.train, CALIBRATION_PAIRS, self.crop, self.config.seed)
-            self._calibration = (z.to(self.device), x.to(self.device))
-        return self._calibration
+            self._influence = block_influence(self.teacher, z.to(self.device), x.to(self.device))
+        return self._influence
+
+    def blocks(self, cand: Candidate) -> tuple[int, ...]:
+        """The teacher blocks ``cand`` keeps (its rule's choice; measured influence where the rule needs it)."""
+        influence = self.influence() if needs_calibration(cand.rule) else None
+        return choose_blocks(self.teacher.depth, cand.depth, cand.rule, influence)
 
     def start(self, cand: Candidate, seed: int) -> tuple[TrackerBase, int]:
         """The model the ``seed``-th fine-tune trains, and the steps it has already had."""
-        calib = self.calibration() if needs_calibration(cand.rule) else None
-        return student_from_teacher(self.teacher, cand.depth, cand.ai_layers, cand.rule, calibration=calib), 0
+        return prune(self.teacher, StudentSpec(cand.depth, cand.ai_layers, self.blocks(cand), cand.rule)), 0
 
     def seed_of(self, seed: int) -> int:
         """The data seed of the ``seed``-th fine-tune."""
@@ -142,7 +151,7 @@ class ConfirmTrainer(CandidateTrainer):
         first = self.brief.get(cand.key)
         if not first:
             raise PrunesearchError(f"{cand.key} has no brief checkpoint in the study to confirm it from")
-        path = checkpoint_path(Path(first).parent, cand.key, BRIEF, seed % self.brief_seeds)
+        path = seed_checkpoint(Path(first), seed % self.brief_seeds)
         if not path.is_file():
             raise PrunesearchError(
                 f"the brief checkpoint {path} of {cand.key} is not on this machine; on many machines give "

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import optuna
 
 from prunesearch.search.candidate import ConfirmTrainer
-from prunesearch.search.controller import Plan, Progress, SearchController, plan_search
+from prunesearch.search.controller import Plan, Progress, SearchController, plan_search, training_keys
 from prunesearch.search.experiment import ConfirmSettings
 from prunesearch.search.front import trained_results
 from prunesearch.search.identity import confirm_study_name
@@ -32,6 +32,7 @@ from prunesearch.search.results import CandidateResult, fronts_and_ties
 from prunesearch.search.samplers import make_sampler
 from prunesearch.search.setup import Setup, load_val
 from prunesearch.search.stage import CONFIRM
+from prunesearch.search.study.reuse import TrainedIndex
 from prunesearch.search.study.state import StudyState, checkpoints
 from prunesearch.search.study.storage import open_study
 
@@ -63,17 +64,20 @@ def confirm(setup: Setup, wanted: ConfirmSettings, storage: str, brief: optuna.S
     book = setup.book.only(keys)
     search = dataclasses.replace(exp.search, strategy="enumerate", seeds=(), early_stop=None)
     settled = len(StudyState.read(study, search.retries).finished)
-    stage = ConfirmStage(settings, study, plan_search(study, book, search), keys, len(val), settled)
-    if announce is not None:
-        announce(stage)
     config = dataclasses.replace(setup.finetune_config, steps=settings.steps, seeds=settings.seeds)
     trainer = ConfirmTrainer(
         checkpoints(brief), setup.finetune_config.seeds, setup.teacher, setup.train, val, config, setup.workdir,
         setup.crop, setup.eval_device, real_data=setup.training.real_data,
     )
+    identity = setup.training.continue_with(settings, val_fp)
+    trained = TrainedIndex.of(study)  # earlier searches' confirmations with these settings
+    plan = plan_search(study, book, search, training_keys(trainer, identity, book.candidates), trained)
+    stage = ConfirmStage(settings, study, plan, keys, len(val), settled)
+    if announce is not None:
+        announce(stage)
     stage_log = log.for_stage(CONFIRM, {**dataclasses.asdict(settings), "val_sequences": len(val)})
     SearchController(study, book, exp.space, setup.teacher.depth, search, stage.plan, trainer, stage_log, progress,
-                     setup.training.continue_with(settings, val_fp), index).work()
+                     identity, index, trained).work()
     return stage
 
 

@@ -11,8 +11,17 @@ of machines can work on it at once, and a killed run resumes from it):
 * A proposal outside the space or over budget on every target is recorded at once as infeasible
   (``trial.set_constraint``), never trained, and the nearest untried candidate that fits is
   enqueued in its place; so is a proposal another trial already holds.
-* A trial claims its candidate by writing it, then yields if any other trial holds the same
-  candidate: two workers never train one candidate twice.
+* A candidate is what it keeps: before any fine-tune, the trainer tells every candidate's kept
+  teacher blocks (:meth:`Trainer.blocks`), which with its split give its training key
+  (:mod:`~prunesearch.search.identity`). Candidates with one key (two rules yielding the same
+  student) are one student: it is fine-tuned once, and every other candidate of it settles from
+  that result without a fine-tune (its own trial and child run, ``reused_from`` naming the trial
+  that trained it); so does a candidate whose student an earlier search in the same storage
+  trained (:mod:`~prunesearch.search.study.reuse`). Plans count fine-tunes in distinct students;
+  a reused candidate costs nothing.
+* A trial claims its candidate by writing it and its training key, then yields if any other trial
+  holds the same candidate or the same student: two workers never train one student twice (a
+  candidate that yields to its student's fine-tune is queued again, and settles from it).
 * Planning takes no lock, so the cost of a race is a skip, never a second fine-tune: machines that
   plan at the same moment each queue every candidate (the extra copies are skipped as
   ``duplicate``, and a lost worker's candidate still queued comes back through its copy rather than
@@ -63,6 +72,7 @@ from prunesearch.search.space import Candidate, SearchSpace
 from prunesearch.search.study.liveness import Liveness, heartbeat, this_worker
 from prunesearch.search.study.record import Outcome, TrialRecord, TrialWriter, enqueue, records, set_strategy
 from prunesearch.search.study.recovery import recover
+from prunesearch.search.study.reuse import Source, TrainedIndex, same_study_source
 from prunesearch.search.study.state import StudyState
 
 StepCallback = Callable[[int, dict[str, float]], bool]
@@ -85,11 +95,19 @@ class TrainResult:
 
 class Trainer(Protocol):
     """Builds, fine-tunes and scores one candidate; ``on_step`` may stop the fine-tune early.
-    ``steps``: the steps of one candidate (all its seeds)."""
+    ``steps``: the steps of one candidate (all its seeds). ``blocks``: the teacher blocks a
+    candidate keeps, known before any fine-tune (what makes two candidates one student)."""
 
     steps: int
 
+    def blocks(self, cand: Candidate) -> tuple[int, ...]: ...
+
     def run(self, cand: Candidate, on_step: StepCallback) -> TrainResult: ...
+
+
+def training_keys(trainer: Trainer, identity: TrainingIdentity, candidates: list[Candidate]) -> dict[str, str]:
+    """Each candidate's training key (candidate key -> key): equal keys, one student."""
+    return {c.key: identity.key(tuple(trainer.blocks(c)), c.depth, c.ai_layers) for c in candidates}
 
 
 class TrialSink(Protocol):
@@ -132,6 +150,8 @@ class Progress(Protocol):
 
     def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None: ...
 
+    def reused(self, worker: int, key: str, source: str, outcome: str, ao: float | None) -> None: ...
+
 
 class SilentProgress:
     """A :class:`Progress` that shows nothing, for callers that drive the controller themselves."""
@@ -143,6 +163,9 @@ class SilentProgress:
         pass
 
     def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
+        pass
+
+    def reused(self, worker: int, key: str, source: str, outcome: str, ao: float | None) -> None:
         pass
 
 
@@ -157,24 +180,34 @@ class Superseded(Exception):
 @dataclass(frozen=True)
 class Plan:
     strategy: str  # "enumerate" or "sample (tpe)" etc.
-    target: int  # candidates the study should settle
-    feasible: int
+    target: int  # fine-tunes (distinct students) the study should settle; reused results cost none
+    feasible: int  # candidates that fit the budget
     seeded: tuple[str, ...]
     retried: tuple[str, ...]
+    students: int = 0  # distinct students among the feasible candidates
+    known: int = 0  # of them, fine-tuned by earlier searches in the same storage
+    done: int = 0  # fine-tunes this study had settled (or given up) before this plan
 
 
-def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) -> Plan:
-    """Choose the strategy, enqueue seeds (or every feasible candidate) and interrupted trials."""
+def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings, students: dict[str, str],
+                index: TrainedIndex | None = None) -> Plan:
+    """Choose the strategy, enqueue seeds (or every feasible candidate), the candidates whose
+    students earlier searches trained, and interrupted trials.
+
+    ``students``: each candidate's training key (:func:`training_keys`); ``index``: the fine-tunes
+    of the storage's other studies (read here when not given). ``auto`` enumerates when the
+    students still to fine-tune are no more than ``trials``.
+    """
+    index = index or TrainedIndex.of(study)
     feasible = book.feasible()
-    enumerate_all = settings.strategy == "enumerate" or (
-        settings.strategy == "auto" and len(feasible) <= settings.trials
-    )
+    distinct = {students[c.key] for c in feasible}
+    new = distinct - index.keys()
+    enumerate_all = settings.strategy == "enumerate" or (settings.strategy == "auto" and len(new) <= settings.trials)
     retried = recover(study, Liveness.read(study, settings.grace_s), settings.retries)
     state = StudyState.read(study, settings.retries)
     fit_seeds = [c for c in settings.seeds if c.key in {f.key for f in feasible}]
-    order = fit_seeds + sorted(
-        (c for c in feasible if c not in fit_seeds), key=lambda c: (book.prices[c.key][book.primary].priced_ms, c)
-    ) if enumerate_all else fit_seeds
+    rest = [c for c in feasible if c not in fit_seeds and (enumerate_all or students[c.key] not in new)]
+    order = fit_seeds + sorted(rest, key=lambda c: (book.prices[c.key][book.primary].priced_ms, c))
     seeded = []
     for cand in order:
         if cand.key not in state.claimed | state.queued:
@@ -182,9 +215,11 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings) 
             state.queued.add(cand.key)
             seeded.append(cand.key)
     strategy = "enumerate" if enumerate_all else f"sample ({settings.sampler})"
-    target = len(feasible) if enumerate_all else min(settings.trials, len(feasible))
+    target = len(new) if enumerate_all else min(settings.trials, len(new))
     set_strategy(study, strategy)
-    return Plan(strategy, target, len(feasible), tuple(seeded), tuple(retried))
+    done = {students[c] for c in state.finished - state.reused if c in students}
+    return Plan(strategy, target, len(feasible), tuple(seeded), tuple(retried), len(distinct), len(distinct) - len(new),
+                len(done))
 
 
 class _Gate:
@@ -254,7 +289,9 @@ class _Gate:
 class SearchController:
     """One worker's side of the search: asks the study for candidates and trains them until done.
 
-    ``identity``: the training identity of ``trainer``'s fine-tunes, for each settled trial's training key.
+    ``identity``: the training identity of ``trainer``'s fine-tunes: with the blocks the trainer
+    tells, every candidate's training key (``students``). ``index``: the fine-tunes of the
+    storage's other studies (read here when not given).
     """
 
     def __init__(
@@ -270,6 +307,7 @@ class SearchController:
         progress: Progress,
         identity: TrainingIdentity,
         worker: int = 0,
+        index: TrainedIndex | None = None,
     ) -> None:
         self.study, self.book, self.space, self.settings, self.plan = study, book, space, settings, plan
         self.teacher_depth = teacher_depth
@@ -278,6 +316,9 @@ class SearchController:
         self.ai_bounds = space.ai_range(teacher_depth)
         self.feasible = book.feasible()
         self.members = {c.key for c in book.candidates}  # the confirmation stage's book holds a few
+        self.blocks = {c.key: tuple(trainer.blocks(c)) for c in book.candidates}
+        self.students = {c.key: identity.key(self.blocks[c.key], c.depth, c.ai_layers) for c in book.candidates}
+        self.index = index or TrainedIndex.of(study)
         self.gate = _Gate()
 
     def state(self) -> StudyState:
@@ -291,10 +332,36 @@ class SearchController:
         return self.state()
 
     def done(self) -> bool:
-        return len(self.recover().finished) >= self.plan.target
+        return self._done(self.recover())
+
+    def _spent(self, state: StudyState) -> set[str]:
+        """Students this study fine-tuned (or gave up on): what counts against the plan's target."""
+        return {self.students[c] for c in state.finished - state.reused}
+
+    def _settleable(self, state: StudyState) -> set[str]:
+        """Feasible candidates not finished whose student is settled here or trained in another
+        study: they settle at no cost."""
+        known = {self.students[c] for c in state.settled} | self.index.keys()
+        return {c.key for c in self.feasible if c.key not in state.finished and self.students[c.key] in known}
+
+    def _done(self, state: StudyState) -> bool:
+        """Nothing is left to settle at no cost, and every feasible candidate is finished or the
+        planned fine-tunes are spent."""
+        unfinished = {c.key for c in self.feasible} - state.finished
+        return not self._settleable(state) and (not unfinished or len(self._spent(state)) >= self.plan.target)
+
+    def _busy(self, state: StudyState) -> bool:
+        """Whether everything left is held by other trials (a candidate, or its student in training)."""
+        free = {c.key for c in self.feasible} - state.claimed
+        if free & self._settleable(state):
+            return False
+        held = {self.students[c] for c in state.running}
+        blocked = {c for c in free if self.students[c] in held}
+        return not free - blocked or len(self._spent(state) | held) >= self.plan.target
 
     def work(self) -> None:
-        """Run trials until the study has settled (or given up on) the planned number of candidates.
+        """Run trials until the study has settled (or given up on) the planned fine-tunes, and
+        every candidate whose student is trained has settled from it.
 
         When every candidate left is held by another worker, wait: that worker may be lost, and
         then its candidate comes back to the queue here.
@@ -303,9 +370,11 @@ class SearchController:
             while True:
                 self.gate.check()
                 state = self.recover()
-                if len(state.finished) >= self.plan.target:
+                if self._done(state):
                     return
-                if len(state.claimed) >= self.plan.target:
+                for key in sorted(self._settleable(state) - state.claimed - state.queued):
+                    enqueue(self.study, Candidate.parse(key), reuse=True)
+                if self._busy(state):
                     with self.gate.opened():
                         time.sleep(min(self.settings.heartbeat_s, 2.0))
                     continue
@@ -348,27 +417,42 @@ class SearchController:
                 enqueue(self.study, near, instead_of=cand.key)
         raise optuna.TrialPruned(f"{cand.key}: {outcome}")
 
-    def _held_elsewhere(self, trial: Trial, key: str) -> bool:
-        """Whether another trial has settled or holds ``key``.
+    def _held_elsewhere(self, trial: Trial, key: str, student: str | None) -> bool:
+        """Whether another trial has settled or holds candidate ``key``, or holds its ``student``.
 
-        Every trial writes its candidate before it looks, so of two trials racing for one
-        candidate at least one sees the other: none is trained twice (both may yield, and the
-        candidate is enqueued again).
+        Every trial writes its candidate and student before it looks, so of two trials racing for
+        one candidate, or for two candidates of one student, at least one sees the other: no
+        student is trained twice (both may yield, and the candidates are enqueued again).
         """
+        def holds(r: TrialRecord) -> bool:
+            return r.state == TrialState.RUNNING and r.outcome is None
+
         return any(
-            r.number != trial.number and r.candidate == key and (r.settled or (r.state == TrialState.RUNNING and r.outcome is None))
+            r.number != trial.number and (
+                (r.candidate == key and (r.settled or holds(r))) or (student is not None and r.training_key == student and holds(r)))
             for r in records(self.study)
         )
 
     def _over_target(self, trial: Trial) -> bool:
-        """Whether the other trials already settle or hold the planned number of candidates (same race rule)."""
+        """Whether the other trials already spend or hold the planned fine-tunes (same race rule)."""
         state = StudyState.read(self.study, self.settings.retries, exclude=trial.number)
-        return len(state.claimed) >= self.plan.target
+        return len(self._spent(state) | {self.students[c] for c in state.running}) >= self.plan.target
+
+    def _source(self, trial: Trial, student: str | None) -> Source | None:
+        """A settled fine-tune of ``student`` to settle from: this study's, else an earlier search's
+        (the other studies are read again first: another search may have trained it meanwhile)."""
+        if student is None:
+            return None
+        found = same_study_source(records(self.study), self.study.study_name, student, trial.number)
+        if found is None and self.index.get(student) is None:
+            self.index.refresh()
+        return found or self.index.get(student)
 
     def objective(self, trial: Trial) -> tuple[float, float]:
         cand = self._suggest(trial)
         writer = TrialWriter(trial)
-        writer.take(cand, this_worker())
+        student = self.students.get(cand.key)  # None outside the space
+        writer.take(cand, this_worker(), student)
         inside = self.space.contains(cand, self.teacher_depth) and cand.key in self.members
         margin = self.book.margin_ms(cand) if inside else 0.0
         trial.set_constraint("space", 0.0 if inside else 1.0)
@@ -377,14 +461,51 @@ class SearchController:
             self._skip(writer, cand, Outcome.OUTSIDE_SPACE)
         if margin > 0:
             self._skip(writer, cand, Outcome.OVER_BUDGET)
-        if self._held_elsewhere(trial, cand.key):
+        if self._held_elsewhere(trial, cand.key, student):
             self._skip(writer, cand, Outcome.DUPLICATE)
         writer.claim()
+        source = self._source(trial, student)
+        if source is not None:
+            return self._reuse(trial, writer, cand, source)
         if self._over_target(trial):
             self._skip(writer, cand, Outcome.SURPLUS)
-        return self._train(trial, writer, cand)
+        return self._train(trial, writer, cand, student)
 
-    def _train(self, trial: Trial, writer: TrialWriter, cand: Candidate) -> tuple[float, float]:
+    def _reuse(self, trial: Trial, writer: TrialWriter, cand: Candidate, source: Source) -> tuple[float, float]:
+        """Settle ``cand`` from the fine-tune of its student ``source`` holds: same outcome, scores,
+        sequences, checkpoint and rung losses (early stopping compares them as a fine-tune's), no
+        fine-tune steps of its own."""
+        start = time.perf_counter()
+        run_id = self.sink.begin(trial.number, cand, str(this_worker()))
+        writer.run(run_id)
+        rec, reference = source.record, source.reference()
+        for rung, score in sorted(rec.rungs.items()):
+            writer.rung(rung, score)
+        if rec.message:
+            writer.stopping(rec.message)
+        latency = self.book.prices[cand.key][self.book.primary].priced_ms
+        values = (rec.accuracy["ao"], latency) if rec.outcome == Outcome.TRAINED else ()
+        seconds = {"log_candidate": time.perf_counter() - start}
+        try:
+            record = writer.settle(rec.outcome, rec.steps, seconds, rec.accuracy, rec.blocks, rec.checkpoint, values,
+                                   rec.sequences, rec.training_key, reference)
+        except UpdateFinishedTrialError:
+            self._end_unsettled(writer, run_id, cand, Outcome.SUPERSEDED)
+            raise Superseded(cand.key) from None
+        self.sink.end(run_id, cand, record, rec.outcome.run_status)
+        where = "" if reference["study"] == self.study.study_name else f" of an earlier search ({reference['study']})"
+        self.progress.reused(self.worker, cand.key, f"{reference['candidate']}{where}", rec.outcome, rec.accuracy.get("ao"))
+        return self._settled(cand, rec.outcome, rec.steps, values)
+
+    def _settled(self, cand: Candidate, outcome: Outcome, steps: int, values: tuple[float, ...]) -> tuple[float, float]:
+        """The way out of a settled trial: its objectives, or why it is not a completed one."""
+        if outcome == Outcome.DIVERGED:
+            raise CandidateFailed(f"{cand.key}: fine-tune diverged")
+        if outcome == Outcome.EARLY_STOPPED:
+            raise optuna.TrialPruned(f"{cand.key}: stopped at step {steps}")
+        return values  # type: ignore[return-value]
+
+    def _train(self, trial: Trial, writer: TrialWriter, cand: Candidate, student: str | None) -> tuple[float, float]:
         latency = self.book.prices[cand.key][self.book.primary].priced_ms
         start = time.perf_counter()
         run_id = self.sink.begin(trial.number, cand, str(this_worker()))
@@ -444,10 +565,9 @@ class SearchController:
         outcome = Outcome.of_finetune(result.status)
         values = (result.accuracy["ao"], latency) if outcome == Outcome.TRAINED else ()
         seconds = {**result.seconds, "log_candidate": logging}
-        key = self.identity.key(result.blocks, cand.depth, cand.ai_layers) if result.blocks else None
         try:
-            record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks, result.checkpoint, values,
-                                   result.sequences, key)
+            record = writer.settle(outcome, count, seconds, result.accuracy, result.blocks or self.blocks[cand.key],
+                                   result.checkpoint, values, result.sequences, student)
         except UpdateFinishedTrialError:
             # Failed as lost while it trained (a missed heartbeat): the retry elsewhere counts.
             self._end_unsettled(writer, run_id, cand, Outcome.SUPERSEDED)
@@ -455,11 +575,7 @@ class SearchController:
             raise Superseded(cand.key) from None
         self.sink.end(run_id, cand, record, outcome.run_status)
         self.progress.finished(self.worker, cand.key, outcome, result.accuracy.get("ao"))
-        if outcome == Outcome.DIVERGED:
-            raise CandidateFailed(f"{cand.key}: fine-tune diverged")
-        if outcome == Outcome.EARLY_STOPPED:
-            raise optuna.TrialPruned(f"{cand.key}: stopped at step {count}")
-        return values
+        return self._settled(cand, outcome, count, values)
 
     def _end_unsettled(self, writer: TrialWriter, run_id: str, cand: Candidate, outcome: Outcome, message: str = "") -> None:
         """Mark a fine-tune that did not finish, on the way out: never let the bookkeeping hide the cause.

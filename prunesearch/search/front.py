@@ -20,18 +20,19 @@ from prunesearch.search.mlflow_runs import schema
 from prunesearch.search.mlflow_runs.log import SearchLog
 from prunesearch.search.plot import FULL_SCALE
 from prunesearch.search.pricing import PriceBook
-from prunesearch.search.results import CandidateResult
+from prunesearch.search.results import CandidateResult, same_students
 from prunesearch.search.space import Candidate
 from prunesearch.search.study.state import trained
 
 
 def trained_results(study: optuna.Study, book: PriceBook, accuracy_scale: str) -> list[CandidateResult]:
-    """Every candidate the study trained to the end, latest trial per candidate, priced from ``book``."""
+    """Every candidate the study trained to the end (or settled from its student's fine-tune),
+    latest trial per candidate, priced from ``book``; each names the others of its student."""
     results = []
     for key, r in sorted(trained(study).items()):
         fields = schema.study_fields(Candidate(**r.params), r, book, accuracy_scale)
         results.append(schema.candidate_result(fields, r.run_id or "", r.sequences))
-    return results
+    return same_students(results)
 
 
 def export_front(log: SearchLog, fronts: dict[str, list[CandidateResult]], checkpoints: dict[str, str],

@@ -43,6 +43,8 @@ class CandidateResult:
     trial: int = -1
     # Per-sequence sufficient statistics (SequenceStats.to_dict()), for intervals and paired tests.
     sequences: dict | None = None
+    training_key: str = ""  # the student (prunesearch.search.identity); empty for runs logged before it was kept
+    same_as: list[str] = field(default_factory=list)  # other candidates that are the same student (same_students)
     _intervals: dict[str, Interval] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -85,6 +87,7 @@ class CandidateResult:
             "gmacs_per_frame": self.gmacs_per_frame,
             "params_m": self.params_m,
             "blocks": " ".join(str(b) for b in self.blocks),
+            "same_as": " ".join(self.same_as),
             "accuracy_scale": self.accuracy_scale,
             "run_id": self.run_id,
         }
@@ -93,6 +96,18 @@ class CandidateResult:
         out = asdict(self)
         out.pop("_intervals")
         return out
+
+
+def same_students(results: list[CandidateResult]) -> list[CandidateResult]:
+    """Set each result's ``same_as``: the other results with its training key (rules that yield
+    the same student, trained once). Returns ``results``."""
+    by_key: dict[str, list[str]] = {}
+    for r in results:
+        if r.training_key:
+            by_key.setdefault(r.training_key, []).append(r.key)
+    for r in results:
+        r.same_as = sorted(k for k in by_key.get(r.training_key, []) if k != r.key)
+    return results
 
 
 def front_for(results: list[CandidateResult], target: str, budget_ms: float | None = None) -> list[CandidateResult]:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import optuna
 
+from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import tracking_uri
 from prunesearch.search import confirm
 from prunesearch.search.confirm import ConfirmStage
@@ -26,6 +27,8 @@ from prunesearch.search.reproducibility import reproducibility_record
 from prunesearch.search.results import CandidateResult, fronts_and_ties
 from prunesearch.search.setup import RunRequest, RunTimes, Setup, prepare
 from prunesearch.search.study.liveness import heartbeat
+from prunesearch.search.study.record import Outcome, records
+from prunesearch.search.study.reuse import TrainedIndex
 from prunesearch.search.study.state import StudyCounts, StudyState, checkpoints
 from prunesearch.search.study.storage import open_storage, open_study, study_storage
 from prunesearch.search.workers import Display, interrupt_on_term, run_workers, sampler, work
@@ -63,14 +66,15 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
     opened = open_storage(storage)  # a bad URL or a missing driver fails before any fine-tune
     exp = setup.experiment
     study = open_study(opened, setup.info.study, sampler(setup, 0), setup.book.primary)
+    trained = TrainedIndex.of(study)  # every earlier search's fine-tunes, read once for this process
     with heartbeat(study, exp.search.heartbeat_s):
-        plan = plan_search(study, setup.book, exp.search)
+        plan = plan_search(study, setup.book, exp.search, setup.students(), trained)
         times.lap("study")
         record = reproducibility_record(exp.seed, setup.book.table_hashes, setup.info.data_fingerprint, setup.info.teacher_fingerprint)
         log = SearchLog.start(uri, setup.info, setup.book, plan.strategy, record)
         times.lap("log_search")
         try:
-            return _search_and_report(setup, req, uri, storage, study, log, plan, display, times, started)
+            return _search_and_report(setup, req, uri, storage, study, log, plan, display, times, started, trained)
         except KeyboardInterrupt:
             log.stop("KILLED")
             raise
@@ -79,23 +83,35 @@ def run_search(req: RunRequest, display: Display) -> RunReport:
             raise
 
 
+def nothing_trained(study: optuna.Study) -> PrunesearchError:
+    """The error of a search that ended with no trained candidate: some fit (planning checks it),
+    so every fine-tune failed or diverged; the front is empty for that reason, not for the budget."""
+    failed = {r.candidate: r.message or r.outcome for r in records(study) if r.outcome in (Outcome.FAILED, Outcome.DIVERGED)}
+    first = min(failed, default="")
+    return PrunesearchError(
+        f"the search trained no candidate: every fine-tune failed or diverged ({len(failed)} candidates; {first}: "
+        f"{failed.get(first)}); each run of the MLflow experiment has its error"
+    )
+
+
 def _search_and_report(
     setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan,
-    display: Display, times: RunTimes, started: datetime,
+    display: Display, times: RunTimes, started: datetime, trained: TrainedIndex,
 ) -> RunReport:
     """Everything after the parent run exists: any way out of here ends that run."""
     exp = setup.experiment
     workers = req.workers or exp.search.workers
-    display.begin(plan, setup.finetune_config.steps * setup.finetune_config.seeds, workers,
-                  len(StudyState.read(study, exp.search.retries).finished))
+    display.begin(plan, setup.finetune_config.steps * setup.finetune_config.seeds, workers)
     times.lap("log_search")
     if workers == 1:
-        stage = work(setup, storage, study, log, plan, display, 0, display.confirm)
+        stage = work(setup, storage, study, log, plan, display, 0, display.confirm, trained)
     else:
-        stage = run_workers(setup, req, uri, storage, study, log, plan, workers, display)
+        stage = run_workers(setup, req, uri, storage, study, log, plan, workers, display, trained)
     times.lap("search")
     targets, budget_ms = setup.book.targets, setup.budget.ms
     results = trained_results(study, setup.book, setup.info.accuracy_scale)
+    if not results:
+        raise nothing_trained(study)
     fronts, ties = fronts_and_ties(results, targets, budget_ms)
     log.mark_front(results, fronts, ties)
     brief_fronts, dropped, shown, given_up = fronts, {}, study, StudyState.read(study, exp.search.retries).given_up
@@ -113,7 +129,8 @@ def _search_and_report(
     counts = StudyCounts.of(study, since=started)
     if stage is not None:
         counts = counts.plus(StudyCounts.of(stage.study, since=started))
-    metrics = summary_metrics(times.parts(), counts.outcomes, counts.seconds, counts.finetune_steps)
+    reused = {f"reused_from_{where.replace(' ', '_')}": n for where, n in counts.reused.items()}  # trials.reused_from_...
+    metrics = summary_metrics(times.parts(), counts.outcomes | reused, counts.seconds, counts.finetune_steps)
     log.finish(fronts, results, metrics, setup.reference_points(), ties, setup.teacher_ms(), plan.strategy,
                "" if stage is None else confirm.confirmation_markdown(stage, brief_fronts, dropped))
     times.lap("log_search")

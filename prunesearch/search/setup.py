@@ -4,6 +4,7 @@ command line (:class:`RunRequest`): the coordinator and each worker process buil
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,11 @@ from prunesearch.checkpoints import LoadedTracker, load_tracker
 from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import resolve_device, resolve_precision, worker_device
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import PrunesearchError, StorageError
 from prunesearch.models.vit_tracker import JointTracker, TrackerConfig
 from prunesearch.search.budget import Budget, parse_budget
 from prunesearch.search.candidate import CandidateTrainer
+from prunesearch.search.controller import training_keys
 from prunesearch.search.experiment import DataSpec, Experiment, load_experiment
 from prunesearch.search.identity import PricingIdentity, TrainingIdentity, study_name
 from prunesearch.search.mlflow_runs.schema import SearchInfo
@@ -95,12 +97,20 @@ class Setup:
     times: RunTimes
     crop: CropGeometry = field(default_factory=CropGeometry)
     eval_device: str | None = None
+    _trainer: CandidateTrainer | None = field(default=None, init=False, repr=False)
 
     def trainer(self) -> CandidateTrainer:
-        return CandidateTrainer(
-            self.teacher, self.train, self.val, self.finetune_config, self.workdir, self.crop, self.eval_device,
-            real_data=self.training.real_data,
-        )
+        """The brief stage's trainer, made once (it measures the teacher's block influence once)."""
+        if self._trainer is None:
+            self._trainer = CandidateTrainer(
+                self.teacher, self.train, self.val, self.finetune_config, self.workdir, self.crop, self.eval_device,
+                real_data=self.training.real_data,
+            )
+        return self._trainer
+
+    def students(self) -> dict[str, str]:
+        """Every candidate's training key: candidates with one key are one student."""
+        return training_keys(self.trainer(), self.training, self.book.candidates)
 
     def reference_points(self) -> dict[str, list[ReferencePoint]]:
         """The experiment's published variants at the latency each target's table prices them."""
@@ -161,6 +171,22 @@ def _split(spec: DataSpec, which: str, count: int | None) -> list[Sequence]:
     return open_dataset(spec.path, spec.train_split if which == "train" else spec.val_split, count, spec.bad_frames)
 
 
+def check_workdir(workdir: Path, flag: str) -> None:
+    """Fail in one line, before any study or MLflow run exists, when no checkpoint could be saved in
+    ``workdir`` (made when the first one is): its nearest existing folder must be a folder this
+    user may write in (``os.access``: right for a non-root user, and for root on a read-only mount)."""
+    existing = workdir
+    try:
+        while not existing.exists():
+            existing = existing.parent
+    except OSError as err:  # a folder on the way this user may not look into
+        raise StorageError(f"{flag}: cannot look into {existing.parent} ({err.strerror}); give a writable folder") from None
+    if not existing.is_dir():
+        raise StorageError(f"{flag}: {existing} is not a folder; give a folder to keep the candidates' checkpoints in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"{flag}: cannot write in {existing} (read-only or not this user's); give a writable folder")
+
+
 def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | None = None) -> Setup:
     """Read, check, price and load, cheapest checks first so bad input fails in a second.
 
@@ -197,6 +223,7 @@ def prepare(req: RunRequest, storage: str, index: int = 0, times: RunTimes | Non
     study = study_name(exp.name, budget, training, PricingIdentity.of(exp.architecture, book), exp.space, exp.search)
     root = Path(req.workdir) if req.workdir else Path.cwd() / "runs"
     workdir = root.resolve() / study.replace("/", "-")
+    check_workdir(workdir, f"--workdir {req.workdir}" if req.workdir else f"the default --workdir {root}")
     info = SearchInfo(
         experiment=exp.name,
         study=study,

@@ -35,7 +35,7 @@ from prunesearch.search.mlflow_runs.read import StoredResult, accuracy_pool, exi
     read_results
 from prunesearch.search.plot import FULL_SCALE
 from prunesearch.search.pricing import check_table_architecture, table_price
-from prunesearch.search.results import CandidateResult, fronts_and_ties, statuses
+from prunesearch.search.results import CandidateResult, fronts_and_ties, same_students, statuses
 from prunesearch.verify import DeviceReport, Job, ModelGraphs, fact_warnings, run_local, run_ssh
 
 MEMBER_CHOICES = ("front", "tied", "all")
@@ -84,7 +84,7 @@ def reprice(stored: list[StoredResult], table: LatencyTable, experiment: str, al
         results.append(dataclasses.replace(r, latency_ms={table.name: price.priced_ms},
                                            template_ms={table.name: price.template_ms}))
     searched = tuple(sorted({t for x in stored for t in x.result.latency_ms}))
-    return Repricing(table, arch, architectures[0], results, {x.result.key: x for x in pool}, searched)
+    return Repricing(table, arch, architectures[0], same_students(results), {x.result.key: x for x in pool}, searched)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from prunesearch.search.controller import Plan, Progress, SearchController
 from prunesearch.search.mlflow_runs.log import SearchLog
 from prunesearch.search.samplers import make_sampler
 from prunesearch.search.setup import RunRequest, Setup, prepare
+from prunesearch.search.study.reuse import TrainedIndex
 from prunesearch.search.study.storage import open_study
 
 PR_SET_PDEATHSIG = 1
@@ -38,7 +39,7 @@ PR_SET_PDEATHSIG = 1
 class Display(Progress, Protocol):
     """What the terminal shows while the workers run."""
 
-    def begin(self, plan: Plan, steps: int, workers: int, settled: int) -> None: ...
+    def begin(self, plan: Plan, steps: int, workers: int) -> None: ...
 
     def confirm(self, stage: ConfirmStage) -> None: ...
 
@@ -50,12 +51,13 @@ def sampler(setup: Setup, index: int) -> optuna.samplers.BaseSampler:
 
 
 def work(setup: Setup, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int,
-         announce: Callable[[ConfirmStage], None] | None = None) -> ConfirmStage | None:
+         announce: Callable[[ConfirmStage], None] | None = None, trained: TrainedIndex | None = None) -> ConfirmStage | None:
     """What every worker does: the brief stage, then, where the experiment asks, the confirmation
-    (``announce(stage)`` is told before it starts)."""
+    (``announce(stage)`` is told before it starts). ``trained``: the storage's earlier fine-tunes,
+    where the caller has read them already."""
     exp = setup.experiment
     SearchController(study, setup.book, exp.space, setup.teacher.depth, exp.search, plan, setup.trainer(), log, progress,
-                     setup.training, index).work()
+                     setup.training, index, trained).work()
     if exp.confirm is None:
         return None
     return confirm(setup, exp.confirm, storage, study, log, progress, index, announce)
@@ -75,6 +77,9 @@ class QueueProgress:
 
     def finished(self, worker: int, key: str, outcome: str, ao: float | None) -> None:
         self.events.put(("finished", worker, key, outcome, ao))
+
+    def reused(self, worker: int, key: str, source: str, outcome: str, ao: float | None) -> None:
+        self.events.put(("reused", worker, key, source, outcome, ao))
 
 
 def interrupt_on_term() -> None:
@@ -138,7 +143,7 @@ def _relay(events: Queue, display: Display, errors: list[str], stop: threading.E
 
 def run_workers(
     setup: Setup, req: RunRequest, uri: str, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, workers: int,
-    display: Display,
+    display: Display, trained: TrainedIndex | None = None,
 ) -> ConfirmStage | None:
     """This process is worker 0; workers 1..K-1 are spawned processes on the same study."""
     ctx = multiprocessing.get_context("spawn")
@@ -167,7 +172,7 @@ def run_workers(
     own_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        stage = work(setup, storage, study, log, plan, display, 0, display.confirm)
+        stage = work(setup, storage, study, log, plan, display, 0, display.confirm, trained)
         for p in procs:
             p.join()
     except BaseException:

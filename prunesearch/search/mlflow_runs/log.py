@@ -171,6 +171,7 @@ class SearchLog:
             on = {t: any(f.key == r.key for f in front) for t, front in fronts.items()}
             tags = {s.per(s.PARETO_ON, t): str(flag).lower() for t, flag in on.items()}
             tags.update({s.per(s.TIED_ON, t): str(any(x.key == r.key for x in tied)).lower() for t, tied in ties.items()})
+            tags[s.SAME_AS] = " ".join(r.same_as)
             self.writer.log(r.run_id, tags={**tags, s.PARETO: str(any(on.values())).lower()})
 
     def log_model(self, run_id: str, model: TrackerModel) -> str:

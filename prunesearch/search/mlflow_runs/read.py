@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from prunesearch.errors import PrunesearchError, StorageError
 from prunesearch.mlflow_log.store import client, experiment_id
 from prunesearch.search.mlflow_runs import schema as s
-from prunesearch.search.results import CandidateResult
+from prunesearch.search.results import CandidateResult, same_students
 from prunesearch.search.stage import BRIEF, CONFIRM
 from prunesearch.search.study.record import Outcome
 
@@ -124,7 +124,7 @@ def comparable(stored: list[StoredResult], target: str, allow_mixed: bool) -> li
     """The results priced on ``target``, newest run per candidate; refuses differing fingerprints."""
     on_target = [x for x in stored if target in x.result.latency_ms]
     keys = {"data": "data", "teacher": "teacher", s.per(s.LATENCY_TABLE, target): f"latency table of {target}"}
-    return [x.result for x in _newest(on_target, keys, allow_mixed)]
+    return same_students([x.result for x in _newest(on_target, keys, allow_mixed)])
 
 
 def accuracy_pool(stored: list[StoredResult], allow_mixed: bool) -> list[StoredResult]:

@@ -58,6 +58,8 @@ MESSAGE = "message"
 STEPS = "steps"
 CHECKPOINT = "checkpoint"
 TRAINING_KEY = "training_key"  # see prunesearch.search.identity
+REUSED_FROM = "reused_from"  # settled from this fine-tune (study, trial, candidate, run), without one of its own
+SAME_AS = "same_as"  # the other candidates of the search that are the same student (space-separated)
 PARETO = "pareto"  # "true" on any target's front
 MODEL_URI = "model_uri"
 REGISTERED_MODEL = "registered_model"
@@ -207,6 +209,9 @@ def settled_fields(record: TrialRecord) -> RunFields:
         tags[CHECKPOINT] = record.checkpoint
     if record.training_key:
         tags[TRAINING_KEY] = record.training_key
+    if record.reused_from:
+        f = record.reused_from
+        tags[REUSED_FROM] = f"{f['candidate']}: trial {f['trial']} of study {f['study']} (run {f['run_id'] or 'none'})"
     return RunFields(params, metrics, tags)
 
 
@@ -248,6 +253,7 @@ def candidate_result(run: RunFields, run_id: str, sequences: dict | None) -> Can
         run_id=run_id,
         trial=int(t.get(TRIAL, -1)),
         sequences=sequences,
+        training_key=str(t.get(TRAINING_KEY, "")),
     )
 
 

@@ -5,7 +5,9 @@ Modules: ``record`` (what a trial holds: :class:`~.record.TrialRecord`, its one 
 ``storage`` (opening the storage and the study, and which storage goes with which MLflow store),
 ``liveness`` (which worker processes are alive: ids and heartbeats), ``recovery`` (ending a lost
 worker's trials and queueing their candidates again), ``state`` (what the trials add up to:
-candidates settled, running, queued or given up; counts of an invocation; checkpoints).
+candidates settled, running, queued or given up; counts of an invocation; checkpoints), ``reuse``
+(settled fine-tunes a candidate of the same student settles from, in this study or any other of
+the storage).
 
 One reader, one writer: trial and study user attributes are named only in this package. A trial's
 are read only by :meth:`TrialRecord.of <.record.TrialRecord.of>` and written only through

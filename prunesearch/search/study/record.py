@@ -87,6 +87,9 @@ class TrialRecord:
     sequences: dict | None = None  # per-sequence scores of a trained candidate (SequenceStats.to_dict())
     values: tuple[float, ...] = ()  # the objectives, kept so a recovered trial can be completed
     training_key: str | None = None  # see prunesearch.search.identity: finds this fine-tune from any study
+    # Settled without a fine-tune of its own: the fine-tune whose result it took (another rule
+    # yielding the same student, or an earlier search): {study, trial, candidate, run_id}.
+    reused_from: dict | None = None
     retry_of: int | None = None
     started: datetime | None = None
     params: dict[str, object] = field(default_factory=dict)
@@ -119,7 +122,8 @@ class TrialRecord:
             checkpoint=result.get("checkpoint"),
             sequences=result.get("sequences"),
             values=tuple(result.get("values", ())),
-            training_key=result.get("training_key"),
+            training_key=a.get("training_key") or result.get("training_key"),
+            reused_from=result.get("reused_from"),
             retry_of=a.get("retry_of"),
             started=t.datetime_start,
             params=dict(t.params or fixed or {}),
@@ -128,6 +132,11 @@ class TrialRecord:
     @property
     def settled(self) -> bool:
         return self.outcome in SETTLED
+
+    @property
+    def reused(self) -> bool:
+        """Settled from another trial's fine-tune, without one of its own."""
+        return self.reused_from is not None
 
     @property
     def holding(self) -> bool:
@@ -145,9 +154,13 @@ class TrialWriter:
     def __init__(self, trial: Trial) -> None:
         self.trial = trial
 
-    def take(self, cand: Candidate, worker: WorkerId) -> None:
+    def take(self, cand: Candidate, worker: WorkerId, training_key: str | None = None) -> None:
+        """The candidate, its student (training key) and the worker, written before the trial looks
+        whether another holds either (see the controller's claim rule)."""
         self.trial.set_user_attr("candidate", cand.key)
         self.trial.set_user_attr("worker", str(worker))
+        if training_key:
+            self.trial.set_user_attr("training_key", training_key)
 
     def claim(self) -> None:
         self.trial.set_user_attr("claimed", True)
@@ -172,14 +185,18 @@ class TrialWriter:
 
     def settle(self, outcome: Outcome, steps: int, seconds: dict[str, float], accuracy: dict[str, float],
                blocks: tuple[int, ...], checkpoint: str | None, values: tuple[float, ...],
-               sequences: dict | None = None, training_key: str | None = None) -> TrialRecord:
-        """Store a finished fine-tune: the result first, the outcome (which settles it) last.
+               sequences: dict | None = None, training_key: str | None = None,
+               reused_from: dict | None = None) -> TrialRecord:
+        """Store a finished fine-tune (or, with ``reused_from``, the one it reuses): the result
+        first, the outcome (which settles it) last.
 
         Raises :class:`optuna.exceptions.UpdateFinishedTrialError` when the trial was failed as
         lost meanwhile (its candidate re-queued): the caller discards its result.
         """
         result = {"steps": steps, "seconds": seconds, "accuracy": accuracy, "blocks": list(blocks),
                   "checkpoint": checkpoint, "values": list(values), "sequences": sequences, "training_key": training_key}
+        if reused_from is not None:
+            result["reused_from"] = reused_from
         self.trial.set_user_attr("result", result)
         self.trial.set_user_attr("outcome", Outcome(outcome).value)
         return TrialRecord.of(self.trial.study._storage.get_trial(self.trial._trial_id))
