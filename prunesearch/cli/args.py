@@ -37,7 +37,7 @@ def nonempty(text: str) -> str:
     return text
 
 
-def out_path(text: str) -> Path:
-    """An argparse ``type`` for an output path: not empty (``Path("")`` would quietly be the working folder)."""
+def nonempty_path(text: str) -> Path:
+    """An argparse ``type`` for a path: not empty (``Path("")`` would quietly be the working folder)."""
     return Path(nonempty(text))
 
