@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_args(p)
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16")
     add_crop_args(p)
-    p.add_argument("--resamples", type=argtypes.whole(1, MAX_RESAMPLES), default=DEFAULT_RESAMPLES, metavar="N",
+    p.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
                    help=f"bootstrap resamples of the sequences for the confidence intervals (default {DEFAULT_RESAMPLES})")
     p.add_argument("--level", type=float, default=DEFAULT_LEVEL, metavar="P",
                    help=f"confidence level of the intervals (default {DEFAULT_LEVEL})")
@@ -75,7 +75,7 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
     if args.checkpoint is not None:
         from prunesearch.checkpoints import load_tracker
 
-        loaded = load_tracker(args.checkpoint, device=args.device or "auto")
+        loaded = load_tracker(args.checkpoint, device=_device(args))
         model, crop, source = loaded.model, loaded.crop, str(args.checkpoint)
     else:
         from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
@@ -89,6 +89,11 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
     return model, name, info, geometry
 
 
+def _device(args: argparse.Namespace) -> str:
+    """``--device``, or auto when not given; an empty one is refused where the device is read, not taken as auto."""
+    return "auto" if args.device is None else args.device
+
+
 def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
@@ -98,6 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from prunesearch.evaluation.uncertainty import check_resamples
     from prunesearch.outputs import check_output, output_folder
 
+    if not 1 <= args.resamples <= MAX_RESAMPLES:
+        raise InputError(f"--resamples must be at least 1 and at most {MAX_RESAMPLES} (MAX_RESAMPLES), got {args.resamples}")
     if not 0.0 < args.level < 1.0:
         raise InputError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
@@ -129,7 +136,7 @@ def _evaluate(args: argparse.Namespace, model, name: str, model_info: dict, crop
 
     progress = _progress(len(sequences))
     results = [
-        evaluate(model, sequences, out_dir(name), TrackingParams(crop=crop), name, progress, args.device or "auto", args.precision)
+        evaluate(model, sequences, out_dir(name), TrackingParams(crop=crop), name, progress, _device(args), args.precision)
     ]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
