@@ -100,6 +100,7 @@ def _folder_name(name: str) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from prunesearch.evaluation import OpenCVTracker
+    from prunesearch.devices import resolve_device
     from prunesearch.evaluation.uncertainty import check_resamples
     from prunesearch.outputs import check_output, output_folder
 
@@ -109,6 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
     baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
+    resolve_device(_device(args))  # a device that is not here (or an empty --device) fails before any data is made
     if args.out is not None:
         check_output(args.out, "--out", folder=True)  # before any tracking: a place that cannot be written is refused now
     model, name, model_info, crop = _load_model(args)
