@@ -144,3 +144,26 @@ def test_a_failed_folder_write_leaves_the_old_folder_as_it_was(tmp_path):
 def test_storage_errors_say_what_went_wrong(code, words):
     assert str(storage_error(OSError(code, os.strerror(code)), "/x/y", "--out")).startswith("--out cannot write /x/y: ")
     assert words in str(storage_error(OSError(code, os.strerror(code)), "/x/y"))
+
+
+def test_teacher_train_never_replaces_the_shipped_teacher_unless_named():
+    from prunesearch.cli.main import build_parser
+    from prunesearch.teacher import SHIPPED_TEACHER
+
+    args = build_parser().parse_args(["teacher", "train"])
+    assert args.out.resolve() != SHIPPED_TEACHER.resolve() and args.out.parent == type(args.out)(".")
+
+
+def test_a_derived_name_stays_inside_the_out_dir(tmp_path, monkeypatch, capsys):
+    """``--name ../x`` and ``--name ""`` are refused before any fit; nothing is written anywhere."""
+    from prunesearch.cli import main
+
+    (tmp_path / "m.yaml").write_text("device: d\nruntime: onnxruntime\nprecision: fp32\nstatistic: p50\nunit: ms\n"
+                                     "models: {B4-2: 8.1, B6-3: 10.2, B8-3: 12.0, B9-3: 13.1}\n")
+    monkeypatch.chdir(tmp_path)
+    for name, words in (("../x", "without a folder part"), ("", "must not be empty"), (".x", "hidden")):
+        assert main(["latency", "derive", "--measured", "m.yaml", "--name", name, "--out-dir", "lm"]) != 0
+        assert words in capsys.readouterr().err
+    assert listing(tmp_path) == ["m.yaml"]
+    assert main(["latency", "derive", "--measured", "m.yaml", "--name", "mine", "--out-dir", "lm", "--json"]) == 0
+    assert listing(tmp_path) == ["lm", "lm/mine.yaml", "m.yaml"]
