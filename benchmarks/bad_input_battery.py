@@ -118,6 +118,11 @@ def main() -> None:
         for row in pool.map(one, [i for i, c in enumerate(cases) if c.name not in args.skip]):
             rows.append(row)
             print(f"{row['outcome']:>9} {row['seconds']:6.1f} s  {row['case']}: {row['line'][:100]}", flush=True)
+            write_results(args, rows, load, len(cases) - len(args.skip))  # each time: a stopped run still leaves its figures
+    print(f"wrote {write_results(args, rows, load, len(rows))}")
+
+
+def write_results(args: argparse.Namespace, rows: list[dict], load: tuple[float, ...], planned: int) -> Path:
     counts = Counter(r["outcome"] for r in rows)
     left = sum(1 for r in rows if r["left"])
     lines = [
@@ -125,11 +130,13 @@ def main() -> None:
         "",
         "`python -m benchmarks.bad_input_battery" + ("" if args.code.resolve() == ROOT else f" --code {args.code}")
         + (" --surface" if args.surface else "") + (f" --only {args.only}" if args.only else "")
-        + f" --name {args.name} --timeout {args.timeout:g}" + (f" --jobs {args.jobs}" if args.jobs > 1 else "") + "".join(f" --skip {c}" for c in args.skip) + "` "
+        + f" --name {args.name} --timeout {args.timeout:g}" + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
+        + "".join(f" --skip {c}" for c in args.skip) + "` "
         f"(each case a fresh `python -m prunesearch` process, {args.timeout:.0f} s and {MEMORY_LIMIT >> 30} GiB limits; "
         f"load average before: {load[0]:.2f}, {os.cpu_count()} CPUs)"
         + (f"; left out: {', '.join(args.skip)}." if args.skip else "."),
         "",
+        *([f"**Stopped after {len(rows)} of {planned} cases.**", ""] if len(rows) < planned else []),
         f"**{len(rows)} cases: {counts['one-line']} one-line, {counts['traceback']} tracebacks, "
         f"{counts['silent']} silent, {counts['hang']} hangs, {counts['other']} other"
         + (f", {counts['skipped']} skipped" if counts["skipped"] else "") + f"; {left} left a file behind; "
@@ -144,7 +151,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bad_input_battery_{args.name}.md"
     out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":

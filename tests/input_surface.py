@@ -310,27 +310,27 @@ FILES: list[SurfaceCase] = [
 ]
 
 def cases() -> list[SurfaceCase]:
-    """Every cross of the table."""
-    out: list[SurfaceCase] = []
-    for surface, argv, flag, valid in NUMBERS:
-        for cls, value in NUMBER_CLASSES.items():
-            if cls not in valid:
-                files = {"exp.yaml": "seed: 0\n"} if argv[:1] == ("run",) else {}
-                out.append(SurfaceCase(f"{surface}/{cls}", (*argv, f"{flag}={value}"), files,
-                                       fast=surface in FAST_NUMBERS and cls in ("zero", "huge", "non_finite", "wrong_type")))
-    for surface, argv, kind in PATHS_IN:
-        for cls in IN_CLASSES:
-            value = _in_value(cls, kind)
-            out.append(SurfaceCase(f"{surface}/{cls}", tuple(a.replace("{V}", value) for a in argv),
-                                   prepare=_places_folder if kind == "folder" else _places, unprivileged=cls == "unreadable",
-                                   fast=surface in FAST_PATHS_IN and cls in ("empty", "fifo", "device", "symlink_loop")))
+    """Every cross of the table: file contents first, then paths written and read, then numbers (mostly argparse's)."""
+    out: list[SurfaceCase] = list(FILES)
     for surface, argv, kind in PATHS_OUT:
         classes = NAME_CLASSES if kind == "name" else {c: _out_value(c, kind) for c in OUT_CLASSES}
         for cls, value in classes.items():
             out.append(SurfaceCase(f"{surface}/{cls}", tuple(a.replace("{V}", value) for a in argv), prepare=_places,
                                    unprivileged=cls == "read_only",
                                    fast=surface in FAST_PATHS_OUT and cls in ("empty", "wrong_kind", "fifo", "outside", "hidden")))
-    return out + FILES
+    for surface, argv, kind in PATHS_IN:
+        for cls in IN_CLASSES:
+            value = _in_value(cls, kind)
+            out.append(SurfaceCase(f"{surface}/{cls}", tuple(a.replace("{V}", value) for a in argv),
+                                   prepare=_places_folder if kind == "folder" else _places, unprivileged=cls == "unreadable",
+                                   fast=surface in FAST_PATHS_IN and cls in ("empty", "fifo", "device", "symlink_loop")))
+    for surface, argv, flag, valid in NUMBERS:
+        for cls, value in NUMBER_CLASSES.items():
+            if cls not in valid:
+                files = {"exp.yaml": "seed: 0\n"} if argv[:1] == ("run",) else {}
+                out.append(SurfaceCase(f"{surface}/{cls}", (*argv, f"{flag}={value}"), files,
+                                       fast=surface in FAST_NUMBERS and cls in ("zero", "huge", "non_finite", "wrong_type")))
+    return out
 
 
 def _places_folder(folder: Path) -> None:
