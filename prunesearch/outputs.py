@@ -120,7 +120,10 @@ def check_output(path: str | Path, flag: str = "--out", estimate: int = 0, folde
         if not folder and not stat.S_ISREG(st.st_mode):
             raise StorageError(f"{flag} {path} exists and is not a regular file (a device, FIFO or socket); give a file name")
     parent = path if folder and st is not None else path.parent
-    base = _existing_ancestor(parent.absolute())
+    try:
+        base = _existing_ancestor(parent.absolute())
+    except OSError as err:  # a folder on the way that cannot be searched (chmod 000) or a link loop
+        raise storage_error(err, path, flag) from None
     if not base.is_dir():
         raise StorageError(f"{flag} cannot write {path}: {base} is a file, not a folder")
     _probe(base, path, flag)

@@ -167,3 +167,12 @@ def test_a_derived_name_stays_inside_the_out_dir(tmp_path, monkeypatch, capsys):
     assert listing(tmp_path) == ["m.yaml"]
     assert main(["latency", "derive", "--measured", "m.yaml", "--name", "mine", "--out-dir", "lm", "--json"]) == 0
     assert listing(tmp_path) == ["lm", "lm/mine.yaml", "m.yaml"]
+
+
+def test_a_path_through_a_file_or_a_link_loop_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(StorageError, match="a file, not a folder"):
+        check_output(tmp_path / "afile" / "deeper" / "x.yaml")
+    with pytest.raises(StorageError, match="symlink loop"):
+        check_output(tmp_path / "loop" / "x.yaml")
