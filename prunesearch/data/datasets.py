@@ -181,7 +181,7 @@ def _check_boxes_inside(seq: Sequence, sizes: list[tuple[int, int] | None]) -> N
 def _read(path: Path, split: str | None) -> list[Sequence]:
     """Every sequence of the split, from the first registered layout found at ``path``."""
     if not path.is_dir():
-        raise InputError(f"dataset folder {path} does not exist")
+        raise InputError(f"dataset folder {path} " + ("is not a folder" if path.exists() else "does not exist"))
     try:
         reader = next((r for r in _READERS.values() if r.detect(path)), None)
     except OSError as err:
