@@ -34,6 +34,7 @@ from prunesearch.models.phases import (
     example_crops,
 )
 from prunesearch.models.vit_tracker import AsyncTracker, TrackerBase, TrackerOutput
+from prunesearch.outputs import output_folder
 
 OPSET = 18
 TEMPLATE_FILE = "template.onnx"
@@ -107,10 +108,12 @@ def export_tracker(model: TrackerBase, out_dir: str | Path, weights: str = "rand
     stored in both files.
     """
     out_dir = Path(out_dir)
-    return (
-        export_template_graph(model, out_dir / TEMPLATE_FILE, weights),
-        export_frame_graph(model, out_dir / FRAME_FILE, weights),
-    )
+    # Both graphs or neither: a pair from two different models, or half a graph, must not be found on disk.
+    weights_bytes = 4 * sum(p.numel() for p in model.parameters())
+    with output_folder(out_dir, "--out", estimate=2 * weights_bytes) as tmp:
+        export_template_graph(model, tmp / TEMPLATE_FILE, weights)
+        export_frame_graph(model, tmp / FRAME_FILE, weights)
+    return out_dir / TEMPLATE_FILE, out_dir / FRAME_FILE
 
 
 def onnxruntime():  # noqa: ANN201 - the onnxruntime module

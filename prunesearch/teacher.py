@@ -16,6 +16,7 @@ from prunesearch.checkpoints import load_checkpoint, save_checkpoint
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import PrunesearchError
 from prunesearch.models.vit_tracker import JointTracker, build_teacher, get_preset
+from prunesearch.outputs import check_output, output_file
 from prunesearch.training.finetune import FinetuneConfig, FinetuneResult, finetune
 from prunesearch.training.pairs import AugmentConfig
 
@@ -61,7 +62,7 @@ def teacher_recipe(steps: int = TEACHER_STEPS, seed: int = 0, device: str = "cpu
 
 
 def train_teacher(
-    out: str | Path = SHIPPED_TEACHER,
+    out: str | Path,
     steps: int = TEACHER_STEPS,
     seed: int = 0,
     sequences: list[Sequence] | None = None,
@@ -72,8 +73,12 @@ def train_teacher(
     """Train the small preset's joint teacher from scratch and save it in fp16 at ``out``.
 
     ``sequences`` defaults to the built-in synthetic train split. The file is rewritten every
-    ``save_every`` steps, so an interrupted run still leaves a usable teacher.
+    ``save_every`` steps (each time whole, :func:`prunesearch.outputs.output_file`), so an interrupted
+    run still leaves a usable teacher. ``out`` has no default: the shipped file is replaced only when named.
     """
+    if steps < 1:
+        raise PrunesearchError(f"--steps must be at least 1, got {steps}")
+    check_output(out, "--out")
     from prunesearch.data.synthetic import builtin_sequences
 
     torch.manual_seed(seed)
@@ -85,11 +90,16 @@ def train_teacher(
         if progress is not None:
             progress(step, metrics)
         if save_every and step % save_every == 0 and step < steps:
-            save_checkpoint(model, out, half=True, steps=step, loss=metrics["loss"], recipe=asdict(cfg))
+            _save(model, out, steps=step, loss=metrics["loss"], recipe=asdict(cfg))
         return False
 
     result = finetune(model, train, cfg, callback=on_step)
     if result.status == "diverged":
         raise PrunesearchError(f"teacher training diverged ({result.message}); try a lower learning rate or another --seed")
-    save_checkpoint(model, out, half=True, steps=result.steps, loss=result.final_loss, recipe=asdict(cfg))
+    _save(model, out, steps=result.steps, loss=result.final_loss, recipe=asdict(cfg))
     return result
+
+
+def _save(model: JointTracker, out: str | Path, **info: object) -> None:
+    with output_file(out, "--out") as tmp:
+        save_checkpoint(model, tmp, half=True, **info)

@@ -9,6 +9,7 @@ the case's own folder (also the working folder); ``files`` are written there fir
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,3 +174,39 @@ def materialize(case: Case, folder: Path) -> list[str]:
 
 def snapshot(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def _timeout(signum, frame):  # noqa: ARG001 - the signal handler's signature
+    raise TimeoutError(f"still running after {SECONDS} s")
+
+
+SECONDS = 20  # a case that reads a FIFO or /dev/zero would never end: fail it instead
+
+
+def one_line_error(argv: list[str], folder: Path, monkeypatch, capsys) -> str:
+    """Run ``prunesearch argv`` in-process in ``folder`` (MLflow store and data cache inside it) and
+    return its one error line, asserting a non-zero exit, one line on stderr and no traceback
+    (no exception escaping ``main``), nothing on stdout, nothing left behind, within :data:`SECONDS`."""
+    from prunesearch.cli import main
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    monkeypatch.setenv("PRUNESEARCH_CACHE", str(folder / "cache"))
+    before = snapshot(folder)
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(SECONDS)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse refusals
+        code = exit_.code
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code not in (0, None), f"accepted silently: {out[-300:]}"
+    assert len(lines) == 1, f"{len(lines)} lines on stderr: {err[-600:]}"
+    assert len(lines[0]) <= 600
+    assert out == ""
+    assert snapshot(folder) == before, f"left behind: {sorted(snapshot(folder) - before)}"
+    return lines[0]

@@ -25,7 +25,7 @@ LAYER_NAMES = ("base", "models/cost", "components", "search", "cli", "entry poin
 LAYERS = {
     # base: the error hierarchy, config rules and readers, paths, devices, processes, locks
     "errors": 0, "fields": 0, "_version": 0, "paths": 0, "configfile": 0, "devices": 0, "processes": 0,
-    "sqlite_lock": 0, "sqlite_store": 0, "checkpoint_file": 0,
+    "sqlite_lock": 0, "sqlite_store": 0, "checkpoint_file": 0, "outputs": 0,
     # models/cost: the tracker architectures, their names and their MAC counts
     "models": 1, "flops": 1,
     # components: one job each, combined by the search
@@ -46,6 +46,7 @@ PEERS = {
     "sqlite_lock": {"errors"},
     "sqlite_store": {"errors", "sqlite_lock"},
     "checkpoint_file": {"errors"},
+    "outputs": {"errors"},
     "flops": {"models"},
     "pruning": {"data"},
     "checkpoints": {"data", "pruning"},

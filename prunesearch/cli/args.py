@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from prunesearch.fields import INT_MAX, SEED_MAX, Rule
 
@@ -34,3 +35,9 @@ def nonempty(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty (leave the option out for the default)")
     return text
+
+
+def nonempty_path(text: str) -> Path:
+    """An argparse ``type`` for a path: not empty (``Path("")`` would quietly be the working folder)."""
+    return Path(nonempty(text))
+

@@ -7,13 +7,14 @@ import argparse
 import json
 import re
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 from prunesearch.cli import args as argtypes
 from prunesearch.cli.search_commands import add_crop_args, add_device_args
 from prunesearch.devices import PRECISIONS
 from prunesearch.errors import InputError
-from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES
+from prunesearch.evaluation.uncertainty import DEFAULT_LEVEL, DEFAULT_RESAMPLES, MAX_RESAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "precision as the official toolkits compute them.",
     )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", type=Path, metavar="FILE", help="tracker checkpoint (default: the shipped small teacher)")
-    source.add_argument("--onnx", type=Path, metavar="DIR", help="folder with exported template.onnx and frame.onnx, run by onnxruntime")
-    p.add_argument("--data", type=Path, metavar="DIR", help="GOT-10k or LaSOT folder (default: built-in synthetic sequences)")
+    source.add_argument("--checkpoint", type=argtypes.nonempty_path, metavar="FILE", help="tracker checkpoint (default: the shipped small teacher)")
+    source.add_argument("--onnx", type=argtypes.nonempty_path, metavar="DIR", help="folder with exported template.onnx and frame.onnx, run by onnxruntime")
+    p.add_argument("--data", type=argtypes.nonempty_path, metavar="DIR", help="GOT-10k or LaSOT folder (default: built-in synthetic sequences)")
     p.add_argument("--split", default=None, help="dataset split (GOT-10k: train, val, test; default val)")
     p.add_argument("--sequences", type=argtypes.count, default=None, metavar="N", help="only the first N sequences")
     p.add_argument("--baselines", default="", metavar="NAMES", help="comma list of OpenCV baselines to run beside: mil, kcf, csrt")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
+    p.add_argument("--out", type=argtypes.nonempty_path, metavar="DIR", help="write results in the GOT-10k layout to DIR/<tracker>/<seq>/")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_device_args(p)
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto (bf16 on a capable GPU, else fp32), fp32, bf16, fp16")
@@ -74,7 +75,7 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
     if args.checkpoint is not None:
         from prunesearch.checkpoints import load_tracker
 
-        loaded = load_tracker(args.checkpoint, device=args.device or "auto")
+        loaded = load_tracker(args.checkpoint, device=_device(args))
         model, crop, source = loaded.model, loaded.crop, str(args.checkpoint)
     else:
         from prunesearch.teacher import SHIPPED_TEACHER, load_shipped_teacher
@@ -88,31 +89,56 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
     return model, name, info, geometry
 
 
+def _device(args: argparse.Namespace) -> str:
+    """``--device``, or auto when not given; an empty one is refused where the device is read, not taken as auto."""
+    return "auto" if args.device is None else args.device
+
+
 def _folder_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from prunesearch.evaluation import OpenCVTracker, evaluate, evaluate_tracker
-    from prunesearch.evaluation.results import write_report
+    from prunesearch.evaluation import OpenCVTracker
+    from prunesearch.devices import resolve_device
+    from prunesearch.evaluation.uncertainty import check_resamples
+    from prunesearch.outputs import check_output, output_folder
 
-    if args.resamples < 1:
-        raise InputError(f"--resamples must be at least 1, got {args.resamples}")
+    if not 1 <= args.resamples <= MAX_RESAMPLES:
+        raise InputError(f"--resamples must be at least 1 and at most {MAX_RESAMPLES} (MAX_RESAMPLES), got {args.resamples}")
     if not 0.0 < args.level < 1.0:
         raise InputError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     # Built first so an unknown or unavailable baseline fails before any tracking.
     baselines = [OpenCVTracker(b.strip().lower()) for b in args.baselines.split(",") if b.strip()]
-    from prunesearch.evaluation import TrackingParams
-
+    resolve_device(_device(args))  # a device that is not here (or an empty --device) fails before any data is made
+    if args.out is not None:
+        check_output(args.out, "--out", folder=True)  # before any tracking: a place that cannot be written is refused now
     model, name, model_info, crop = _load_model(args)
     sequences, source = _load_sequences(args)
+    check_resamples(args.resamples, len(sequences))
+    with ExitStack() as stack:
+        # Results are written whole or not at all: into a folder beside --out, moved into it at the end.
+        staging = None if args.out is None else stack.enter_context(output_folder(args.out, "--out"))
+        report, results, intervals = _evaluate(args, model, name, model_info, crop, sequences, source, baselines, staging)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print_table(results, intervals, source, len(sequences), report["small_stand_in"], args.out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, model, name: str, model_info: dict, crop, sequences: list, source: str,
+              baselines: list, staging: Path | None) -> tuple[dict, list, list]:
+    """Track and score with the model and each baseline; results go under ``staging`` when given."""
+    from prunesearch.evaluation import TrackingParams, evaluate, evaluate_tracker
+    from prunesearch.evaluation.results import write_report
 
     def out_dir(tracker_name: str) -> Path | None:
-        return None if args.out is None else args.out / _folder_name(tracker_name)
+        return None if staging is None else staging / _folder_name(tracker_name)
 
     progress = _progress(len(sequences))
     results = [
-        evaluate(model, sequences, out_dir(name), TrackingParams(crop=crop), name, progress, args.device or "auto", args.precision)
+        evaluate(model, sequences, out_dir(name), TrackingParams(crop=crop), name, progress, _device(args), args.precision)
     ]
     results += [evaluate_tracker(b, sequences, out_dir(b.name), progress) for b in baselines]
 
@@ -128,14 +154,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "bootstrap": {"resamples": args.resamples, "level": args.level, "unit": "sequence"},
         "results": rows,
     }
-    if args.out is not None:
+    if staging is not None:
         for r, row in zip(results, rows):
-            write_report(args.out / f"{_folder_name(r.name)}.json", {**report, "results": [row]})
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    _print_table(results, intervals, source, len(sequences), stand_in, args.out)
-    return 0
+            write_report(staging / f"{_folder_name(r.name)}.json", {**report, "results": [row]})
+    return report, results, intervals
 
 
 def _intervals(result, resamples: int, level: float) -> dict:

@@ -9,8 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prunesearch.cli import args as argtypes
 from prunesearch.latency.backends import add_runtime_arguments
 from prunesearch.latency.derive import PUBLISHED_FORMAT
+from prunesearch.models.phases import TEMPLATE_UPDATE_MAX
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS
 
 
@@ -26,16 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, help="a target name (see 'prunesearch latency list') or a table .yaml")
     p.add_argument("--space", default=None, help="space name or file (litetrack, spaces/litetrack.yaml: the shipped one when the folder has none); "
                    "default: depth 1..teacher, M 1..depth")
-    p.add_argument("--template-update", type=int, default=None, metavar="K",
+    p.add_argument("--template-update", type=argtypes.whole(1, TEMPLATE_UPDATE_MAX), default=None, metavar="K",
                    help="the template is re-encoded every K frames: amortise its cost over K frames")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_show)
 
     p = lsub.add_parser("validate", help="time whole per-frame graphs here and compare with a measured table")
     p.add_argument("--target", required=True, help="a table measured on this machine (name or .yaml)")
-    p.add_argument("--samples", type=int, default=12, help="students drawn from the default space (the teacher is added)")
-    p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds")
-    p.add_argument("--seed", type=int, default=0, help="seed of the candidate sample")
+    p.add_argument("--samples", type=argtypes.whole(1, 1000), default=12, help="students drawn from the default space (the teacher is added)")
+    p.add_argument("--rounds", type=argtypes.whole(1, 10000), default=15, help="interleaved timing rounds")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the candidate sample")
     p.add_argument("--allow-other-machine", action="store_true", help="compare even if the table was measured elsewhere")
     p.add_argument("--mlflow", action="store_true", help="log the report as an MLflow run (MLFLOW_TRACKING_URI or MLflow's default)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", action="append", default=None, help="target to derive (repeatable); default: all")
     p.add_argument("--tie", default="flops",
                    help="what fixes the part kinds' relative costs: 'flops' (default) or a measured ViT-B table")
-    p.add_argument("--out-dir", default="latency_models", help="folder to write NAME.yaml into (default: ./latency_models)")
+    p.add_argument("--out-dir", type=argtypes.nonempty_path, default="latency_models", help="folder to write NAME.yaml into (default: ./latency_models)")
     p.add_argument("--json", action="store_true", help="print the fit report as JSON")
     p.set_defaults(func=cmd_derive)
 
@@ -62,14 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_arguments(p)
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip timing whole graphs of the teacher and a few students to calibrate the sum of parts")
-    p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (more: steadier medians)")
+    p.add_argument("--rounds", type=argtypes.whole(1, 10000), default=30, help="interleaved timing rounds (more: steadier medians)")
     p.add_argument("--clock", default="wall", choices=("wall", "cpu"),
                    help="wall (default) or cpu: CPU time of one thread, for a busy shared machine (needs --threads 1)")
-    p.add_argument("--chain", type=int, default=None,
+    p.add_argument("--chain", type=argtypes.whole(1, 1000), default=None,
                    help="distinct blocks per timed block graph (default: the teacher's depth, fewer for large blocks)")
     p.add_argument("--device", default=None, help="device description for the table (default: CPU model and cores)")
     p.add_argument("--power-mode", default=None, help="power mode to record (e.g. the Jetson nvpmodel mode)")
-    p.add_argument("--out", default=None, help="output file (default: ./latency_models/NAME.yaml)")
+    p.add_argument("--out", type=argtypes.nonempty_path, default=None, help="output file (default: ./latency_models/NAME.yaml)")
     p.add_argument("--force", action="store_true", help="replace an existing table")
     p.set_defaults(func=cmd_profile)
 
@@ -211,8 +213,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from prunesearch.latency.registry import LOCAL_DIRNAME
     from prunesearch.latency.runtime import TimingPlan
     from prunesearch.models.vit_tracker import get_preset
+    from prunesearch.outputs import check_name, check_output
 
-    out = Path(args.out) if args.out else Path(LOCAL_DIRNAME) / f"{args.name}.yaml"
+    flag = "--out" if args.out else "--name"
+    out = check_output(args.out if args.out else Path(LOCAL_DIRNAME) / f"{check_name(args.name)}.yaml", flag)
     if out.exists() and not args.force:
         raise InputError(f"{out} exists; pass --force to replace it or choose another --name")
     cfg = get_preset(args.preset)
@@ -222,7 +226,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     )
     with _progress_display() as progress:
         table = profile(request, progress)
-    table.save(out)
+    table.save(out, flag)
     rows = [{"part": e.kind, "ms (p50)": f"{e.ms:.4f}", "p90": f"{e.stats['p90']:.4f}", "p99": f"{e.stats['p99']:.4f}",
              "runs": e.stats["runs"]} for e in table.entries]
     _print_table(f"{table.name}: {table.meta['device']}, {table.meta['runtime']} {table.meta['provider']} {table.meta['precision']}", rows)
@@ -285,20 +289,25 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from prunesearch.latency.derive import TARGETS, derive, derive_measured, read_measured, read_published, recorded_figures
     from prunesearch.latency.registry import SHIPPED_DIR
     from prunesearch.latency.table import read_table
+    from prunesearch.outputs import check_name, check_output
 
     tie = args.tie if args.tie == "flops" else load_table(args.tie)
     if args.measured:
-        if not args.name or args.published or args.target:
+        if args.name is None or args.published or args.target:
             raise InputError("--measured FILE needs --name NAME and takes no --published or --target")
+        check_name(args.name)
+        check_output(Path(args.out_dir) / f"{args.name}.yaml", "--out-dir")
         tables = [derive_measured(read_measured(args.measured), args.name, tie)]
     else:
-        if args.name:
+        if args.name is not None:
             raise InputError("--name names a table derived from --measured FILE; published targets keep their names")
         published = read_published(args.published) if args.published else recorded_figures([read_table(SHIPPED_DIR / f"{t}.yaml") for t in TARGETS])
+        for target in args.target or TARGETS:
+            check_output(Path(args.out_dir) / f"{target}.yaml", "--out-dir")
         tables = [derive(published, target, tie) for target in args.target or list(TARGETS)]
     report = {}
     for table in tables:
-        path = table.save(Path(args.out_dir) / f"{table.name}.yaml")
+        path = table.save(Path(args.out_dir) / f"{table.name}.yaml", "--out-dir")
         report[table.name] = {"path": str(path), "tie": table.provenance["tie"], **table.provenance["fit"],
                               "max_abs_loo_error_pct": table.provenance["max_abs_loo_error_pct"],
                               "variants": table.provenance["variants"]}

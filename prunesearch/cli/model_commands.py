@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from prunesearch.cli import args as argtypes
 from prunesearch.data.processing import CropGeometry
 from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.models.vit_tracker import DEFAULT_PRESET, PRESETS, TrackerBase, TrackerConfig
@@ -20,13 +21,13 @@ RANDOM_WEIGHTS = "random"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--depth", type=int, default=None, help="student depth N (omit for the teacher)")
-    p.add_argument("--ai-layers", type=int, default=None, help="interaction layers M of the student")
+    p.add_argument("--depth", type=argtypes.count, default=None, help="student depth N (omit for the teacher)")
+    p.add_argument("--ai-layers", type=argtypes.count, default=None, help="interaction layers M of the student")
     p.add_argument(
-        "--rule", default="first", help=f"teacher blocks a student keeps: {', '.join(rule_names())} (rules that "
+        "--rule", default=None, help=f"teacher blocks a student keeps (default first): {', '.join(rule_names())} (rules that "
         f"measure block influence: {_calibrated()}, on calibration crops, see --data), or a comma list such as 0,2,4"
     )
-    p.add_argument("--data", type=Path, default=None, help="dataset folder (GOT-10k, LaSOT) whose train split gives "
+    p.add_argument("--data", type=argtypes.nonempty_path, default=None, help="dataset folder (GOT-10k, LaSOT) whose train split gives "
                    f"--rule {_calibrated()} its calibration crops, as the search takes them (default: built-in sequences)")
     p.add_argument(
         "--preset",
@@ -36,11 +37,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--checkpoint",
-        type=Path,
+        type=argtypes.nonempty_path,
         default=None,
         help="prunesearch, OSTrack or LiteTrack weights; the file's shapes give the architecture",
     )
-    p.add_argument("--heads", type=int, default=None, help="attention heads of an OSTrack/LiteTrack checkpoint (default width/64)")
+    p.add_argument("--heads", type=argtypes.count, default=None, help="attention heads of an OSTrack/LiteTrack checkpoint (default width/64)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(cached features + search crop -> score, size and offset maps and the box).",
     )
     _add_model_args(p)
-    p.add_argument("--out", type=Path, required=True, help="folder for template.onnx and frame.onnx")
+    p.add_argument("--out", type=argtypes.nonempty_path, required=True, help="folder for template.onnx and frame.onnx")
     p.add_argument("--check", action="store_true", help="run both graphs in onnxruntime and compare with PyTorch")
     p.set_defaults(func=cmd_export)
 
@@ -100,6 +101,9 @@ def build_model(args: argparse.Namespace) -> tuple[TrackerBase, str]:
     from prunesearch.checkpoints import load_checkpoint, load_tracker
     from prunesearch.models.vit_tracker import build_teacher, get_preset
 
+    if args.rule is not None and args.depth is None:
+        raise InputError(f"--rule {args.rule} picks the blocks of a student: it needs --depth N and --ai-layers M")
+    args.rule = args.rule or "first"
     rule = _parse_rule(args.rule)
     calibrated = needs_calibration(rule)
     if args.data is not None and not calibrated:
@@ -206,8 +210,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from prunesearch.export import ATOL, OnnxTracker, check_export, describe, export_tracker
 
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} is a file; give a folder for template.onnx and frame.onnx")
+    from prunesearch.outputs import check_output
+
+    check_output(args.out, "--out", folder=True)  # before the model is built: nothing is made for a refused place
     model, weights = build_model(args)
     name = describe(model, weights)["prunesearch.model"]
     if weights == RANDOM_WEIGHTS:

@@ -112,6 +112,9 @@ def numbered_frames(folder: Path, count: int | None, suffix: str = ".jpg") -> li
         count = len(names)
         if count == 0:
             raise InputError(f"no {suffix} frames in {folder}")
+    elif len(names) > count:
+        raise InputError(f"{folder} holds {len(names)} {suffix} frames but its annotation has {count} boxes; "
+                         "every frame needs one box line")
     frames = [f"{i:08d}{suffix}" for i in range(1, count + 1)]
     missing = [n for n in frames if n not in names]
     if missing:

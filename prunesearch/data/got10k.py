@@ -13,8 +13,8 @@ are not checked; every visible frame needs a valid box.
 
 from __future__ import annotations
 
-import ast
 import configparser
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ from prunesearch.errors import InputError
 DATASET = "got10k"
 SPLITS = ("train", "val", "test")
 LIST_FILE = "list.txt"
+# ``resolution: (W, H)`` in meta_info.ini, read as two numbers (never evaluated: a file may hold any expression).
+_RESOLUTION = re.compile(r"\(\s*(\d+(?:\.\d*)?)\s*,\s*(\d+(?:\.\d*)?)\s*\)")
+MAX_RESOLUTION = 100_000
 
 
 def is_got10k(path: Path) -> bool:
@@ -67,7 +70,11 @@ def read_got10k(root: str | Path, split: str | None = None) -> list[Sequence]:
     """Every sequence listed in the split's ``list.txt``, in list order (default split: val)."""
     folder = split_folder(Path(root), split)
     list_file = folder / LIST_FILE
-    names = [n.strip() for n in list_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{list_file} is not UTF-8 text (byte {err.start}); it must list one sequence folder a line") from None
+    names = [n.strip() for n in text.splitlines() if n.strip()]
     if not names:
         raise InputError(f"{list_file} lists no sequences")
     missing = [n for n in names if not (folder / n).is_dir()]
@@ -118,15 +125,14 @@ def _read_meta(path: Path) -> dict[str, np.ndarray]:
     values = {k: v for section in parser.sections() for k, v in parser.items(section)}
     if "resolution" not in values:
         return {}
-    try:
-        width, height = ast.literal_eval(values["resolution"])
-        resolution = np.array([float(width), float(height)])
-    except (ValueError, SyntaxError, TypeError):
+    found = _RESOLUTION.fullmatch(values["resolution"].strip())
+    resolution = np.array([float(found[1]), float(found[2])]) if found else None
+    if resolution is None:
         raise InputError(
-            f"{path}: resolution {values['resolution']!r} is not of the form (width, height)"
-        ) from None
-    if not (resolution > 0).all():
-        raise InputError(f"{path}: resolution {values['resolution']!r} must be positive")
+            f"{path}: resolution {values['resolution'][:60]!r} is not of the form (width, height)"
+        )
+    if not (np.isfinite(resolution) & (resolution >= 1) & (resolution <= MAX_RESOLUTION)).all():
+        raise InputError(f"{path}: resolution {values['resolution'][:60]!r} must be two whole pixel counts from 1 to {MAX_RESOLUTION}")
     return {"resolution": resolution}
 
 

@@ -18,6 +18,9 @@ from prunesearch.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# Crop side over box side: below 0.5 the crop misses half the target, above 20 the target is a pixel or two
+# of the crop (trackers use 2 to 5). Checked wherever a geometry is made: flags, files and checkpoints.
+CROP_FACTOR_RANGE = (0.5, 20.0)
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,9 @@ class CropGeometry:
     def __post_init__(self) -> None:
         for name in ("template_factor", "search_factor"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                raise InputError(f"crop {name} must be a positive number, got {value!r}")
+            low, high = CROP_FACTOR_RANGE
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise InputError(f"crop {name} must be a number from {low:g} to {high:g} (CROP_FACTOR_RANGE), got {value!r}")
             object.__setattr__(self, name, float(value))
 
     def to_dict(self) -> dict[str, float]:

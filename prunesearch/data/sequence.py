@@ -6,12 +6,31 @@ tracking loop and the metrics consume it, and none of them knows which dataset i
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from prunesearch.errors import InputError
+
+# A frame file larger than this is not a video frame (an 8K PNG is about 100 MB).
+MAX_FRAME_BYTES = 256 << 20
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a frame file (None if it can): missing or unreadable, not a regular file
+    (a FIFO would hang the reader, a link to ``/dev/zero`` would fill memory), or over :data:`MAX_FRAME_BYTES`."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a folder, FIFO, device or socket)"
+    if st.st_size > MAX_FRAME_BYTES:
+        return f"is {st.st_size:,} bytes; allowed: at most {MAX_FRAME_BYTES:,} (MAX_FRAME_BYTES)"
+    return None
 
 
 @dataclass
@@ -47,6 +66,9 @@ class Sequence:
         import cv2
 
         path = self.frames[index]
+        problem = file_problem(path)
+        if problem is not None:
+            raise InputError(f"frame {path} {problem}")
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise InputError(f"cannot read image {path} (missing or not an image)")

@@ -39,12 +39,15 @@ import numpy as np
 from prunesearch.data.got10k import read_got10k
 from prunesearch.data.sequence import Sequence
 from prunesearch.errors import InputError, StorageError
+from prunesearch.outputs import output_folder
 from prunesearch.paths import cache_dir
 
 SPLITS = ("train", "val")
 # Default size of the built-in splits: enough variety for the small teacher, small enough to
 # generate in under a minute on 2 cores (benchmarks/synthetic_generation.py).
 BUILTIN_COUNTS = {"train": 300, "val": 25}
+# Ten times GOT-10k's train split; beyond it the disk check (about 1 MB a sequence) is the limit that matters.
+MAX_SEQUENCES = 100_000
 GENERATOR_VERSION = 2
 TEXTURE_SIDE = 96
 COLOUR_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
@@ -424,26 +427,28 @@ def generate(
     """
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if sequences < 1:
-        raise InputError(f"--sequences must be at least 1, got {sequences}")
+    if not 1 <= sequences <= MAX_SEQUENCES:
+        raise InputError(f"--sequences must be from 1 to {MAX_SEQUENCES} (MAX_SEQUENCES), got {sequences}")
     p = params or SynthParams()
     root = Path(out_dir) / split
-    if root.exists() and any(root.iterdir()):
+    if root.is_dir() and any(root.iterdir()):
         raise InputError(f"{root} already exists and is not empty; choose another --out or remove it")
-    root.mkdir(parents=True, exist_ok=True)
     names = [sequence_name(split, i) for i in range(sequences)]
+    # JPEG frames take about half a byte per pixel; the disk must hold the largest sequences.
+    estimate = sequences * p.max_frames * p.width * p.height // 2
+    with output_folder(root, "--out", estimate) as tmp:  # all sequences or none: a half split is not a data set
 
-    def write(i: int) -> None:
-        rng = _sequence_rng(seed, split, i)
-        _write_sequence(root / names[i], _plan(rng, p), p, rng, seed)
+        def write(i: int) -> None:
+            rng = _sequence_rng(seed, split, i)
+            _write_sequence(tmp / names[i], _plan(rng, p), p, rng, seed)
 
-    _images()  # loaded once, before the threads share it
-    pool = ThreadPoolExecutor(max_workers=min(sequences, threads or os.cpu_count() or 1), thread_name_prefix="synthetic")
-    try:
-        list(pool.map(write, range(sequences)))  # list(): the first error is raised here
-    finally:
-        pool.shutdown(cancel_futures=True)  # an error or Ctrl-C waits for the sequences in hand only
-    (root / "list.txt").write_text("\n".join(names) + "\n")
+        _images()  # loaded once, before the threads share it
+        pool = ThreadPoolExecutor(max_workers=min(sequences, threads or os.cpu_count() or 1), thread_name_prefix="synthetic")
+        try:
+            list(pool.map(write, range(sequences)))  # list(): the first error is raised here
+        finally:
+            pool.shutdown(cancel_futures=True)  # an error or Ctrl-C waits for the sequences in hand only
+        (tmp / "list.txt").write_text("\n".join(names) + "\n")
     return root
 
 

@@ -25,12 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.evaluation.metrics import SequenceScores
 from prunesearch.fields import MAX_SEEDS
 
 INTERVAL_METRICS = ("ao", "sr50", "sr75", "auc")
 DEFAULT_RESAMPLES = 2000
+# Bootstrap draws are a (resamples x sequences) index matrix: at most MAX_DRAWS cells (800 MB of int64).
+# 100000 resamples settle a percentile far beyond the figures' printed precision.
+MAX_RESAMPLES = 100_000
+MAX_DRAWS = 100_000_000
 DEFAULT_LEVEL = 0.95
 
 
@@ -144,10 +148,18 @@ def _identity(stats: SequenceStats) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(seeds)[None, :], np.arange(seqs)[None, :]
 
 
+def check_resamples(resamples: int, seqs: int) -> None:
+    """Refuse a bootstrap whose draw matrix would pass :data:`MAX_DRAWS` (checked before tracking starts)."""
+    if resamples * seqs > MAX_DRAWS:
+        raise InputError(f"--resamples {resamples} over {seqs} sequences is {resamples * seqs:,} draws; "
+                         f"at most {MAX_DRAWS:,} (MAX_DRAWS): use fewer resamples")
+
+
 def _draws(seqs: int, resamples: int, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Drawn sequence indices (R, seqs) and uniforms (R, MAX_SEEDS) that pick seeds (see _seed_draws)."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
+    check_resamples(resamples, seqs)
     if not 0.0 < level < 1.0:
         raise ValueError("level must lie strictly between 0 and 1")
     rng = np.random.default_rng(seed)

@@ -89,8 +89,9 @@ class Calibration:
         values = []
         for key in ("graph_ms", "block_scale", "other_scale"):
             v = data.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise InputError(f"{where}: calibration.{key} must be a finite number >= 0, got {v!r}")
+            zero_ok = key != "block_scale"  # blocks priced at nothing would price every student alike
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or (v == 0 and not zero_ok):
+                raise InputError(f"{where}: calibration.{key} must be a finite number {'>=' if zero_ok else '>'} 0, got {v!r}")
             values.append(float(v))
         graphs = data.get("graphs") or []
         if not isinstance(graphs, list) or not all(isinstance(g, dict) and "loo_error_pct" in g for g in graphs):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 
 from prunesearch._version import __version__
 from prunesearch.configfile import parse_yaml, read_text
-from prunesearch.errors import InputError
+from prunesearch.errors import InputError, PrunesearchWarning
 from prunesearch.flops import part_macs
 from prunesearch.latency.parts import FIXED, part_shapes
 from prunesearch.latency.table import Entry, LatencyTable, build_table
@@ -45,6 +46,8 @@ from prunesearch.models.names import TEACHER, parse_student_name
 from prunesearch.models.phases import phase_parts
 from prunesearch.models.vit_tracker import TrackerConfig, get_preset
 
+# A fitted figure predicted this far off without its own row: the fit is shown, with a warning line.
+LOO_WARN_PCT = 25.0
 _TORCH_TIMING = (
     "PyTorch FP32, batch 1, template features precomputed (template branch not timed), "
     "200 warm-up and 500 timed runs, fps = 1 / mean latency; cropping and pre/post-processing not timed"
@@ -232,6 +235,11 @@ def fit_column(cfg: TrackerConfig, rows: list[Variant], column: str, tie: str | 
     x = np.array([units(v) for v in students])
     y = np.array([1000.0 / v.fps[column] for v in students])
     fixed, scale = _nnls(x, y)
+    if scale <= 0:
+        raise InputError(
+            f"column {column}: the figures do not grow with the work they price (deeper students are not slower), so "
+            f"the fit gives blocks no cost and would price every model at {fixed:.2f} ms; check the figures and their unit"
+        )
     report = []
     for i, v in enumerate(students):
         keep = np.arange(len(students)) != i
@@ -265,6 +273,11 @@ def fit_column(cfg: TrackerConfig, rows: list[Variant], column: str, tie: str | 
         "students_max_abs_loo_error_pct": round(max(student_loo), 2),
         "loo_within_10pct": all(e <= 10 for e in loo),
     }
+    if provenance["max_abs_loo_error_pct"] > LOO_WARN_PCT:
+        worst = max(report, key=lambda r: abs(r["loo_error_pct"]))
+        warnings.warn(f"column {column}: {worst['name']} is predicted {worst['loo_error_pct']:+.0f}% off without its own figure "
+                      f"(over {LOO_WARN_PCT:g}%): the figures do not fit one cost model; the table's prices are rough",
+                      PrunesearchWarning, 2)
     return ColumnFit(_entries(cfg, w, fixed, scale, joint_scale, joint_note), report, provenance)
 
 

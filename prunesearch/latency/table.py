@@ -33,12 +33,20 @@ from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_shapes
 from prunesearch.models.names import TEACHER, student_name
 from prunesearch.models.phases import PART_KINDS, PhaseParts, amortised, check_template_update, phase_parts
 from prunesearch.models.vit_tracker import TrackerConfig
+from prunesearch.outputs import output_file
 
 FORMAT = "prunesearch-latency/1"
 ENTRY_KINDS = (FIXED, *PART_KINDS)
 METHODS = ("measured", "derived")
 REQUIRED_META = ("device", "runtime", "runtime_version", "provider", "precision", "method", "date")
 STATS = ("mean", "p50", "p90", "p99", "runs")
+# Far beyond any device (tables priced in multiply-adds use the same format, hence not a minute), yet sums of
+# entries stay finite: 1e308 would price every model at inf ms and 0 fps. An architecture field over 4096 is a typing error.
+MAX_MS = 1e12
+MAX_ARCHITECTURE_INT = 4096
+# What printing and checking a derived table reads from its provenance.
+DERIVED_PROVENANCE = ("source", "tie", "fit", "variants", "max_abs_loo_error_pct")
+VARIANT_KEYS = ("name", "role", "published_ms", "fitted_ms", "residual_pct", "loo_error_pct")
 
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -239,14 +247,13 @@ class LatencyTable:
     def to_yaml(self) -> str:
         return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, width=100)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the table as YAML (atomically); the written file's hash identifies it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_yaml())
-        tmp.replace(path)
-        return path
+    def save(self, path: str | Path, flag: str = "--out") -> Path:
+        """Write the table as YAML, whole or not at all (:func:`prunesearch.outputs.output_file`);
+        the written file's hash identifies it. ``flag`` is the option that named the place, for errors."""
+        text = self.to_yaml()
+        with output_file(path, flag, estimate=len(text)) as tmp:
+            tmp.write_text(text)
+        return Path(path)
 
 
 def _run_parts(c: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
@@ -300,19 +307,44 @@ def parse_table(data: Any, sha256: str, path: Path | None) -> LatencyTable:
         entries.append(entry)
     calibration = Calibration.from_dict(data["calibration"], where) if data.get("calibration") is not None else None
     name = str(data.get("name") or (path.stem if path else "table"))
-    return LatencyTable(name, meta, arch, tuple(entries), data.get("provenance") or {}, path, sha256, calibration)
+    provenance = data.get("provenance") or {}
+    if meta["method"] == "derived":
+        _check_derived_provenance(provenance, where)
+    return LatencyTable(name, meta, arch, tuple(entries), provenance, path, sha256, calibration)
+
+
+def _check_derived_provenance(prov: Any, where: str) -> None:
+    """A derived table says what it was fitted to and how well (read by ``latency show`` and the fit checks)."""
+    if not isinstance(prov, dict) or (lacking := [k for k in DERIVED_PROVENANCE if k not in prov]):
+        lacking = list(DERIVED_PROVENANCE) if not isinstance(prov, dict) else lacking
+        raise InputError(f"{where}: a derived table needs provenance.{', provenance.'.join(lacking)} (re-derive it with "
+                         "'prunesearch latency derive')")
+    source, variants = prov["source"], prov["variants"]
+    if not isinstance(source, dict) or not all(k in source for k in ("file", "column", "figures")):
+        raise InputError(f"{where}: provenance.source must map file, column and figures")
+    for i, v in enumerate(variants if isinstance(variants, list) else [None]):
+        if not isinstance(v, dict) or not all(k in v for k in VARIANT_KEYS) or not all(
+                _number(v[k]) for k in VARIANT_KEYS[2:]):
+            raise InputError(f"{where}: provenance.variants[{i}] must map {', '.join(VARIANT_KEYS)} (figures as numbers)")
+    if not _number(prov["max_abs_loo_error_pct"]):
+        raise InputError(f"{where}: provenance.max_abs_loo_error_pct must be a number")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite_ms(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= MAX_MS
 
 
 def _entry(raw: Any, i: int, where: str) -> Entry:
     if not isinstance(raw, dict) or raw.get("kind") not in ENTRY_KINDS or not isinstance(raw.get("shape"), dict):
         raise InputError(f"{where}: entry {i} needs a kind (one of {', '.join(ENTRY_KINDS)}) and a shape")
     kind, ms = raw["kind"], raw.get("ms")
-    if not _finite_ms(ms):
-        raise InputError(f"{where}: entry {i} ({kind}) needs a finite, non-negative 'ms', got {ms!r}")
+    if not _finite_ms(ms) or (kind in BLOCK_KINDS and ms == 0):
+        raise InputError(f"{where}: entry {i} ({kind}) needs a finite, non-negative 'ms' (above 0 for a block, at most "
+                         f"{MAX_MS:g}: MAX_MS), got {str(ms)[:40]}")
     stats = raw.get("stats")
     if stats is not None and (not isinstance(stats, dict) or not all(k in STATS and _finite_ms(v) for k, v in stats.items())):
         raise InputError(
@@ -331,6 +363,8 @@ def _architecture(raw: Any, where: str) -> TrackerConfig:
         if kind == "int":
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
             allowed = "a positive integer"
+            if ok and value > MAX_ARCHITECTURE_INT:
+                raise InputError(f"{where}: architecture.{key} must be at most {MAX_ARCHITECTURE_INT} (MAX_ARCHITECTURE_INT), got {value}")
         elif kind == "float":
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
             allowed = "a positive number"

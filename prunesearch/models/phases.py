@@ -61,10 +61,14 @@ def phase_parts(depth: int, ai_layers: int | None) -> PhaseParts:
     )
 
 
+# A template kept for a million frames (over nine hours at 30 fps) is as good as never re-encoded.
+TEMPLATE_UPDATE_MAX = 1_000_000
+
+
 def check_template_update(template_update: int | None) -> None:
     """``template_update`` is a number of frames (at least 1) or None (the template is encoded once per sequence)."""
-    if template_update is not None and template_update < 1:
-        raise InputError(f"--template-update must be at least 1 frame, got {template_update}")
+    if template_update is not None and not 1 <= template_update <= TEMPLATE_UPDATE_MAX:
+        raise InputError(f"--template-update must be from 1 to {TEMPLATE_UPDATE_MAX} frames (TEMPLATE_UPDATE_MAX), got {template_update}")
 
 
 def amortised(per_frame: float, template: float, template_update: int | None) -> float:

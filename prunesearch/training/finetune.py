@@ -25,7 +25,7 @@ import torch
 from prunesearch.data.processing import CropGeometry
 from prunesearch.data.sequence import Sequence
 from prunesearch.devices import PRECISIONS, autocast, grad_scaler, resolve_device, resolve_precision, to_device
-from prunesearch.errors import PrunesearchError
+from prunesearch.errors import InputError, PrunesearchError
 from prunesearch.fields import MAX_SEEDS, SEED_MAX, check_rules, checked, runtime_only
 from prunesearch.models.vit_tracker import TrackerBase, TrackerOutput
 from prunesearch.training.losses import HEATMAP_CONVENTIONS, LossWeights, tracking_loss
@@ -33,6 +33,10 @@ from prunesearch.training.pairs import PAIR_MODES, AugmentConfig, PairBatch, Pai
 
 Callback = Callable[[int, dict[str, float]], bool]
 Status = Literal["ok", "diverged", "stopped"]
+
+
+MAX_LR = 1.0
+_DEFAULT_WARMUP = 10
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,11 @@ class FinetuneConfig:
 
     steps: int = checked(200, minimum=1)
     batch_size: int = checked(16, minimum=1, maximum=4096)
-    lr: float = checked(4e-4, above=0)
+    lr: float = checked(4e-4, above=0)  # at most MAX_LR (checked in __post_init__)
     backbone_lr_mult: float = checked(0.1, minimum=0)
     weight_decay: float = checked(1e-4, minimum=0)
     grad_clip: float = checked(0.1, above=0)
-    warmup_steps: int = checked(10, minimum=0)
+    warmup_steps: int = checked(_DEFAULT_WARMUP, minimum=0)
     min_lr_ratio: float = checked(0.05, minimum=0, maximum=1)  # cosine decay ends at lr * min_lr_ratio
     sampling: str = checked("auto", choices=("auto", *PAIR_MODES))  # causal (real datasets) or nearby (built-in synthetic); see pairs.py
     max_gap: int | None = checked(None, minimum=1)  # None: the sampling's own (causal 200, nearby 50)
@@ -78,6 +82,13 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_rules(self, "finetune.")
+        if self.lr > MAX_LR:
+            raise InputError(f"finetune.lr: expected at most {MAX_LR:g} (MAX_LR: AdamW diverges at once above it), got {self.lr!r}")
+        # A warm-up chosen longer than the run: the learning rate would never reach its peak. The default
+        # warm-up in a run shorter than it (a quick test) is the schedule's own business and passes.
+        if self.warmup_steps > self.steps and self.warmup_steps != _DEFAULT_WARMUP:
+            raise InputError(f"finetune.warmup_steps: {self.warmup_steps} is longer than the run (finetune.steps {self.steps}); "
+                             "the learning rate would never reach its peak: use at most as many warm-up steps as steps")
 
     def workers_for(self, device: torch.device) -> int:
         """Loader processes: as configured, else none on the CPU (they would take the model's
