@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prunesearch.errors import InputError
+from prunesearch.errors import InputError, StorageError
 from prunesearch.latency.registry import LOCAL_DIRNAME, load_table
 from prunesearch.latency.table import LatencyTable
 from prunesearch.models.names import TEACHER
 from prunesearch.models.phases import amortised
 from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_student, build_teacher
+from prunesearch.outputs import check_name
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.mlflow_runs import schema as s
 from prunesearch.search.mlflow_runs.read import StoredResult, accuracy_pool, existing_store, latest_search_run, pick_stage, \
@@ -346,7 +347,6 @@ def _cached_graphs(name: str, key: dict[str, Any], export: Callable[[Path], obje
     """
     import hashlib
     import json
-    import shutil
 
     import torch
 
@@ -361,16 +361,11 @@ def _cached_graphs(name: str, key: dict[str, Any], export: Callable[[Path], obje
         return graphs
     if export is None:
         return None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    part = Path(tempfile.mkdtemp(prefix=".part-", dir=folder.parent))
     try:
-        export(part)
-        part.rename(folder)  # whole or not at all; another process may have won the race
-    except OSError:
-        if not (graphs.template.is_file() and graphs.frame.is_file()):
+        export(folder)  # written whole or not at all (prunesearch.outputs.output_folder)
+    except StorageError:
+        if not (graphs.template.is_file() and graphs.frame.is_file()):  # else another process won the race
             raise
-    finally:
-        shutil.rmtree(part, ignore_errors=True)
     return graphs
 
 
@@ -444,7 +439,9 @@ def verification_figure(v: Verification):  # noqa: ANN201 - a matplotlib Figure
 
 
 def _check_derivable(name: str, table: LatencyTable, members: list[str]) -> None:
-    """``name`` is not the table being verified, and the ``members`` (candidate keys) give three student shapes to fit."""
+    """``name`` is a plain file name other than the table being verified's, and the ``members``
+    (candidate keys) give three student shapes to fit."""
+    check_name(name, "--derive")
     if name == table.name or (table.path is not None and (Path(LOCAL_DIRNAME) / f"{name}.yaml").resolve() == table.path.resolve()):
         raise InputError(f"--derive {name}: that is the table being verified; give the corrected table a new name")
     shapes = {key.split("/")[0] for key in members}
@@ -474,11 +471,12 @@ def derive_table(v: Verification, name: str, statistic: str = "p50") -> Derived:
     table = v.repricing.table
     _check_derivable(name, table, [m.name for m in v.members])
     out = Path(LOCAL_DIRNAME) / f"{name}.yaml"
-    measured = v.report.write_measured(Path(LOCAL_DIRNAME) / "measured" / f"{name}.yaml", statistic, v.repricing.architecture)
+    measured = v.report.write_measured(Path(LOCAL_DIRNAME) / "measured" / f"{name}.yaml", statistic, v.repricing.architecture,
+                                       flag="--derive")
     own = table.meta.get("method") == "measured" and table.meta.get("runtime") == "onnxruntime"
     tie_line = (f"tie: {table.name}'s own part costs (a measured onnxruntime table, as verify times)" if own else
                 f"tie: MACs ({table.name} is {table.meta.get('method')} with {table.meta.get('runtime')}, not a measured "
                 "onnxruntime table)")
     derived = derive_measured(read_measured(measured), name, table if own else "flops")
-    path = derived.save(out)
+    path = derived.save(out, "--derive")
     return Derived(load_table(path), path, measured, tie_line)

@@ -24,6 +24,7 @@ from prunesearch.errors import DeviceError, InputError
 from prunesearch.fields import clip
 from prunesearch.latency.derive import MEASURED_STATS
 from prunesearch.models.names import TEACHER, parse_student_name
+from prunesearch.outputs import output_file
 from prunesearch.verify.device_runner import RUNNER_VERSION
 
 FIGURES = ("p50", "p90", "p99", "mean")
@@ -107,12 +108,13 @@ class DeviceReport:
                          "onnxruntime": self.device.get("onnxruntime")},
         }
 
-    def write_measured(self, path: str | Path, statistic: str = "p50", preset: str = "vit-b") -> Path:
-        """Write :meth:`measured_figures` as YAML at ``path`` (input to ``latency derive --measured``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.measured_figures(statistic, preset), sort_keys=False))
-        return path
+    def write_measured(self, path: str | Path, statistic: str = "p50", preset: str = "vit-b", flag: str = "--out") -> Path:
+        """Write :meth:`measured_figures` as YAML at ``path`` (input to ``latency derive --measured``),
+        whole or not at all; ``flag`` names the option that chose the place, for errors."""
+        text = yaml.safe_dump(self.measured_figures(statistic, preset), sort_keys=False)
+        with output_file(path, flag, estimate=len(text)) as tmp:
+            tmp.write_text(text)
+        return Path(path)
 
 
 # What to do about each failure the runner reports, by its ``kind``.
