@@ -118,10 +118,9 @@ def ensure_sqlite_store(url: str, what: str, create: Callable[[str], None]) -> P
     path = sqlite_path(url)
     if path is None:
         return None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StorageError(f"cannot create the folder of {what} {path}: {err.strerror or err}") from None
+    # A missing folder is a typo more often than a wish: refused, as SQLite itself would.
+    if not path.parent.is_dir():
+        raise StorageError(f"cannot open {what} {path}: the folder {path.parent} does not exist; create it first")
     with creation_lock(url):
         if path.exists() or path.is_symlink():
             check_sqlite_store(path, what)

@@ -94,7 +94,7 @@ def test_crop_geometry_travels_with_the_checkpoint(tmp_path):
     save_checkpoint(build_teacher(TINY_CFG), tmp_path / "plain.pt")
     assert load_tracker(tmp_path / "plain.pt").crop is None
     assert OSTRACK_384_CROP.override(search_factor=4.5) == CropGeometry(2.0, 4.5)
-    with pytest.raises(PrunesearchError, match="search_factor must be a positive number"):
+    with pytest.raises(PrunesearchError, match="search_factor must be a number from 0.5 to 20"):
         CropGeometry(2.0, 0.0)
 
 

@@ -370,19 +370,23 @@ def test_two_worker_processes_share_one_study_without_duplicates(storage):
 
 
 def test_storage_opens_when_another_process_created_the_schema_at_the_same_moment(tmp_path, monkeypatch):
+    """A server database (PostgreSQL) has no creation lock of ours: the loser of the schema race
+    retries. Simulated on SQLite, whose new file is made whole first (sqlite_store), by racing the open."""
     import sqlalchemy
 
     from prunesearch.search.study import storage as study_module
 
-    real, calls = optuna.storages.RDBStorage, []
+    real, opens = optuna.storages.RDBStorage, []
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
 
-    def racing(url, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append(url)
-        if len(calls) == 1:
-            real(url, **kw)  # the other process wins the race ...
-            raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
-        return real(url, **kw)
+    def racing(given, **kw):  # noqa: ANN001, ANN003, ANN202
+        if given == url:
+            opens.append(given)
+            if len(opens) == 1:
+                real(given, **kw)  # the other process wins the race ...
+                raise sqlalchemy.exc.IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(given, **kw)
 
     monkeypatch.setattr(study_module.optuna.storages, "RDBStorage", racing)
-    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert len(calls) == 2 and isinstance(storage, real) and storage.get_all_studies() == []
+    storage = study_module.open_storage(url)
+    assert len(opens) == 2 and isinstance(storage, real) and storage.get_all_studies() == []

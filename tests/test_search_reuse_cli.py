@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -96,7 +97,8 @@ def test_a_read_only_workdir_is_refused_before_anything_is_created(folder):
     command = [sys.executable, "-m", "prunesearch", *TINY, "--target", "orin-nx", "--budget", "9ms", "--workdir", "readonly"]
     if os.geteuid() == 0:
         command = [shutil.which("setpriv") or "setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
-    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    repo = Path(__file__).resolve().parents[1]  # the cwd is the test's folder
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert re.fullmatch(r"prunesearch: error: --workdir readonly: cannot write in .*readonly \(read-only or not this "
