@@ -1,4 +1,4 @@
-"""The bad-input battery as a user meets it: every row of tests/bad_inputs.py as a real `prunesearch`
+"""The bad-input battery as a user meets it: every row of tests/support/bad_inputs.py as a real `prunesearch`
 process, under a time and memory limit, counted by outcome.
 
 Outcomes: one-line (non-zero exit, one line on stderr, no traceback), traceback, silent (exit 0,
@@ -8,9 +8,9 @@ the case left a file behind in its working folder.
 
     python -m benchmarks.bad_input_battery                          # this checkout
     python -m benchmarks.bad_input_battery --code /work/main --name before   # another checkout, for comparison
-    python -m benchmarks.bad_input_battery --surface --timeout 30   # the surface table (tests/input_surface.py)
+    python -m benchmarks.bad_input_battery --surface --timeout 30   # the surface table (tests/support/input_surface.py)
 
-``--surface`` runs every cross of tests/input_surface.py's table (each CLI flag taking a path or a
+``--surface`` runs every cross of tests/support/input_surface.py's table (each CLI flag taking a path or a
 number, each file kind, times the classes of bad value) instead of the hand-written rows. Cases
 that need an unreadable or read-only path run without root's file-permission override (``setpriv``
 dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH; as any other user, chmod does it already).
@@ -31,10 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.support, when run as a script
 
-import input_surface  # noqa: E402
-from bad_inputs import CASES, materialize, snapshot  # noqa: E402
+from tests.support import input_surface  # noqa: E402
+from tests.support.bad_inputs import CASES, materialize, snapshot  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MEMORY_LIMIT = 4 << 30
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a case counts as a hang")
     parser.add_argument("--skip", action="append", default=[], metavar="CASE",
                         help="leave a case out (e.g. workers_1000 against an unfixed checkout: it forks 1000 processes)")
-    parser.add_argument("--surface", action="store_true", help="run the surface table of tests/input_surface.py")
+    parser.add_argument("--surface", action="store_true", help="run the surface table of tests/support/input_surface.py")
     parser.add_argument("--jobs", type=int, default=1, help="cases run at once (each is its own process)")
     parser.add_argument("--only", default="", metavar="PREFIX", help="with --surface: only cases whose name starts so")
     args = parser.parse_args()

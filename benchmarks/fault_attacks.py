@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # tests.*, when run as a script
 
 import torch  # noqa: E402
 
-from test_checkpoint_attacks import WIDE, _declare, _net_pickle, _rezip, legacy_tar, native_file, stride_zero_net  # noqa: E402
+from tests.test_checkpoint_attacks import WIDE, _declare, _net_pickle, _rezip, legacy_tar, native_file, stride_zero_net  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "fault_attacks.md"
 MEMORY_LIMIT = 4 << 30
@@ -203,7 +203,7 @@ def _tmpfs_creation(code: Path, work: Path) -> tuple[dict, dict, str] | None:
 
 
 def _stopped_server(code: Path, work: Path) -> dict:
-    from servers import MlflowServer
+    from tests.support.servers import MlflowServer
 
     server = MlflowServer.launch()
     try:

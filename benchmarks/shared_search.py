@@ -1,6 +1,6 @@
 """Repeated trials of a shared search: what is lost, trained twice or left RUNNING, and what crashes.
 
-    python -m benchmarks.shared_search rehearsal --repeat 10    # tests/test_rehearsal.py, counted
+    python -m benchmarks.shared_search rehearsal --repeat 10    # tests/search/test_rehearsal.py, counted
     python -m benchmarks.shared_search e2e --repeat 20          # the kill/resume e2e test, a suite copy beside it
     python -m benchmarks.shared_search start4 --repeat 10       # 4 `prunesearch run` at once on a fresh store
     ... [--minutes M]   stop starting repetitions after M minutes (the counts say how many ran)
@@ -54,7 +54,7 @@ def rehearsal(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
             if time.time() > deadline:
                 break
             start = time.time()
-            ok, out = _pytest("tests/test_rehearsal.py", env)
+            ok, out = _pytest("tests/search/test_rehearsal.py", env)
             seconds = time.time() - start
             counts = json.loads(report.read_text().splitlines()[-1]) if report.exists() and report.read_text() else {}
             report.unlink(missing_ok=True)
@@ -71,7 +71,7 @@ def rehearsal(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
 
 def e2e(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
     rows, notes = [], []
-    node = "tests/test_e2e_search.py::test_run_kill_resume_with_two_workers_then_pareto"
+    node = "tests/search/test_e2e_search.py::test_run_kill_resume_with_two_workers_then_pareto"
     beside = subprocess.Popen(
         ["bash", "-c", f"while true; do {sys.executable} -m pytest -q -p no:cacheprovider tests >/dev/null 2>&1; done"],
         cwd=ROOT, start_new_session=True,
@@ -108,8 +108,7 @@ def _store_whole(folder: Path) -> bool:
 
 
 def start4(repeat: int, deadline: float) -> tuple[list[str], list[str]]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from search_support import tiny_search_folder
+    from tests.support.search_support import tiny_search_folder
 
     import optuna
 

@@ -36,7 +36,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-# Real servers (tests/servers.py), started in the background as soon as a selected test needs one.
+# Real servers (tests/support/servers.py), started in the background as soon as a selected test needs one.
 _SERVERS: dict[str, object] = {}
 SERVER_FIXTURES = {"postgres", "mlflow_server"}
 
@@ -51,7 +51,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_collection_finish(session):
     """Servers start for the tests ``-m`` and ``-k`` kept, not for every test collected."""
-    from servers import MlflowServer, Postgres
+    from tests.support.servers import MlflowServer, Postgres
 
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if "postgres" in wanted:

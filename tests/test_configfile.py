@@ -3,8 +3,8 @@ latency tables, measured and published figures. A bomb, a deep nesting or a repe
 naming the file (and the key and line), whichever of them it is in, and through the CLI too."""
 
 import pytest
-from bad_inputs import LAUGHS
-from latency_support import write_published
+from tests.support.bad_inputs import LAUGHS
+from tests.support.latency_support import write_published
 
 from prunesearch.cli.main import main
 from prunesearch.configfile import MAX_DEPTH, parse_yaml, read_json, read_yaml

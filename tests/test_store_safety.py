@@ -246,7 +246,7 @@ def _pareto(uri: str, folder: Path, **env: str) -> tuple[int, str, float]:
 
 @pytest.mark.servers
 def test_a_stopped_tracking_server_is_one_line_within_the_deadline(tmp_path):
-    from servers import MlflowServer
+    from tests.support.servers import MlflowServer
 
     server = MlflowServer.launch()
     try:

@@ -4,3 +4,7 @@ Imported as ``tests.support.NAME``: the repository root is on ``sys.path`` under
 ``pythonpath``) and for ``python -m benchmarks.NAME`` run from the root. Nothing here ships in the
 package.
 """
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the repository root

@@ -35,7 +35,7 @@ def optimistic_copy(folder: Path, factor: float = 0.7) -> Path:
 
 def verify_search_folder(root: Path) -> Path:
     """``root/tiny.yaml`` (small architecture, six trials), its teacher and data, and the optimistic table."""
-    from tests.search_support import TINY_EXPERIMENT, tiny_search_folder
+    from tests.support.search_support import TINY_EXPERIMENT, tiny_search_folder
 
     tiny_search_folder(root, "tiny")
     experiment = root / "tiny.yaml"
