@@ -46,10 +46,14 @@ _REASONS = {
 }
 
 
+def os_reason(err: OSError) -> str:
+    """What the system refused, in words (``the name is too long for the file system``, ...)."""
+    return _REASONS.get(err.errno or 0, err.strerror or type(err).__name__)
+
+
 def storage_error(err: OSError, path: str | Path, flag: str = "") -> StorageError:
     """``err`` as one line naming ``path`` (and the flag that gave it) and what went wrong."""
-    reason = _REASONS.get(err.errno or 0, err.strerror or type(err).__name__)
-    return StorageError(f"{flag + ' ' if flag else ''}cannot write {path}: {reason}")
+    return StorageError(f"{flag + ' ' if flag else ''}cannot write {path}: {os_reason(err)}")
 
 
 def check_name(name: str, flag: str = "--name", hidden: bool = False) -> str:

@@ -16,8 +16,10 @@ import warnings
 from collections.abc import Sequence
 
 from prunesearch._version import __version__
+from prunesearch.cli.args import nonempty
 from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands, verify_commands
 from prunesearch.errors import PrunesearchError, PrunesearchWarning
+from prunesearch.outputs import os_reason
 
 COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands, verify_commands)
 MAX_LINE = 600  # an error line longer than this is cut: it is read, not scrolled
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         module.register(sub)
     _describe(parser)
+    _refuse_empty(parser)
     return parser
 
 
@@ -71,6 +74,20 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 _describe(child)
 
 
+def _refuse_empty(parser: argparse.ArgumentParser) -> None:
+    """Every option that takes free text (a path, a name, a URL) refuses ``""``, which commands would
+    otherwise read as "not given" (the default) or as the working folder: one rule for all of them,
+    so a new option cannot forget it. Options with a ``type`` or ``choices`` check their own values;
+    one whose default is ``""`` (an empty list, as ``--baselines``) takes ``""`` to mean its default."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _refuse_empty(child)
+        elif action.option_strings and action.nargs != 0 and action.type is None and action.choices is None \
+                and action.default != "":
+            action.type = nonempty
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
@@ -86,6 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`prunesearch pareto --json | head`): stop quietly, as `cat` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # The system refused a path the user gave (a name too long, a folder without permission, a
+        # file gone): theirs to fix, in one line, wherever in the command it was opened.
+        name = str(err.filename)
+        print(f"prunesearch: error: cannot use {name[:120] + '...' if len(name) > 120 else name}: {os_reason(err)}",
+              file=sys.stderr)
+        return 2
 
 
 def run() -> None:
