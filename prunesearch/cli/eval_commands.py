@@ -70,8 +70,12 @@ def _load_model(args: argparse.Namespace) -> tuple[object, str, dict, object]:
 
     crop = None
     if args.onnx is not None:
+        from prunesearch.evaluation.backends import backend_for
+
         geometry = CropGeometry().override(args.template_factor, args.search_factor)
-        return args.onnx, args.onnx.name or "onnx", {"source": str(args.onnx), "runtime": "onnxruntime"}, geometry
+        # The graphs are opened now, before any data is read or made: a missing or broken pair fails first.
+        graphs = backend_for(args.onnx, args.onnx.name or "onnx")
+        return graphs, graphs.name, {"source": str(args.onnx), "runtime": "onnxruntime"}, geometry
     if args.checkpoint is not None:
         from prunesearch.checkpoints import load_tracker
 

@@ -68,8 +68,8 @@ NUMBERS = [
     ("export.depth", ("export", "--out", "{dir}/g", "--ai-layers", "1"), "--depth", ()),
     ("teacher.steps", ("teacher", "train", "--out", "{dir}/t.pt"), "--steps", ()),
     ("teacher.threads", ("teacher", "train", "--out", "{dir}/t.pt", "--steps", "1"), "--threads", ()),
-    ("teacher.seed", ("teacher", "train", "--out", "{dir}/t.pt", "--steps", "1"), "--seed", ("zero",)),
-    ("run.seed", RUN, "--seed", ("zero",)),
+    ("teacher.seed", ("teacher", "train", "--out", "{dir}/t.pt", "--steps", "1"), "--seed", ("zero", "int_max")),  # 2^31 is a seed
+    ("run.seed", RUN, "--seed", ("zero", "int_max")),  # seeds run to 2^32 - 1
     ("run.trials", RUN, "--trials", ("int_max",)),  # an upper bound of the study, not an allocation
     ("run.template_factor", RUN, "--template-factor", ()),
     ("run.search_factor", RUN, "--search-factor", ()),
