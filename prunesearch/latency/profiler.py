@@ -23,10 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prunesearch.errors import PrunesearchWarning
 from prunesearch.latency.backends import OnnxRuntimeSettings, TimingRuntime
 from prunesearch.latency.calibrate import WholeGraph, fit_calibration
 from prunesearch.latency.parts import BLOCK_KINDS, FIXED, part_graph, part_shapes, whole_graph
@@ -151,6 +153,13 @@ def _tabulate(request: ProfileRequest, timings: dict[str, Timing], wholes: list[
     if not wholes:
         return raw
     calibration = fit_calibration([_whole(raw, n, m, timings[f"whole:{_whole_name(n, m)}"].median) for n, m in wholes])
+    if calibration.block_scale <= 0:
+        # The whole graphs did not grow with their blocks: timing noise (a busy machine, too few
+        # rounds) swamped them. A calibration that prices every depth alike is worse than none.
+        warnings.warn(f"{request.name}: the whole-graph timings do not grow with depth (calibration would give blocks "
+                      "no cost); the table keeps its measured parts uncalibrated: profile again on a quiet machine "
+                      "or with more --rounds to calibrate it", PrunesearchWarning, stacklevel=2)
+        return raw
     return build_table(request.name, meta, request.cfg, entries, provenance, calibration)
 
 

@@ -225,6 +225,21 @@ def test_torch_backend_profiles_eager_on_cpu_with_a_calibration(torch_measured, 
     assert isinstance(runtime_from_meta(table.meta), TorchSettings)
 
 
+def test_a_calibration_that_gives_blocks_no_cost_is_not_written(tmp_path, tiny_cfg, monkeypatch):
+    """Timing noise on a busy machine can make the whole graphs look flat in depth; the table then
+    keeps its measured parts uncalibrated (and says so) rather than price every depth alike."""
+    from prunesearch.errors import PrunesearchWarning
+    from prunesearch.latency import profiler
+
+    real = profiler.fit_calibration
+    monkeypatch.setattr(profiler, "fit_calibration", lambda graphs: replace(real(graphs), block_scale=0.0))
+    request = ProfileRequest("flat", tiny_cfg, TorchSettings("eager", "fp32", "cpu", threads=1), TimingPlan(rounds=1), chain=1)
+    with pytest.warns(PrunesearchWarning, match="do not grow with depth"):
+        table = profile(request)
+    assert table.calibration is None
+    assert load_table(table.save(tmp_path / "flat.yaml")).calibration is None
+
+
 def test_torch_table_validates_through_the_same_backend(torch_measured, capsys):
     capsys.readouterr()
     assert main(["latency", "validate", "--target", str(torch_measured), "--samples", "1", "--rounds", "1", "--json"]) == 0

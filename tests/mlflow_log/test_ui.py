@@ -165,7 +165,7 @@ def _processes_using(path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "myhost.example", ""])
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::", "myhost.example"])  # "": tests/cli/test_empty_values.py
 def test_a_host_other_machines_reach_is_refused_without_allow_remote(tmp_path, capsys, monkeypatch, host):
     """Refused before anything starts or is created: no server, no store, no lock file."""
     monkeypatch.chdir(tmp_path)
