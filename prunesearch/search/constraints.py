@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Union
 
@@ -108,13 +108,16 @@ class Constraint:
         return all(results) if node.op == "and" else any(results)
 
 
-def parse_constraint(text: object, where: str, names: Mapping[str, type]) -> Constraint:
-    """``text`` as a :class:`Constraint` over ``names`` (name -> int or str); any problem is one error line."""
+def parse_constraint(text: object, where: str, names: Mapping[str, type], words: Collection[str] | None = None) -> Constraint:
+    """``text`` as a :class:`Constraint` over ``names`` (name -> int or str); any problem is one error line.
+
+    ``words``: the quoted names a comparison may use (the registered rules): ``rule != 'unifrom'``
+    would otherwise hold for every candidate without a word."""
     if not isinstance(text, str):
         raise PrunesearchError(f"{where}: a constraint is a quoted expression, got {clip(repr(text))}")
     if len(text) > MAX_CHARS:
         raise PrunesearchError(f"{where}: constraint {clip(text)!r} is longer than {MAX_CHARS} characters")
-    parser = _Parser(text, where, names)
+    parser = _Parser(text, where, names, words)
     tree, kind = parser.expression()
     if parser.peek() is not None:
         raise parser.fail(f"unexpected {parser.peek()!r}")
@@ -126,8 +129,8 @@ def parse_constraint(text: object, where: str, names: Mapping[str, type]) -> Con
 class _Parser:
     """Recursive descent, one method per precedence level; each returns (node, its type)."""
 
-    def __init__(self, text: str, where: str, names: Mapping[str, type]) -> None:
-        self.text, self.where, self.names = text, where, names
+    def __init__(self, text: str, where: str, names: Mapping[str, type], words: Collection[str] | None = None) -> None:
+        self.text, self.where, self.names, self.words = text, where, names, words
         self.tokens = self._tokenize(text)
         self.pos = 0
         self.depth = 0
@@ -217,6 +220,11 @@ class _Parser:
         for op, (_, a), (_, b) in zip(ops, operands, operands[1:]):
             if (a is str or b is str) and (a is not b or op not in ("==", "!=")):
                 raise self.fail("a rule name compares only with == or != to a quoted name")
+        unknown = [n.value for n, _ in operands if isinstance(n, Literal) and isinstance(n.value, str)
+                   and self.words is not None and n.value not in self.words]
+        if unknown:
+            raise PrunesearchError(f"{self.where}: constraint {clip(self.text)!r}: {unknown[0]!r} is not a rule; "
+                                   f"the rules are {', '.join(sorted(self.words or ()))}")
         return Compare(tuple(ops), tuple(node for node, _ in operands)), bool
 
     def _sum(self) -> tuple[Node, type]:

@@ -141,7 +141,8 @@ def parse_space(section: Section, base: SearchSpace | None = None) -> SearchSpac
         raise section.fail("rules", f"at least one of {', '.join(rule_names())}", [])
     if space.depth_max is not None and space.depth_min > space.depth_max:
         raise section.fail("depth", "min <= max", {"min": space.depth_min, "max": space.depth_max})
-    parsed = tuple(parse_constraint(text, section.where("constraints"), CONSTRAINT_NAMES) for text in space.constraints)
+    parsed = tuple(parse_constraint(text, section.where("constraints"), CONSTRAINT_NAMES, rule_names())
+                   for text in space.constraints)
     object.__setattr__(space, "_parsed", parsed)
     return space
 

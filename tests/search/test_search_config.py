@@ -109,6 +109,7 @@ def _write(tmp_path, text, name="exp.yaml"):
         ("space: {file: litetrack, depth: {max: deepest}}\n", r"space.depth.max: expected a whole number >= 1 or 'teacher'"),
         ("space: {file: litetrack, constraints: ['depth > width']}\n", r"unknown name 'width'.*allowed: depth, ai_layers"),
         ("space: {file: litetrack, constraints: ['__import__(\"os\")']}\n", r"unknown name '__import__'; allowed: depth"),
+        ("space: {file: litetrack, constraints: [\"rule != 'unifrom'\"]}\n", r"'unifrom' is not a rule; the rules are first, influence, uniform"),
         ("teacher: {checkpoint: nowhere.pt}\n", r"teacher checkpoint .*nowhere.pt \(.*exp.yaml: teacher.checkpoint\) does not exist"),
         ("data: {path: no/such/dir}\n", r"data folder .*no/such/dir \(.*exp.yaml: data.path\) does not exist"),
         ("search: {seeds: [B4]}\n", r"cannot read candidate 'B4'"),
