@@ -234,7 +234,9 @@ def _parse_reference(section: Section) -> tuple[PublishedResult, ...]:
     out = []
     for label in section.data:
         row = section.section(label).only(("depth", "ai_layers", "got10k_ao"))
-        cand = Candidate(row.integer("depth", minimum=1), row.integer("ai_layers", minimum=1))
+        depth = row.integer("depth", minimum=1)
+        # The template meets the search region in the last ai_layers of depth blocks: at most all of them.
+        cand = Candidate(depth, row.integer("ai_layers", minimum=1, maximum=depth))
         out.append(PublishedResult(str(label), cand, row.number("got10k_ao", minimum=0, maximum=100) / 100))
     return tuple(out)
 

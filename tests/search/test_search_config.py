@@ -114,6 +114,7 @@ def _write(tmp_path, text, name="exp.yaml"):
         ("data: {path: no/such/dir}\n", r"data folder .*no/such/dir \(.*exp.yaml: data.path\) does not exist"),
         ("search: {seeds: [B4]}\n", r"cannot read candidate 'B4'"),
         ("reference: {B4: {depth: 4, ai_layers: 2, ao: 65}}\n", r"reference.B4.ao: unknown key; allowed keys here: depth, ai_layers, got10k_ao"),
+        ("reference: {B4: {depth: 4, ai_layers: 6, got10k_ao: 65}}\n", r"reference.B4.ai_layers: expected a whole number from 1 to 4, got 6"),
         ("search: [1, 2\n", r"exp.yaml: line \d+ is not valid YAML"),
         ("- a list\n", r"expected a mapping of keys at the top level"),
     ],
