@@ -6,11 +6,12 @@ itself (Optuna, MLflow) is in :mod:`prunesearch.search` and is imported only whe
 
 import os as _os
 
-# OpenMP threads (torch's intra-op pool) that wait for work sleep at once instead of spinning:
-# beside one other CPU-bound process, spinning made a search's fine-tunes several times slower;
-# sleeping keeps the thread count, so every number stays the same to the last digit
-# (benchmarks/results/shared_machine.md). OpenMP reads it once, when torch loads it: so it is set
-# here, before anything imports torch. A value the user set wins.
+# OpenMP threads (torch's intra-op pool) that wait for work sleep at once instead of spinning.
+# Beside one other CPU-bound process, spinning made a fine-tune 3.4x slower; sleeping holds it to
+# 1.25x, at a cost of 1.3x on an idle machine (benchmarks/results/shared_machine.md): the two cores
+# here are usually shared, so sleeping is the default, and OMP_WAIT_POLICY=ACTIVE takes the idle
+# machine's speed back. It keeps the thread count, so every number stays the same to the last digit.
+# OpenMP reads it once, when torch loads it: so it is set here, before anything imports torch.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from prunesearch._version import __version__
