@@ -16,9 +16,10 @@ import warnings
 from collections.abc import Sequence
 
 from prunesearch._version import __version__
-from prunesearch.cli.args import nonempty
 from prunesearch.cli import data_commands, eval_commands, latency_commands, model_commands, search_commands, verify_commands
+from prunesearch.cli.args import nonempty
 from prunesearch.errors import PrunesearchError, PrunesearchWarning
+from prunesearch.fields import clip
 from prunesearch.outputs import os_reason
 
 COMMAND_MODULES = (model_commands, data_commands, eval_commands, latency_commands, search_commands, verify_commands)
@@ -108,9 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # The system refused a path the user gave (a name too long, a folder without permission, a
         # file gone): theirs to fix, in one line, wherever in the command it was opened.
-        name = str(err.filename)
-        print(f"prunesearch: error: cannot use {name[:120] + '...' if len(name) > 120 else name}: {os_reason(err)}",
-              file=sys.stderr)
+        print(f"prunesearch: error: cannot use {clip(str(err.filename))}: {os_reason(err)}", file=sys.stderr)
         return 2
 
 

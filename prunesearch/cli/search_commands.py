@@ -306,7 +306,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from prunesearch.errors import PrunesearchError
-    from prunesearch.search.mlflow_runs.read import comparable, existing_store, pick_stage, read_results, stopped_early
+    from prunesearch.search.mlflow_runs.read import comparable, pick_stage, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
@@ -320,7 +320,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if args.plot else None
     if plot is not None and not plot.parent.is_dir():
         raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
-    uri = existing_store(tracking_uri())  # a folder never searched gets no empty store
+    uri = tracking_uri()  # read with client(create=False): a folder never searched gets no empty store
     everything = read_results(uri, args.experiment, args.study)
     if not everything:
         raise PrunesearchError(f"experiment {args.experiment!r} in {uri} has no fine-tuned candidates yet")

@@ -65,7 +65,8 @@ def client(uri: str, create: bool = True):  # noqa: ANN201 - mlflow.MlflowClient
     path = sqlite_path(uri)
     if path is not None:
         if not create and not path.exists():
-            raise StorageError(f"there is no MLflow store at {path} ({uri}); run `prunesearch run` first, or set MLFLOW_TRACKING_URI")
+            raise StorageError(f"there is no MLflow store at {path} ({uri}): run `prunesearch run` in this folder first, "
+                               "or point MLFLOW_TRACKING_URI at the store a search wrote")
         ensure_sqlite_store(uri, WHAT, _create_tables)
         _check_schema(path, uri)
     with creation_lock(uri):  # the client records MLflow's default experiment in a new store

@@ -220,11 +220,6 @@ class _Parser:
         for op, (_, a), (_, b) in zip(ops, operands, operands[1:]):
             if (a is str or b is str) and (a is not b or op not in ("==", "!=")):
                 raise self.fail("a rule name compares only with == or != to a quoted name")
-        unknown = [n.value for n, _ in operands if isinstance(n, Literal) and isinstance(n.value, str)
-                   and self.words is not None and n.value not in self.words]
-        if unknown:
-            raise PrunesearchError(f"{self.where}: constraint {clip(self.text)!r}: {unknown[0]!r} is not a rule; "
-                                   f"the rules are {', '.join(sorted(self.words or ()))}")
         return Compare(tuple(ops), tuple(node for node, _ in operands)), bool
 
     def _sum(self) -> tuple[Node, type]:
@@ -260,6 +255,9 @@ class _Parser:
         if kind == "num":
             return Literal(value), int
         if kind == "str":
+            if self.words is not None and value not in self.words:
+                raise PrunesearchError(f"{self.where}: constraint {clip(self.text)!r}: {value!r} is not a rule; "
+                                       f"the rules are {', '.join(sorted(self.words))}")
             return Literal(value), str
         if kind == "name":
             if value not in self.names:

@@ -32,7 +32,7 @@ from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_stu
 from prunesearch.outputs import check_name
 from prunesearch.search.budget import parse_budget
 from prunesearch.search.mlflow_runs import schema as s
-from prunesearch.search.mlflow_runs.read import StoredResult, accuracy_pool, existing_store, latest_search_run, pick_stage, \
+from prunesearch.search.mlflow_runs.read import StoredResult, accuracy_pool, latest_search_run, pick_stage, \
     read_results
 from prunesearch.search.plot import FULL_SCALE
 from prunesearch.search.pricing import check_table_architecture, table_price
@@ -214,7 +214,7 @@ def experiment_name(ref: str) -> str:
 def load_repricing(uri: str, experiment: str, target: str, study: str | None, allow_mixed: bool) -> Repricing:
     """The trained candidates of ``experiment`` in the store ``uri`` (never created), priced by the table ``target``."""
     table = load_table(target)
-    stored = pick_stage(read_results(existing_store(uri), experiment, study), None, experiment)
+    stored = pick_stage(read_results(uri, experiment, study), None, experiment)
     return reprice(stored, table, experiment, allow_mixed)
 
 

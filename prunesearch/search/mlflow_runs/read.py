@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from prunesearch.errors import PrunesearchError, StorageError
+from prunesearch.errors import PrunesearchError
 from prunesearch.mlflow_log.store import client, experiment_id
 from prunesearch.search.mlflow_runs import schema as s
 from prunesearch.search.results import CandidateResult, same_students
@@ -58,20 +58,6 @@ def _from_run(run: Run, sequences: dict | None) -> StoredResult:
     return StoredResult(result, s.fingerprints(t, list(result.latency_ms)), t.get(s.STUDY, ""), run.info.start_time,
                         t.get(s.CHECKPOINT, ""), t.get(s.MODEL_URI, ""), s.stage_of(t), t.get(s.TRAINING_KEY, ""),
                         p.get(s.ARCHITECTURE, ""), int(update) if update.isdigit() else None)
-
-
-def existing_store(uri: str) -> str:
-    """``uri`` when it names a store that exists; a SQLite file that is not there is one line, and is not created.
-
-    Opening a client on a missing SQLite file would create (and migrate) an empty store in a folder
-    that was never searched; reading commands say so instead.
-    """
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise StorageError(f"no MLflow store at {path} (MLFLOW_TRACKING_URI={uri}): run `prunesearch run` in this "
-                               "folder first, or point MLFLOW_TRACKING_URI at the store a search wrote")
-    return uri
 
 
 def pick_stage(everything: list[StoredResult], wanted: str | None, experiment: str) -> list[StoredResult]:
