@@ -308,6 +308,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from prunesearch.errors import PrunesearchError
     from prunesearch.search.mlflow_runs.read import comparable, pick_stage, read_results, stopped_early
     from prunesearch.mlflow_log.store import tracking_uri
+    from prunesearch.outputs import check_output
     from prunesearch.search.budget import parse_budget
     from prunesearch.search.plot import pareto_plot
     from prunesearch.search.confirm import dropped as dropped_by
@@ -318,8 +319,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         raise PrunesearchError(f"--level must lie strictly between 0 and 1 (e.g. 0.95), got {args.level}")
     budget_ms = parse_budget(args.budget).ms if args.budget else None
     plot = Path(args.plot) if args.plot else None
-    if plot is not None and not plot.parent.is_dir():
-        raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
+    if plot is not None:
+        if not plot.parent.is_dir():
+            raise PrunesearchError(f"--plot {args.plot}: folder {plot.parent} does not exist")
+        check_output(plot, "--plot")  # before reading the store: a place that cannot be written is refused now
     uri = tracking_uri()  # read with client(create=False): a folder never searched gets no empty store
     everything = read_results(uri, args.experiment, args.study)
     if not everything:

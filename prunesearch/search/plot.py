@@ -18,6 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunesearch.outputs import output_file
 from prunesearch.search.results import CandidateResult, front_for
 
 FULL_SCALE, SMALL_SCALE = "full", "small"
@@ -65,12 +66,16 @@ def pareto_plot(
     teacher_ms: float | None = None,
     tied: Collection[str] = (),
 ) -> Path:
-    """Write the PNG for ``target`` (see :func:`pareto_figure`) into an existing folder."""
+    """Write the PNG for ``target`` (see :func:`pareto_figure`) into an existing folder, whole or
+    not at all (:func:`prunesearch.outputs.output_file`)."""
     import matplotlib.pyplot as plt
 
     fig = pareto_figure(results, target, budget_ms, reference, teacher_ms, tied)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with output_file(path, "--plot") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
     return path
 
 
