@@ -109,17 +109,8 @@ def save_checkpoint(
         "extra": dict(extra),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
-    except (OSError, RuntimeError) as err:
-        message = _write_failure(path, err)
-    # Outside the handler, so torch's failed writer (and its open file) is not kept by the context.
-    tmp.unlink(missing_ok=True)
-    raise StorageError(message)
+    _save_whole(payload, path, StorageError)
+    return path
 
 
 def _write_failure(path: Path, err: BaseException) -> str:
@@ -533,26 +524,37 @@ def extract(source: str | Path, out: str | Path) -> tuple[Path, list[str]]:
     if "net" in payload and isinstance(settings := plain(payload.get("settings"), source), dict):
         kept["settings"] = {k: v for k, v in settings.items() if not isinstance(v, torch.Tensor)}
     left_out = sorted(str(k) for k in payload if k not in kept) if "net" in payload else []
-    _write_checked(kept, out)
+    _save_whole(kept, out, CheckpointError, check=True)
     return out, left_out
 
 
-def _write_checked(payload: dict, out: Path) -> None:
-    """``payload`` saved to ``out`` through a temporary file beside it that must load as a checkpoint
-    of a known format first; the temporary file is removed on any failure."""
+def _save_whole(payload: dict, path: Path, error: type[PrunesearchError], check: bool = False) -> None:
+    """``payload`` saved to ``path`` through a temporary file beside it (a unique name: processes
+    saving at once never share one), renamed into place only when complete and, with ``check``, only
+    once it loads as a checkpoint of a known format; the temporary file is removed on any failure.
+    A failed write is one line of class ``error`` (:func:`_write_failure`: a full disk says how to resume).
+
+    Not :func:`prunesearch.outputs.output_file`: torch reports a full disk as a RuntimeError, and a
+    search's checkpoint needs the resume hint rather than a generic "cannot write".
+    """
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
     except OSError as err:
-        raise CheckpointError(_write_failure(out, err)) from None
+        raise error(_write_failure(path, err)) from None
     tmp = Path(name)
+    message = None
     try:
         try:
             torch.save(payload, tmp)
+            if check:
+                detect_format(read_file(tmp))  # the copy must load as what it claims to be
+            tmp.replace(path)
         except (OSError, RuntimeError) as err:
-            raise CheckpointError(_write_failure(out, err)) from None
-        detect_format(read_file(tmp))  # the copy must load as what it claims to be
-        tmp.replace(out)
+            message = _write_failure(path, err)
     finally:
+        # Outside the handler, so torch's failed writer (and its open file) is not kept by the context.
         tmp.unlink(missing_ok=True)
+    if message is not None:
+        raise error(message)
