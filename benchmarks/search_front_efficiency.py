@@ -1,224 +1,300 @@
-"""How many fine-tunes the controller needs to find the whole front, against enumerating them all.
+"""Fine-tunes to the front: every strategy replayed against the tabular benchmark of the whole space.
 
-    python -m benchmarks.search_front_efficiency [--teacher FILE] [--seeds 10] [--record FILE | --replay FILE]
+    python -m benchmarks.search_front_efficiency [--table FILE] [--seeds 20] [--setting orin-nx:12ms ...]
 
-1. Fine-tunes and scores every candidate of benchmarks/search_small_space.yaml with the real
-   pipeline (``prunesearch run``, strategy enumerate, no early stopping) in a fresh folder: this
-   gives the true front on orin-nx.
-2. Replays those recorded results (AO and the loss reports of each fine-tune) to the controller:
-   for each sampler and seed a fresh study samples until every candidate is settled, with and
-   without early stopping, and we note after how many fine-tunes the trained candidates first hold
-   the whole true front, and how many fine-tune steps had been spent by then. Early stopping is
-   replayed off, with the default setting, and with variants of it. Replaying is
-   faithful because every fine-tune uses the experiment's seed: training a candidate again gives
-   the recorded result.
-``--record FILE`` keeps step 1's results in a JSON file; ``--replay FILE`` skips step 1 and uses them.
-Writes benchmarks/results/search_front_efficiency.md.
+The table (benchmarks/space_table.py, benchmarks/results/space_table.json) holds every distinct
+student of the LiteTrack space fine-tuned with real training, once per seed. For each (target,
+budget) setting whose fitting students the table holds, every strategy searches against it through
+the controller's Trainer seam (:class:`ReplayTrainer`: a fine-tune answers with a recorded one,
+its seed drawn at random per fine-tune so seed noise is part of the replay), with a fresh in-memory
+study per replay seed. A student's true AO is its mean over the table's seeds; the true front is
+the front of those. After k fine-tunes we score the hypervolume of the trained students' true
+(latency, AO) points, relative to the true front's, with the reference point (budget, lowest
+true AO of the fitting students), and note when the whole true front is held.
+
+Strategies: enumeration fastest first (the product's ``enumerate``) and in random order; Optuna's
+random, TPE, NSGA-II and GP samplers (``strategy: sample``); prunesearch's model planner with a
+fixed count (the whole space: its order) and with ``trials: auto`` (where it stops).
+Comparisons follow Optuna's sampler benchmarks: medians over seeds, one-sided Mann-Whitney U at 0.10.
+Writes benchmarks/results/search_front_efficiency.md and a JSON of every replay beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENT = ROOT / "benchmarks" / "search_small_space.yaml"
-TARGET, BUDGET = "orin-nx", "100ms"
-SAMPLERS = ("tpe", "nsga2", "random")
+import optuna
+
+from tests.support import REPO
+
+TABLE = REPO / "benchmarks" / "results" / "space_table.json"
+OUT = REPO / "benchmarks" / "results" / "search_front_efficiency.md"
+TEACHER_DEPTH = 12  # the shipped small teacher the table was built on
+MIN_STUDENTS = 15
+HV_GOAL = 0.99
+SAMPLERS = ("random", "tpe", "nsga2", "gp")
+STRATEGIES = ("enumerate (fastest first)", "enumerate (random order)", *(f"sample ({s})" for s in SAMPLERS),
+              "model", "model, trials: auto")
 
 
-def early_stop_variants() -> dict[str, object]:
-    """Off, the product default, and the variants it was chosen against."""
-    from prunesearch.search.experiment import EarlyStop
-
-    default = EarlyStop()
-    return {
-        "off": None,
-        f"default (margin {default.margin})": default,
-        "margin 0": EarlyStop(margin=0.0),
-        "margin 0.02": EarlyStop(margin=0.02),
-        "margin 0.1": EarlyStop(margin=0.1),
-        "last rung only": EarlyStop(rungs=1),
-    }
-
-
-@dataclass
+@dataclass(frozen=True)
 class Recorded:
-    accuracy: dict[str, float]
-    reports: list[tuple[int, float]]  # (steps done, mean loss since the previous report)
-    blocks: tuple[int, ...]  # the teacher blocks the candidate kept (its student, with its split)
+    """One student of the table: its blocks and split, and each seed's fine-tune."""
+
+    blocks: tuple[int, ...]
+    ai_layers: int
+    names: tuple[str, ...]
+    seeds: dict[str, dict]  # seed -> {"accuracy", "reports", ...}
+
+    @property
+    def true_ao(self) -> float:
+        return statistics.mean(s["accuracy"]["ao"] for s in self.seeds.values())
+
+
+def load_table(path: Path) -> tuple[dict[str, Recorded], dict]:
+    """Candidate key -> its student, and the table's header."""
+    table = json.loads(path.read_text())
+    by_name: dict[str, Recorded] = {}
+    for row in table["students"]:
+        rec = Recorded(tuple(row["blocks"]), row["ai_layers"], tuple(row["names"]), row["seeds"])
+        by_name.update({name: rec for name in rec.names})
+    return by_name, table
 
 
 class ReplayTrainer:
-    """The controller's Trainer, answering with recorded real fine-tunes instead of training again."""
+    """The controller's Trainer, answering with a recorded fine-tune of the student, its seed
+    drawn per fine-tune; ``order`` lists the students fine-tuned, in order."""
 
-    def __init__(self, recorded: dict[str, Recorded], steps: int) -> None:
-        self.recorded, self.steps = recorded, steps
-        self.order: list[tuple[str, int, bool]] = []  # candidate, steps spent, trained to the end
+    def __init__(self, table: dict[str, Recorded], steps: int, seeds: list[str], rng: random.Random) -> None:
+        self.table, self.steps, self.seeds, self.rng = table, steps, seeds, rng
+        self.order: list[Recorded] = []
 
     def blocks(self, cand):  # noqa: ANN001, ANN201 - the Trainer protocol
-        return self.recorded[cand.key].blocks
+        return self.table[cand.key].blocks
 
     def run(self, cand, on_step):  # noqa: ANN001, ANN201 - the Trainer protocol
         from prunesearch.search.controller import TrainResult
 
-        rec = self.recorded[cand.key]
-        for step, loss in rec.reports:
+        rec = self.table[cand.key]
+        fine_tune = rec.seeds[self.rng.choice(self.seeds)]
+        for step, loss in fine_tune["reports"]:
             if on_step(step, {"loss": loss}) and step < self.steps:
-                self.order.append((cand.key, step, False))
+                self.order.append(rec)
                 return TrainResult("stopped")
-        self.order.append((cand.key, self.steps, True))
-        return TrainResult("ok", accuracy=dict(rec.accuracy))
+        self.order.append(rec)
+        return TrainResult("ok", accuracy=dict(fine_tune["accuracy"]))
 
 
-def enumerate_all(folder: Path, teacher: str | None):  # noqa: ANN201
-    """Run the real search over the whole space; read every candidate and its loss reports back from MLflow."""
-    from mlflow import MlflowClient
-
-    from prunesearch.search.mlflow_runs.read import comparable, read_results
-
-    command = [sys.executable, "-m", "prunesearch", "run", "--experiment", str(EXPERIMENT), "--target", TARGET, "--budget", BUDGET]
-    if teacher:
-        command += ["--teacher", teacher]
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # this repository's code
-    start = time.perf_counter()
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PYTHONPATH=path)
-    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"enumeration failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    results = comparable(read_results(uri, EXPERIMENT.stem), TARGET, allow_mixed=False)
-    client = MlflowClient(tracking_uri=uri)
-    recorded = {
-        r.key: Recorded(dict(r.accuracy), sorted((m.step, m.value) for m in client.get_metric_history(r.run_id, "finetune.loss")),
-                        tuple(r.blocks))
-        for r in results
-    }
-    steps = int(client.get_run(results[0].run_id).data.params["finetune.steps"])
-    return recorded, results, steps, wall
+@dataclass
+class Setting:
+    target: str
+    budget: str
+    book: object  # PriceBook
+    students: list[Recorded]  # distinct, fitting
+    latency: dict[int, float]  # id(student) -> priced ms
+    front: list[Recorded]
+    reference: tuple[float, float]  # (budget ms, lowest true AO)
+    true_hv: float = 0.0
+    runs: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def replay(recorded: dict[str, Recorded], steps: int, book, space, sampler: str, seed: int, early, folder: Path):  # noqa: ANN001, ANN201
+def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
+    """Area dominated by (latency, AO) points (lower latency, higher AO) up to the reference point."""
+    from prunesearch.search.planner import Front
+
+    front = Front(points, reference[0], floor=reference[1])
+    if not front.steps:
+        return 0.0
+    return sum(width * (level - reference[1]) for width, level in front.segments(front.steps[0][0]))
+
+
+def make_setting(table: dict[str, Recorded], target: str, budget: str, seeds: list[str]) -> Setting | None:
+    """The setting's fitting students, or None when the table does not hold them all (with every seed)."""
+    from prunesearch.models.vit_tracker import PRESETS
+    from prunesearch.search.budget import parse_budget
+    from prunesearch.search.pareto import pareto_front
+    from prunesearch.search.pricing import LatencyTablePricer, PriceBook
+    from prunesearch.search.space import load_space
+
+    space = load_space("litetrack")
+    book = PriceBook(space.candidates(TEACHER_DEPTH), LatencyTablePricer((target,), PRESETS["vit-b"]), parse_budget(budget),
+                     PRESETS["vit-b"])
+    feasible = book.feasible()
+    if any(c.key not in table or set(seeds) - set(table[c.key].seeds) for c in feasible):
+        return None
+    students = list({id(table[c.key]): table[c.key] for c in feasible}.values())
+    latency = {id(table[c.key]): book.prices[c.key][target].priced_ms for c in feasible}
+    front = pareto_front(students, lambda r: r.true_ao, lambda r: latency[id(r)])
+    reference = (book.budget.ms, min(r.true_ao for r in students))
+    setting = Setting(target, budget, book, students, latency, front, reference)
+    setting.true_hv = hypervolume([(latency[id(r)], r.true_ao) for r in front], reference)
+    return setting
+
+
+def curve(setting: Setting, order: list[Recorded]) -> list[float]:
+    """Relative hypervolume of the trained students after each fine-tune."""
+    out, trained = [], []
+    for rec in order:
+        trained.append((setting.latency[id(rec)], rec.true_ao))
+        out.append(hypervolume(trained, setting.reference) / setting.true_hv)
+    return out
+
+
+def front_held_after(setting: Setting, order: list[Recorded]) -> int | None:
+    wanted = {id(r) for r in setting.front}
+    seen: set[int] = set()
+    for k, rec in enumerate(order, 1):
+        seen.add(id(rec))
+        if wanted <= seen:
+            return k
+    return None
+
+
+def controller_order(setting: Setting, table: dict[str, Recorded], strategy: str, sampler: str, trials: int | None,
+                     seed: int, seeds: list[str], steps: int) -> tuple[list[Recorded], str | None]:
+    """One replayed search: the students it fine-tuned in order, and why it stopped (trials: auto)."""
     from prunesearch.data.processing import CropGeometry
     from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search, training_keys
     from prunesearch.search.experiment import DataSpec, SearchSettings
     from prunesearch.search.identity import TrainingIdentity
     from prunesearch.search.samplers import make_sampler
-    from prunesearch.search.study.storage import open_study
+    from prunesearch.search.space import load_space
+    from prunesearch.search.study.record import DIRECTIONS
     from prunesearch.training.finetune import FinetuneConfig
 
-    settings = SearchSettings(
-        trials=len(recorded), strategy="sample", sampler=sampler, seeds=(), early_stop=early
-    )
-    handle, db = tempfile.mkstemp(prefix=f"replay-{sampler}-{seed}-", suffix=".db", dir=folder)
-    os.close(handle)
-    storage = f"sqlite:///{db}"
-    study = open_study(storage, "replay", make_sampler(sampler, seed, len(recorded) // 2))
-    trainer = ReplayTrainer(recorded, steps)
-    replayed = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
-    plan = plan_search(study, book, settings, training_keys(trainer, replayed, book.candidates))
-    SearchController(study, book, space, 12, settings, plan, trainer, NoSink(), SilentProgress(), replayed).work()  # not logged
-    return trainer.order
+    n = len(setting.students)
+    settings = SearchSettings(trials=trials, strategy=strategy, sampler=sampler, seeds=(), early_stop=None)
+    study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(sampler, seed, n // 2), study_name="replay")
+    trainer = ReplayTrainer(table, steps, seeds, random.Random(seed))
+    identity = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
+    book = setting.book
+    plan = plan_search(study, book, settings, training_keys(trainer, identity, book.candidates))  # type: ignore[attr-defined]
+    controller = SearchController(study, book, load_space("litetrack"), TEACHER_DEPTH, settings, plan, trainer,  # type: ignore[arg-type]
+                                  NoSink(), SilentProgress(), identity)
+    controller.work()
+    return trainer.order, controller.stopped
 
 
-def found_after(order: list[tuple[str, int, bool]], front: set[str]) -> tuple[int | None, int]:
-    """Fine-tunes (and steps) until every front member has been trained to the end; None if never."""
-    trained: set[str] = set()
-    spent = 0
-    for i, (key, used, full) in enumerate(order, 1):
-        spent += used
-        if full:
-            trained.add(key)
-        if front <= trained:
-            return i, spent
-    return None, spent
+def replay(setting: Setting, table: dict[str, Recorded], name: str, seed: int, seeds: list[str], steps: int) -> dict:
+    n = len(setting.students)
+    stopped = None
+    if name.startswith("enumerate"):
+        order = sorted(setting.students, key=lambda r: (setting.latency[id(r)], r.names))
+        if "random" in name:
+            random.Random(seed).shuffle(order)
+    elif name.startswith("sample"):
+        order, _ = controller_order(setting, table, "sample", name[8:-1], n, seed, seeds, steps)
+    else:
+        auto = name.endswith("auto")
+        order, stopped = controller_order(setting, table, "model", "random", None if auto else n, seed, seeds, steps)
+    hv = curve(setting, order)
+    return {"seed": seed, "order": [r.names[0] for r in order], "hv": hv, "front_after": front_held_after(setting, order),
+            "goal_after": next((k for k, v in enumerate(hv, 1) if v >= HV_GOAL), None), "stopped": stopped}
+
+
+def mann_whitney_less(a: list[float], b: list[float]) -> float:
+    """One-sided p-value that ``a`` tends to be smaller than ``b``."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(a, b, alternative="less").pvalue)
+
+
+def _median(values: list[float | None], missing: float) -> float:
+    return statistics.median(missing if v is None else v for v in values)
+
+
+def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall: float) -> list[str]:
+    from benchmarks.search_default_time import machine
+
+    lines = [
+        "# Fine-tunes to the front: strategies replayed against the whole space",
+        "",
+        f"Command: `python -m benchmarks.search_front_efficiency --seeds {args.seeds}"
+        + "".join(f" --setting {s.target}:{s.budget}" for s in settings) + f"`; {wall:.0f} s on {machine()}.",
+        "",
+        f"Table: {TABLE.relative_to(REPO)} ({header['what']}; {header['finetune_steps']}-step fine-tunes, "
+        f"{header['val_sequences']} validation sequences, seeds {', '.join(header['complete_seeds'])}; built with "
+        f"`{header['command']}` on {header['machine']}). A replayed fine-tune draws one of the recorded seeds.",
+        "Hypervolume: of the trained students' true (mean over seeds) AO and priced latency, relative to the true front's,",
+        "reference point (budget, lowest true AO of the fitting students). Goal: "
+        f"{100 * HV_GOAL:.0f}% of the true front's hypervolume within 30% of the fitting students' fine-tunes.",
+        "",
+    ]
+    for s in settings:
+        n = len(s.students)
+        lines += [
+            f"## {s.target} at {s.budget}: {n} distinct students fit, {len(s.front)} on the true front",
+            "",
+            "True front: " + ", ".join(f"{r.names[0]} (AO {100 * r.true_ao:.1f}, {s.latency[id(r)]:.2f} ms)" for r in s.front) + ".",
+            "",
+            f"| strategy | fine-tunes to {100 * HV_GOAL:.0f}% HV: median [worst] | to the whole front: median [worst] | "
+            f"HV after {max(1, round(0.1 * n))} / {max(1, round(0.3 * n))} / {max(1, round(0.5 * n))} fine-tunes (median) | "
+            "stopped after (median) [missed a front member] |",
+            "| --- | ---: | ---: | ---: | --- |",
+        ]
+        for name in STRATEGIES:
+            runs = s.runs[name]
+            goal = [r["goal_after"] for r in runs]
+            held = [r["front_after"] for r in runs]
+            at = [statistics.median(r["hv"][min(len(r["hv"]), max(1, round(f * n))) - 1] for r in runs) for f in (0.1, 0.3, 0.5)]
+            stop = "-"
+            if name.endswith("auto"):
+                lengths = [len(r["order"]) for r in runs]
+                missed = sum(r["front_after"] is None for r in runs)
+                stop = f"{statistics.median(lengths):.0f} ({100 * statistics.median(lengths) / n:.0f}%) [{missed} of {len(runs)}]"
+            lines.append(
+                f"| {name} | {_median(goal, n + 1):.0f} ({100 * _median(goal, n + 1) / n:.0f}%) [{max(g or n + 1 for g in goal)}] | "
+                f"{_median(held, n + 1):.0f} [{max(h or n + 1 for h in held)}] | {' / '.join(f'{100 * v:.1f}%' for v in at)} | {stop} |")
+        model = [r["goal_after"] or n + 1 for r in s.runs["model"]]
+        best = min((f"sample ({x})" for x in SAMPLERS), key=lambda k: statistics.median(r["goal_after"] or n + 1 for r in s.runs[k]))
+        other = [r["goal_after"] or n + 1 for r in s.runs[best]]
+        ratio = statistics.median(other) / statistics.median(model)
+        lines += [
+            "",
+            f"Model vs the best Optuna sampler here ({best}), fine-tunes to {100 * HV_GOAL:.0f}% HV: "
+            f"{ratio:.2f}x fewer (median), one-sided Mann-Whitney U p = {mann_whitney_less(model, other):.3g}.",
+            "",
+        ]
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", help="teacher checkpoint (default: the shipped small teacher)")
-    parser.add_argument("--seeds", type=int, default=10, help="sampler seeds per setting")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "search_front_efficiency.md"))
-    keep = parser.add_mutually_exclusive_group()
-    keep.add_argument("--record", metavar="FILE", help="also write the enumeration's results to this JSON file")
-    keep.add_argument("--replay", metavar="FILE", help="take the enumeration's results from this JSON file")
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--seeds", type=int, default=20, help="replays per strategy and setting")
+    parser.add_argument("--setting", action="append", metavar="TARGET:BUDGET",
+                        help="a (target, budget) to replay (default: every listed one the table holds with 15+ students)")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-
-    from benchmarks.search_default_time import machine
-    from prunesearch.search.budget import parse_budget
-    from prunesearch.search.experiment import load_experiment
-    from prunesearch.search.pricing import LatencyTablePricer, PriceBook
-    from prunesearch.search.results import CandidateResult, front_for
-
-    exp = load_experiment(str(EXPERIMENT))
-    book = PriceBook(exp.space.candidates(12), LatencyTablePricer((TARGET,), exp.arch), parse_budget(BUDGET), exp.arch)
-    with tempfile.TemporaryDirectory(prefix="prunesearch-front-") as tmp:
-        folder = Path(tmp)
-        if args.replay:
-            saved = json.loads(Path(args.replay).read_text())
-            results = [CandidateResult(**r) for r in saved["results"]]
-            blocks = {r.key: tuple(r.blocks) for r in results}
-            recorded = {k: Recorded(v["accuracy"], [tuple(r) for r in v["reports"]], blocks[k]) for k, v in saved["recorded"].items()}
-            steps, wall = saved["steps"], saved["wall"]
-        else:
-            recorded, results, steps, wall = enumerate_all(folder, args.teacher)
-        if args.record:
-            saved = {"steps": steps, "wall": wall, "results": [r.to_dict() for r in results]}
-            saved["recorded"] = {k: {"accuracy": v.accuracy, "reports": v.reports} for k, v in recorded.items()}
-            Path(args.record).write_text(json.dumps(saved, indent=1))
-        front = {r.key for r in front_for(results, TARGET)}
-        n = len(recorded)
-        enum_order = [(c.key, steps, True) for c in sorted(book.feasible(), key=lambda c: (book.prices[c.key][TARGET].per_frame_ms, c))]
-        enum_k, _ = found_after(enum_order, front)
-        rows = []
-        for sampler in SAMPLERS:
-            for label, early in early_stop_variants().items():
-                found, spent, total = [], [], []
-                for seed in range(args.seeds):
-                    order = replay(recorded, steps, book, exp.space, sampler, seed, early, folder)
-                    k, used = found_after(order, front)
-                    total.append(sum(u for _, u, _ in order))
-                    if k is not None:
-                        found.append(k)
-                        spent.append(used)
-                rows.append((sampler, label, found, spent, total))
-    lines = [
-        "# Fine-tunes needed to find the whole front",
-        "",
-        f"Command: `python -m benchmarks.search_front_efficiency --seeds {args.seeds}"
-        f"{' --teacher ' + args.teacher if args.teacher else ''}`; machine: {machine()}.",
-        "",
-        f"Space: {EXPERIMENT.relative_to(ROOT)} ({n} candidates, all within {BUDGET} on {TARGET}), "
-        f"{steps}-step fine-tunes, accuracy scale {results[0].accuracy_scale}. Enumerating them all with the real pipeline took {wall:.0f} s.",
-        f"True front on {TARGET} ({len(front)} of {n}): "
-        + ", ".join(f"{r.key} (AO {100 * r.ao:.1f}, {r.latency_ms[TARGET]:.2f} ms)" for r in front_for(results, TARGET)) + ".",
-        "",
-        f"Enumeration needs all {n} fine-tunes ({n * steps} steps) to know it has the front; in its own order",
-        f"(fastest first) the last front member comes at fine-tune {enum_k}.",
-        "",
-        f"| sampler | early stopping | front found (of {args.seeds} seeds) | fine-tunes until found: median / mean / worst | steps until found (mean) | steps for all {n} (mean) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for sampler, label, found, spent, total in rows:
-        stats = f"{statistics.median(found):.0f} / {statistics.mean(found):.1f} / {max(found)}" if found else "-"
-        mean_steps = f"{statistics.mean(spent):.0f}" if spent else "-"
-        lines.append(f"| {sampler} | {label} | {len(found)} | {stats} | {mean_steps} | {statistics.mean(total):.0f} |")
-    lines += [
-        "",
-        "A run that is not found had a front member stopped early (its intermediate loss trailed a faster",
-        "candidate's). NSGA-II's first generation (population 50) is random sampling, so on a space this",
-        "small it matches the random sampler seed for seed.",
-    ]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    table, header = load_table(args.table)
+    seeds = header["complete_seeds"]
+    wanted = args.setting or ["orin-nx:12ms", "orin-nx:14ms", "orin-nx:16ms", "2080ti:4ms", "xavier-nx:20ms", "orin-nx:1000ms"]
+    settings = []
+    for text in wanted:
+        target, _, budget = text.partition(":")
+        s = make_setting(table, target, budget, seeds)
+        if s is None or len(s.students) < MIN_STUDENTS:
+            print(f"{text}: not in the table yet" if s is None else f"{text}: {len(s.students)} students, fewer than {MIN_STUDENTS}")
+            continue
+        settings.append(s)
+    start = time.perf_counter()
+    for s in settings:
+        for name in STRATEGIES:
+            clock = time.perf_counter()
+            s.runs[name] = [replay(s, table, name, seed, seeds, header["finetune_steps"]) for seed in range(args.seeds)]
+            print(f"{s.target}:{s.budget} {name}: {time.perf_counter() - clock:.1f} s", flush=True)
+    wall = time.perf_counter() - start
+    lines = report(settings, args, header, wall)
+    args.out.write_text("\n".join(lines) + "\n")
+    raw = {f"{s.target}:{s.budget}": s.runs for s in settings}
+    args.out.with_suffix(".json").write_text(json.dumps(raw) + "\n")
     print("\n".join(lines))
 
 

@@ -30,6 +30,16 @@ seed = whole(0, SEED_MAX)
 count = whole(1)
 
 
+def trials(text: str) -> int | str:
+    """An argparse ``type`` for ``--trials``: a whole number >= 1, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or auto, got {text[:40]!r}") from None
+
+
 def nonempty(text: str) -> str:
     """An argparse ``type``: any text but the empty string (which would quietly mean the default)."""
     if not text.strip():

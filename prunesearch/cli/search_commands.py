@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (experiments/NAME.yaml) or file")
     p.add_argument("--target", action="append", required=True, metavar="T", help="device to price for; repeat for several")
     p.add_argument("--budget", required=True, help="per-frame latency budget: 10ms, 0.01s or 100fps")
-    p.add_argument("--trials", type=argtypes.count, help="candidates to fine-tune (default: the experiment's)")
+    p.add_argument("--trials", type=argtypes.trials, help="students to fine-tune, or auto: until none left could "
+                   "enter the front (default: the experiment's)")
     p.add_argument("--workers", type=argtypes.count, help="worker processes on this machine sharing the study "
                    "(at most one per CPU unless --force)")
     p.add_argument("--force", action="store_true", help="allow more --workers than this machine has CPUs")
@@ -287,6 +288,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if report.missing_models:
         console.print(f"front members trained on another machine (checkpoint not here): {', '.join(report.missing_models)}")
     t, c = report.times, report.counts
+    if report.stopped:
+        console.print(f"stopped early: {report.stopped}", markup=False)
     if c.reused.get(c.SAME):
         console.print(f"{c.reused[c.SAME]} candidate(s) are the same student as another rule's and reused its fine-tune")
     if c.reused.get(c.EARLIER):

@@ -67,15 +67,17 @@ from prunesearch.errors import PrunesearchError
 from prunesearch.search.early_stop import RungTracker, stop_reason
 from prunesearch.search.experiment import SearchSettings
 from prunesearch.search.identity import TrainingIdentity
+from prunesearch.search.planner import Decision, Student, decide, student_features
 from prunesearch.search.pricing import PriceBook
 from prunesearch.search.space import Candidate, SearchSpace
 from prunesearch.search.study.liveness import Liveness, heartbeat, this_worker
-from prunesearch.search.study.record import Outcome, TrialRecord, TrialWriter, enqueue, records, set_strategy
+from prunesearch.search.study.record import Outcome, TrialRecord, TrialWriter, enqueue, records, set_stopped, set_strategy
 from prunesearch.search.study.recovery import recover
 from prunesearch.search.study.reuse import Source, TrainedIndex, same_study_source
 from prunesearch.search.study.state import StudyState
 
 StepCallback = Callable[[int, dict[str, float]], bool]
+MODEL = "model"  # the strategy whose next student search/planner.py picks
 
 
 @dataclass
@@ -179,7 +181,7 @@ class Superseded(Exception):
 
 @dataclass(frozen=True)
 class Plan:
-    strategy: str  # "enumerate" or "sample (tpe)" etc.
+    strategy: str  # "enumerate", "sample (tpe)", "model" etc.
     target: int  # fine-tunes (distinct students) the study should settle; reused results cost none
     feasible: int  # candidates that fit the budget
     seeded: tuple[str, ...]
@@ -196,13 +198,16 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings, 
 
     ``students``: each candidate's training key (:func:`training_keys`); ``index``: the fine-tunes
     of the storage's other studies (read here when not given). ``auto`` enumerates when the
-    students still to fine-tune are no more than ``trials``.
+    students still to fine-tune are no more than a fixed ``trials``, and lets the model planner
+    pick otherwise; with ``trials: auto`` the target is every student, and the planner stops
+    the search earlier when no untrained student can enter the front.
     """
     index = index or TrainedIndex.of(study)
     feasible = book.feasible()
     distinct = {students[c.key] for c in feasible}
     new = distinct - index.keys()
-    enumerate_all = settings.strategy == "enumerate" or (settings.strategy == "auto" and len(new) <= settings.trials)
+    fixed = settings.trials
+    enumerate_all = settings.strategy == "enumerate" or (settings.strategy == "auto" and fixed is not None and len(new) <= fixed)
     retried = recover(study, Liveness.read(study, settings.grace_s), settings.retries)
     state = StudyState.read(study, settings.retries)
     fit_seeds = [c for c in settings.seeds if c.key in {f.key for f in feasible}]
@@ -214,8 +219,13 @@ def plan_search(study: optuna.Study, book: PriceBook, settings: SearchSettings, 
             enqueue(study, cand, seed=True)
             state.queued.add(cand.key)
             seeded.append(cand.key)
-    strategy = "enumerate" if enumerate_all else f"sample ({settings.sampler})"
-    target = len(new) if enumerate_all else min(settings.trials, len(new))
+    if enumerate_all:
+        strategy = "enumerate"
+    elif settings.strategy == "sample":
+        strategy = f"sample ({settings.sampler})"
+    else:
+        strategy = MODEL if fixed is not None else f"{MODEL}, until no student enters the front with p >= {settings.stop_chance:g}"
+    target = len(new) if enumerate_all or fixed is None else min(fixed, len(new))
     set_strategy(study, strategy)
     done = {students[c] for c in state.finished - state.reused if c in students}
     return Plan(strategy, target, len(feasible), tuple(seeded), tuple(retried), len(distinct), len(distinct) - len(new),
@@ -320,9 +330,20 @@ class SearchController:
         self.students = {c.key: identity.key(self.blocks[c.key], c.depth, c.ai_layers) for c in book.candidates}
         self.index = index or TrainedIndex.of(study)
         self.gate = _Gate()
+        self.stopped: str | None = None  # why the planner ended the search early (trials: auto)
+        self.planner_students = list({
+            self.students[c.key]: Student(self.students[c.key], book.prices[c.key][book.primary].priced_ms,
+                                          student_features(self.blocks[c.key], c.ai_layers, teacher_depth))
+            for c in self.feasible
+        }.values())
 
     def state(self) -> StudyState:
         return StudyState.read(self.study, self.settings.retries)
+
+    @property
+    def planned(self) -> bool:
+        """Whether the model planner picks each next student (search/planner.py)."""
+        return self.plan.strategy.startswith(MODEL)
 
     def recover(self) -> StudyState:
         """Fail and re-queue lost workers' trials, close their MLflow runs; the state after that."""
@@ -345,10 +366,42 @@ class SearchController:
         return {c.key for c in self.feasible if c.key not in state.finished and self.students[c.key] in known}
 
     def _done(self, state: StudyState) -> bool:
-        """Nothing is left to settle at no cost, and every feasible candidate is finished or the
-        planned fine-tunes are spent."""
+        """Nothing is left to settle at no cost, and every feasible candidate is finished, the
+        planned fine-tunes are spent, or the planner found nothing more worth training."""
         unfinished = {c.key for c in self.feasible} - state.finished
-        return not self._settleable(state) and (not unfinished or len(self._spent(state)) >= self.plan.target)
+        return not self._settleable(state) and (
+            not unfinished or len(self._spent(state)) >= self.plan.target or self.stopped is not None)
+
+    def decide(self, state: StudyState) -> Decision:
+        """The planner's next student (search/planner.py) from the study's settled fine-tunes;
+        with ``trials: auto`` it may say stop."""
+        observed: dict[str, float] = {}
+        closed = {self.students[c] for c in state.given_up if c in self.students}
+        for r in records(self.study):
+            if r.settled and r.candidate in self.students:
+                if r.outcome == Outcome.TRAINED:
+                    observed[self.students[r.candidate]] = r.accuracy["ao"]
+                else:
+                    closed.add(self.students[r.candidate])  # stopped early or diverged: no AO, not again
+        pending = {self.students[c] for c in state.running if c in self.students}
+        stop = self.settings.stop_chance if self.settings.trials is None else None
+        return decide(self.planner_students, observed, pending, self.book.budget.ms, stop, closed - set(observed))
+
+    def _plan_next(self, state: StudyState) -> bool:
+        """Queue the planner's pick, unless a queued candidate is waiting; False: nothing to start
+        now (the planner stopped the search, or waits for the fine-tunes still running)."""
+        free = [c for c in self.feasible if c.key in state.queued and c.key not in state.claimed]
+        if free:
+            return True
+        decision = self.decide(state)
+        if decision.pick is None:
+            if not state.running:
+                self.stopped = decision.reason
+                set_stopped(self.study, decision.reason)
+            return False
+        cand = min(c for c in self.feasible if self.students[c.key] == decision.pick and c.key not in state.claimed)
+        enqueue(self.study, cand, planned=decision.reason)
+        return True
 
     def _busy(self, state: StudyState) -> bool:
         """Whether everything left is held by other trials (a candidate, or its student in training)."""
@@ -374,7 +427,9 @@ class SearchController:
                     return
                 for key in sorted(self._settleable(state) - state.claimed - state.queued):
                     enqueue(self.study, Candidate.parse(key), reuse=True)
-                if self._busy(state):
+                if self._busy(state) or (self.planned and not self._plan_next(state)):
+                    if self.stopped is not None:
+                        return
                     with self.gate.opened():
                         time.sleep(min(self.settings.heartbeat_s, 2.0))
                     continue
@@ -406,7 +461,7 @@ class SearchController:
     def _skip(self, writer: TrialWriter, cand: Candidate, outcome: Outcome) -> None:
         """Record a proposal that costs nothing, and enqueue the nearest untried candidate instead."""
         writer.skip(outcome)
-        if outcome != Outcome.SURPLUS:
+        if outcome != Outcome.SURPLUS and not self.planned:  # the planner picks its own next candidate
             state = self.state()
             free = [c for c in self.feasible if c.key not in state.claimed | state.queued]
             if free:

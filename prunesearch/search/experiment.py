@@ -16,7 +16,7 @@ from typing import Any
 
 from prunesearch.data.datasets import BAD_FRAME_ACTIONS
 from prunesearch.errors import PrunesearchError
-from prunesearch.fields import MAX_SEEDS, SEED_MAX, checked, runtime_only
+from prunesearch.fields import INT_MAX, MAX_SEEDS, SEED_MAX, checked, runtime_only
 from prunesearch.models.vit_tracker import PRESETS, TrackerConfig
 from prunesearch.search.samplers import SAMPLERS
 from prunesearch.search.space import Candidate, SearchSpace, load_space
@@ -26,7 +26,11 @@ from prunesearch.configfile import Section, locate, read_yaml
 EXPERIMENT_KEYS = (
     "description", "architecture", "space", "teacher", "data", "finetune", "evaluation", "search", "seed", "reference",
 )
-STRATEGIES = ("auto", "enumerate", "sample")
+# enumerate: every fitting student; sample: an Optuna sampler proposes; model: the planner
+# (search/planner.py) picks the student most likely to improve the front; auto: enumerate when the
+# students to fine-tune are no more than a fixed ``trials``, else model.
+STRATEGIES = ("auto", "enumerate", "sample", "model")
+AUTO = "auto"  # ``trials: auto``: the model planner stops when no untrained student can enter the front
 # Built-in sequences are generated into the cache on first use (about 0.5 MB each): more than this
 # is a typo, not a wish to fill the disk; a dataset folder has no such bound.
 BUILTIN_MAX_SEQUENCES = 1000
@@ -88,8 +92,11 @@ class SearchSettings:
     """How a search proposes and settles candidates. Fields marked runtime-only say how much is
     searched and how workers share it: a re-run with more trials or workers resumes the same study."""
 
-    trials: int = checked(6, minimum=1, runtime=True)
+    # Distinct students to fine-tune; None (``auto`` in a file): until no untrained student enters
+    # the front with probability ``stop_chance`` or more (search/planner.py).
+    trials: int | None = checked(None, minimum=1, runtime=True)
     strategy: str = checked("auto", choices=STRATEGIES)
+    stop_chance: float = checked(0.05, above=0, maximum=0.5)
     sampler: str = checked("tpe", choices=tuple(SAMPLERS))
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
@@ -151,7 +158,7 @@ class Experiment:
         teacher: str | None = None,
         data: str | None = None,
         seed: int | None = None,
-        trials: int | None = None,
+        trials: int | str | None = None,
     ) -> "Experiment":
         """Apply ``--teacher``, ``--data``, ``--seed``, ``--trials`` (paths relative to the working folder)."""
         out = self
@@ -166,9 +173,10 @@ class Experiment:
                 raise PrunesearchError(f"--seed must be a whole number from 0 to {SEED_MAX}, got {seed}")
             out = dataclasses.replace(out, seed=seed)
         if trials is not None:
-            if trials < 1:
-                raise PrunesearchError(f"--trials must be at least 1, got {trials}")
-            out = dataclasses.replace(out, search=dataclasses.replace(out.search, trials=trials))
+            if trials != AUTO and (isinstance(trials, str) or trials < 1):
+                raise PrunesearchError(f"--trials must be a whole number >= 1 or {AUTO}, got {trials}")
+            count = None if trials == AUTO else trials
+            out = dataclasses.replace(out, search=dataclasses.replace(out.search, trials=count))
         return out
 
     def finetune_config(self) -> FinetuneConfig:
@@ -201,9 +209,20 @@ def _existing(path: Path, where: str, what: str) -> Path:
 
 def _parse_search(section: Section) -> SearchSettings:
     seeds = tuple(Candidate.parse(s) for s in section.text_list("seeds", []))
-    settings = section.build(SearchSettings, skip=("seeds", "early_stop", "confirm"))
+    settings = section.build(SearchSettings, skip=("seeds", "early_stop", "confirm", "trials"))
     early_stop = None if section.data.get("early_stop") is False else section.section("early_stop").build(EarlyStop)
-    return dataclasses.replace(settings, seeds=seeds, early_stop=early_stop, confirm=_parse_confirm(section))
+    return dataclasses.replace(settings, seeds=seeds, early_stop=early_stop, confirm=_parse_confirm(section),
+                               trials=_parse_trials(section))
+
+
+def _parse_trials(search: Section) -> int | None:
+    """``search.trials``: a whole number >= 1, or auto (None; also when unset)."""
+    if search.data.get("trials", AUTO) == AUTO:
+        return None
+    value = search.data["trials"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT_MAX:
+        raise search.fail("trials", f"a whole number >= 1 or {AUTO}", value)
+    return value
 
 
 def _parse_confirm(search: Section) -> ConfirmSettings | str | None:

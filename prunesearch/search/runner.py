@@ -27,7 +27,7 @@ from prunesearch.search.reproducibility import reproducibility_record
 from prunesearch.search.results import CandidateResult, fronts_and_ties
 from prunesearch.search.setup import RunRequest, RunTimes, Setup, prepare
 from prunesearch.search.study.liveness import heartbeat
-from prunesearch.search.study.record import Outcome, records
+from prunesearch.search.study.record import Outcome, records, stopped
 from prunesearch.search.study.reuse import TrainedIndex
 from prunesearch.search.study.state import StudyCounts, StudyState, checkpoints
 from prunesearch.search.study.storage import open_storage, open_study, study_storage
@@ -54,6 +54,7 @@ class RunReport:
     confirmation: ConfirmStage | None = None
     brief_fronts: dict[str, list[CandidateResult]] = field(default_factory=dict)
     dropped: dict[str, dict[str, str]] = field(default_factory=dict)
+    stopped: str = ""  # why the planner stopped before every fitting student was fine-tuned (trials: auto)
 
 
 def run_search(req: RunRequest, display: Display) -> RunReport:
@@ -135,4 +136,4 @@ def _search_and_report(
                "" if stage is None else confirm.confirmation_markdown(stage, brief_fronts, dropped))
     times.lap("log_search")
     return RunReport(setup, plan, setup.info.storage, uri, log.parent_id, fronts, times, counts, missing, given_up, ties,
-                     stage, brief_fronts, dropped)
+                     stage, brief_fronts, dropped, stopped(study))

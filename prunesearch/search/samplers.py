@@ -40,7 +40,15 @@ def _random(seed: int, population: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-SAMPLERS: dict[str, Factory] = {"tpe": _tpe, "nsga2": _nsga2, "random": _random}
+def _gp(seed: int, population: int) -> optuna.samplers.BaseSampler:
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=5)
+
+
+SAMPLERS: dict[str, Factory] = {"tpe": _tpe, "nsga2": _nsga2, "random": _random, "gp": _gp}
 
 
 def make_sampler(name: str, seed: int, population: int) -> optuna.samplers.BaseSampler:

@@ -39,7 +39,7 @@ class RunRequest:
     targets: tuple[str, ...]
     budget: str
     experiment: str = "b4-b9"
-    trials: int | None = None
+    trials: int | str | None = None  # a count or "auto"
     workers: int | None = None
     storage: str | None = None
     seed: int | None = None

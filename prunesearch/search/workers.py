@@ -47,7 +47,7 @@ class Display(Progress, Protocol):
 def sampler(setup: Setup, index: int) -> optuna.samplers.BaseSampler:
     """Each worker its own sampler seed, so workers do not propose in lockstep."""
     search = setup.experiment.search
-    return make_sampler(search.sampler, seed=setup.experiment.seed * 100 + index, population=search.trials // 2)
+    return make_sampler(search.sampler, seed=setup.experiment.seed * 100 + index, population=(search.trials or len(setup.book.feasible())) // 2)
 
 
 def work(setup: Setup, storage: str, study: optuna.Study, log: SearchLog, plan: Plan, progress: Progress, index: int,

@@ -100,7 +100,13 @@ def _write(tmp_path, text, name="exp.yaml"):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("search: {trials: six}\n", r"exp.yaml: search.trials: expected a whole number >= 1 \(default 6\), got 'six'"),
+        ("search: {trials: six}\n", r"exp.yaml: search.trials: expected a whole number >= 1 or auto, got 'six'"),
+        ("search: {trials: 0}\n", r"exp.yaml: search.trials: expected a whole number >= 1 or auto, got 0"),
+        ("search: {trials: true}\n", r"exp.yaml: search.trials: expected a whole number >= 1 or auto, got True"),
+        ("search: {trials: 2.5}\n", r"exp.yaml: search.trials: expected a whole number >= 1 or auto, got 2.5"),
+        ("search: {stop_chance: 0}\n", r"exp.yaml: search.stop_chance: expected a finite number > 0 <= 0.5"),
+        ("search: {stop_chance: 0.9}\n", r"exp.yaml: search.stop_chance: expected a finite number > 0 <= 0.5"),
+        ("search: {strategy: greedy}\n", r"exp.yaml: search.strategy: expected one of auto, enumerate, sample, model"),
         ("serch: {}\n", r"exp.yaml: serch: unknown key; allowed keys here: description, architecture"),
         ("architecture: vit-l\n", r"exp.yaml: architecture: expected one of small, vit-b, got 'vit-l'"),
         ("search: {sampler: cmaes}\n", r"search.sampler: expected one of tpe, nsga2, random"),
@@ -195,7 +201,9 @@ def test_overrides_and_identity(tmp_path):
         exp.with_overrides(data=str(tmp_path / "missing"))
     with pytest.raises(PrunesearchError, match=r"checkpoint .*t.pt \(--teacher\) does not exist"):
         exp.with_overrides(teacher=str(tmp_path / "t.pt"))
-    with pytest.raises(PrunesearchError, match="--trials must be at least 1"):
+    assert exp.search.trials is None and exp.with_overrides(trials="auto").search.trials is None
+    assert more.with_overrides(trials="auto").search.trials is None
+    with pytest.raises(PrunesearchError, match="--trials must be a whole number >= 1 or auto, got 0"):
         exp.with_overrides(trials=0)
 
 

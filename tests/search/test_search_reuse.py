@@ -118,7 +118,7 @@ def test_sampling_spends_its_trials_only_on_new_students_and_settles_known_ones_
     _search(storage, "6ms", first, study="earlier")
     again = ScriptedTrainer()
     # 8 more students fit 8 ms; with 2 trials a sampler picks them, and the 8 known ones come free.
-    ctl = _search(storage, "8ms", again, study="sampled", trials=2, space=make_space())
+    ctl = _search(storage, "8ms", again, study="sampled", trials=2, strategy="sample", space=make_space())
     assert ctl.plan.strategy == "sample (tpe)" and ctl.plan.known == 8 and ctl.plan.target == 2
     assert len(again.calls) == 2 and not set(again.calls) & set(first.calls)
     state = ctl.state()

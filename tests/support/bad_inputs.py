@@ -112,7 +112,7 @@ CASES = (
     Case("seed_too_big", RUN, r"seed: expected a whole number from 0 to 4294967295", _experiment("seed: 4294967296\n")),
     Case("val_sequences_huge", RUN, r"data.val_sequences: expected at most 1000 for built-in data",
          _experiment("data: {val_sequences: 100000000}\n")),
-    Case("trials_zero", RUN, r"search.trials: expected a whole number >= 1 \(default 6\), got 0", _experiment("search: {trials: 0}\n")),
+    Case("trials_zero", RUN, r"search.trials: expected a whole number >= 1 or auto, got 0", _experiment("search: {trials: 0}\n")),
     Case("bad_frames_setting", RUN, r"data.bad_frames: expected one of error, skip", _experiment("data: {bad_frames: ignore}\n")),
     Case("seed_outside_space", RUN, r"search.seeds: B99-3/first not in the space", _experiment("search: {seeds: [B99-3]}\n")),
     # Constraints: parsed by the space's own grammar, never evaluated by Python.
@@ -137,6 +137,8 @@ CASES = (
     Case("workers_1000", (*RUN, "--workers", "1000"), r"--workers: 1000 worker processes on \d+ CPUs", _experiment("seed: 0\n")),
     Case("workers_in_file", RUN, r"search.workers: 1000 worker processes on \d+ CPUs", _experiment("search: {workers: 1000}\n")),
     Case("trials_cli_zero", (*RUN, "--trials", "0"), r"--trials: expected a whole number >= 1", _experiment("seed: 0\n")),
+    Case("trials_cli_word", (*RUN, "--trials", "all"), r"--trials: expected a whole number >= 1 or auto, got .all.", _experiment("seed: 0\n")),
+    Case("trials_file_word", RUN, r"search.trials: expected a whole number >= 1 or auto, got 'al'", _experiment("search: {trials: al}\n")),
     Case("storage_empty", (*RUN, "--storage", ""), r"--storage: must not be empty", _experiment("seed: 0\n")),
     Case("budget_overflow", ("run", "--experiment", "{dir}/exp.yaml", "--target", "orin-nx", "--budget", "9" * 400 + "ms"),
          r"cannot read the budget", _experiment("seed: 0\n")),

@@ -209,5 +209,17 @@ def enqueue(study: optuna.Study, cand: Candidate | dict[str, object], **origin: 
 
 
 def set_strategy(study: optuna.Study, strategy: str) -> None:
-    """The strategy a search chose (``enumerate``, ``sample (tpe)``), for optuna-dashboard."""
+    """The strategy a search chose (``enumerate``, ``sample (tpe)``, ``model``), for optuna-dashboard;
+    a new plan also clears why an earlier invocation stopped."""
     study.set_user_attr("strategy", strategy)
+    study.set_user_attr("stopped", "")
+
+
+def set_stopped(study: optuna.Study, reason: str) -> None:
+    """Why the planner ended the search before every fitting student was fine-tuned (``trials: auto``)."""
+    study.set_user_attr("stopped", reason)
+
+
+def stopped(study: optuna.Study) -> str:
+    """:func:`set_stopped`'s reason, or "" when the search did not stop early."""
+    return str(study.user_attrs.get("stopped") or "")
