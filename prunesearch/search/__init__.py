@@ -15,6 +15,8 @@ Inputs (what a search is about, priced before anything is trained):
   identity, the study's name, a candidate's training key.
 * ``early_stop``: Pareto successive halving on the fine-tunes' losses.
 * ``pareto``, ``results``, ``plot``: fronts, the result of one candidate, the Pareto plot.
+* ``planner``: the model of AO over what students keep; the next student to fine-tune (expected
+  front-hypervolume gain) and when to stop (``trials: auto``).
 * ``reproducibility``: fingerprints and the record kept with every search.
 
 Study (the Optuna study, the only state workers share): ``study/`` (``record``: trials and the

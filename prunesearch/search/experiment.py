@@ -96,7 +96,7 @@ class SearchSettings:
     # the front with probability ``stop_chance`` or more (search/planner.py).
     trials: int | None = checked(None, minimum=1, runtime=True)
     strategy: str = checked("auto", choices=STRATEGIES)
-    stop_chance: float = checked(0.05, above=0, maximum=0.5)
+    stop_chance: float = checked(0.05, above=0, maximum=0.5, runtime=True)  # how much is searched, like trials
     sampler: str = checked("tpe", choices=tuple(SAMPLERS))
     seeds: tuple[Candidate, ...] = ()
     early_stop: EarlyStop | None = EarlyStop()
