@@ -77,6 +77,7 @@ def build(work: Path, seeds: int) -> None:
     reuses every fine-tune already in the store); exports the table after each."""
     work.mkdir(parents=True, exist_ok=True)
     (work / f"{EXPERIMENT_NAME}.yaml").write_text(EXPERIMENT)
+    (work / "threads").write_text(os.environ.get("OMP_NUM_THREADS", "torch's default"))
     for budget in BUDGETS:
         for seed in range(seeds):
             start = time.perf_counter()
@@ -126,13 +127,16 @@ def export(work: Path) -> dict:
                f"for B in {', '.join(BUDGETS)} and S in 0..seeds-1",
         "experiment": EXPERIMENT,
         "machine": machine(),
-        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "threads": (work / "threads").read_text() if (work / "threads").exists() else "unknown",
         "finetune_steps": STEPS,
         "val_sequences": VAL_SEQUENCES,
         "complete_seeds": sorted({s for row in rows for s in row["seeds"]}, key=int),
         "students": rows,
     }
-    TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    # One student per line: the file grows by lines as the table does, and diffs stay readable.
+    head = json.dumps({k: v for k, v in table.items() if k != "students"}, indent=1)[:-2]
+    students = ",\n".join(json.dumps(row, separators=(",", ":")) for row in rows)
+    TABLE.write_text(f'{head},\n "students": [\n{students}\n ]\n}}\n')
     counts = [len(row["seeds"]) for row in rows]
     print(f"{TABLE.relative_to(REPO)}: {len(rows)} students, {sum(counts)} fine-tunes", flush=True)
     return table
