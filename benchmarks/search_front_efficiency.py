@@ -58,11 +58,14 @@ class Recorded:
 
 
 def load_table(path: Path) -> tuple[dict[str, Recorded], dict]:
-    """Candidate key -> its student, and the table's header."""
+    """Candidate key -> its student, and the table's header. A candidate is the student its rule
+    yields under the first seed (the influence rule's blocks depend on the seed); every seed's
+    fine-tune of those blocks and split is that student's."""
     table = json.loads(path.read_text())
+    first = table["seeds"][0]
     by_name: dict[str, Recorded] = {}
     for row in table["students"]:
-        rec = Recorded(tuple(row["blocks"]), row["ai_layers"], tuple(row["names"]), row["seeds"])
+        rec = Recorded(tuple(row["blocks"]), row["ai_layers"], tuple(row["names"].get(first, [])), row["seeds"])
         by_name.update({name: rec for name in rec.names})
     return by_name, table
 
@@ -209,7 +212,7 @@ def _median(values: list[float | None], missing: float) -> float:
     return statistics.median(missing if v is None else v for v in values)
 
 
-def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall: float) -> list[str]:
+def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall: float, names: list[str]) -> list[str]:
     from benchmarks.search_default_time import machine
 
     lines = [
@@ -218,8 +221,8 @@ def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall
         f"Command: `python -m benchmarks.search_front_efficiency --seeds {args.seeds}"
         + "".join(f" --setting {s.target}:{s.budget}" for s in settings) + f"`; {wall:.0f} s on {machine()}.",
         "",
-        f"Table: {TABLE.relative_to(REPO)} ({header['what']}; {header['finetune_steps']}-step fine-tunes, "
-        f"{header['val_sequences']} validation sequences, seeds {', '.join(header['complete_seeds'])}; built with "
+        f"Table: {args.table.resolve().relative_to(REPO) if args.table.resolve().is_relative_to(REPO) else args.table} ({header['what']}; {header['finetune_steps']}-step fine-tunes, "
+        f"{header['val_sequences']} validation sequences, seeds {', '.join(header['seeds'])}; built with "
         f"`{header['command']}` on {header['machine']}). A replayed fine-tune draws one of the recorded seeds.",
         "Hypervolume: of the trained students' true (mean over seeds) AO and priced latency, relative to the true front's,",
         "reference point (budget, lowest true AO of the fitting students). Goal: "
@@ -238,7 +241,7 @@ def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall
             "stopped after (median) [missed a front member] |",
             "| --- | ---: | ---: | ---: | --- |",
         ]
-        for name in STRATEGIES:
+        for name in names:
             runs = s.runs[name]
             goal = [r["goal_after"] for r in runs]
             held = [r["front_after"] for r in runs]
@@ -251,8 +254,11 @@ def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall
             lines.append(
                 f"| {name} | {_median(goal, n + 1):.0f} ({100 * _median(goal, n + 1) / n:.0f}%) [{max(g or n + 1 for g in goal)}] | "
                 f"{_median(held, n + 1):.0f} [{max(h or n + 1 for h in held)}] | {' / '.join(f'{100 * v:.1f}%' for v in at)} | {stop} |")
+        samplers = [k for k in names if k.startswith("sample")]
+        if "model" not in names or not samplers:
+            continue
         model = [r["goal_after"] or n + 1 for r in s.runs["model"]]
-        best = min((f"sample ({x})" for x in SAMPLERS), key=lambda k: statistics.median(r["goal_after"] or n + 1 for r in s.runs[k]))
+        best = min(samplers, key=lambda k: statistics.median(r["goal_after"] or n + 1 for r in s.runs[k]))
         other = [r["goal_after"] or n + 1 for r in s.runs[best]]
         ratio = statistics.median(other) / statistics.median(model)
         lines += [
@@ -270,11 +276,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20, help="replays per strategy and setting")
     parser.add_argument("--setting", action="append", metavar="TARGET:BUDGET",
                         help="a (target, budget) to replay (default: every listed one the table holds with 15+ students)")
+    parser.add_argument("--strategy", action="append", choices=STRATEGIES, help="replay only this one; repeat for several")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     table, header = load_table(args.table)
-    seeds = header["complete_seeds"]
+    seeds = header["seeds"]
     wanted = args.setting or ["orin-nx:12ms", "orin-nx:14ms", "orin-nx:16ms", "2080ti:4ms", "xavier-nx:20ms", "orin-nx:1000ms"]
     settings = []
     for text in wanted:
@@ -284,14 +291,15 @@ def main() -> None:
             print(f"{text}: not in the table yet" if s is None else f"{text}: {len(s.students)} students, fewer than {MIN_STUDENTS}")
             continue
         settings.append(s)
+    names = args.strategy or list(STRATEGIES)
     start = time.perf_counter()
     for s in settings:
-        for name in STRATEGIES:
+        for name in names:
             clock = time.perf_counter()
             s.runs[name] = [replay(s, table, name, seed, seeds, header["finetune_steps"]) for seed in range(args.seeds)]
             print(f"{s.target}:{s.budget} {name}: {time.perf_counter() - clock:.1f} s", flush=True)
     wall = time.perf_counter() - start
-    lines = report(settings, args, header, wall)
+    lines = report(settings, args, header, wall, names)
     args.out.write_text("\n".join(lines) + "\n")
     raw = {f"{s.target}:{s.budget}": s.runs for s in settings}
     args.out.with_suffix(".json").write_text(json.dumps(raw) + "\n")

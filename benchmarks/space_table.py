@@ -12,8 +12,9 @@ are enumerated fastest first, and a run killed or stopped goes on where it was w
 again, because the study and the MLflow store in ``--work`` keep what was done.
 
 ``export`` reads the store and writes benchmarks/results/space_table.json: per distinct student
-(kept teacher blocks, split), the rule names that yield it, its cost, and per seed the accuracy,
-the per-sequence scores and the fine-tune's loss reports. The replay
+(kept teacher blocks, split), the rule names that yield it per seed (the influence rule measures
+block influence on a batch drawn with the seed, so it may keep other blocks under another seed),
+its cost, and per seed the accuracy, the per-sequence scores and the fine-tune's loss reports. The replay
 (benchmarks/search_front_efficiency.py) searches against that file; latency is priced there, for
 any target and budget, because it does not depend on training.
 """
@@ -103,17 +104,20 @@ def export(work: Path) -> dict:
     for stored in read_results(uri, EXPERIMENT_NAME):
         r = stored.result
         run = client.get_run(r.run_id)
-        seed = int(run.data.params["seed"])
+        seed = run.data.params["seed"]
         student = students.setdefault(f"{' '.join(map(str, r.blocks))} | {r.ai_layers}", {
-            "depth": r.depth, "ai_layers": r.ai_layers, "blocks": list(r.blocks), "names": [],
+            "depth": r.depth, "ai_layers": r.ai_layers, "blocks": list(r.blocks), "names": {},
             "gmacs_per_frame": r.gmacs_per_frame, "params_m": r.params_m, "seeds": {},
         })
-        if r.key not in student["names"]:
-            student["names"].append(r.key)
+        # The influence rule's blocks depend on the seed (its calibration batch is drawn with it),
+        # so which names a student goes by is kept per seed.
+        names = student["names"].setdefault(seed, [])
+        if r.key not in names:
+            names.append(r.key)
         losses = client.get_metric_history(r.run_id, "finetune.loss")
         if not losses:  # a candidate that reused another's fine-tune: the student's own run has them
             continue
-        student["seeds"][str(seed)] = {
+        student["seeds"][seed] = {
             "accuracy": r.accuracy,
             "sequences": r.sequences,
             "reports": sorted((m.step, m.value) for m in losses),
@@ -121,7 +125,7 @@ def export(work: Path) -> dict:
         }
     rows = sorted(students.values(), key=lambda x: (x["depth"], x["ai_layers"], x["blocks"]))
     for row in rows:
-        row["names"].sort()
+        row["names"] = {seed: sorted(names) for seed, names in sorted(row["names"].items())}
     table = {
         "what": "every distinct student of spaces/litetrack.yaml on the shipped small teacher, built-in data",
         "command": "python -m benchmarks.space_table build",
@@ -132,7 +136,7 @@ def export(work: Path) -> dict:
         "threads": (work / "threads").read_text() if (work / "threads").exists() else "unknown",
         "finetune_steps": STEPS,
         "val_sequences": VAL_SEQUENCES,
-        "complete_seeds": sorted({s for row in rows for s in row["seeds"]}, key=int),
+        "seeds": sorted({s for row in rows for s in row["seeds"]}, key=int),
         "students": rows,
     }
     # One student per line: the file grows by lines as the table does, and diffs stay readable.

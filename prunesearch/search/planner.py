@@ -17,7 +17,7 @@ Why our own model and not Optuna's GPSampler: a sampler proposes points of a box
 rule name and learns only from trials it sees; it cannot use the exact latency of every candidate
 (known before any trial), that two rule names may be one student, or the teacher blocks a student
 keeps. The model is small (tens of points, four features) and plain numpy; its hyper-parameters are
-chosen on a grid by marginal likelihood, refit at each decision. Candidates still training on other
+averaged over a grid, weighted by marginal likelihood, refit at each decision. Candidates still training on other
 workers count as trained at their predicted AO (a constant liar), so workers do not all pick one.
 
 benchmarks/results/search_front_efficiency.md measures it against enumeration and Optuna's samplers.
@@ -66,16 +66,27 @@ class Prediction:
 
 
 class AOModel:
-    """A Gaussian process over student features: constant mean, RBF plus linear kernel, noise."""
+    """A Gaussian process over student features: constant mean, RBF plus linear kernel, noise.
+
+    Its hyper-parameters are not picked but averaged: every point of a small grid is weighted by
+    its marginal likelihood, and the prediction is that mixture. With a handful of fine-tunes the
+    single most likely setting is often an overconfident one (a tiny signal that calls every deeper
+    student hopeless), which would stop a search after its first few students.
+    """
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.mean = x, float(y.mean())
         self.y = y - self.mean
-        self.length, self.signal, self.noise, self.slope = max(
-            itertools.product(_LENGTHS, _SIGNALS, _NOISES, _SLOPES), key=self._evidence)
-        self._chol, self._alpha = self._factor(self.length, self.signal, self.noise, self.slope)
+        grid = list(itertools.product(_LENGTHS, _SIGNALS, _NOISES, _SLOPES))
+        fits = [(params, *self._factor(*params)) for params in grid]
+        evidence = np.array([-0.5 * self.y @ alpha - np.log(np.diag(chol)).sum() for _, chol, alpha in fits])
+        weights = np.exp(evidence - evidence.max())
+        keep = weights > 1e-3 * weights.max()  # the rest change nothing but the time taken
+        self.fits = [f for f, k in zip(fits, keep) if k]
+        self.weights = weights[keep] / weights[keep].sum()
 
-    def _kernel(self, a: np.ndarray, b: np.ndarray, length: float, signal: float, slope: float) -> np.ndarray:
+    @staticmethod
+    def _kernel(a: np.ndarray, b: np.ndarray, length: float, signal: float, slope: float) -> np.ndarray:
         d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
         return signal**2 * np.exp(-0.5 * d2 / length**2) + slope**2 * (a @ b.T)
 
@@ -84,16 +95,19 @@ class AOModel:
         chol = np.linalg.cholesky(k)
         return chol, np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
 
-    def _evidence(self, params: tuple[float, float, float, float]) -> float:
-        chol, alpha = self._factor(*params)
-        return float(-0.5 * self.y @ alpha - np.log(np.diag(chol)).sum())
-
     def predict(self, x: np.ndarray) -> Prediction:
-        k = self._kernel(x, self.x, self.length, self.signal, self.slope)
-        v = np.linalg.solve(self._chol, k.T)
-        prior = self.signal**2 + self.slope**2 * (x * x).sum(1)
-        var = np.maximum(prior - (v * v).sum(0), 0.0)
-        return Prediction(self.mean + k @ self._alpha, np.sqrt(var), self.noise)
+        """The mixture's mean and sd of each student's true AO, and its mean noise sd."""
+        means, second = np.zeros(len(x)), np.zeros(len(x))
+        noise = 0.0
+        for w, ((length, signal, sd_noise, slope), chol, alpha) in zip(self.weights, self.fits):
+            k = self._kernel(x, self.x, length, signal, slope)
+            v = np.linalg.solve(chol, k.T)
+            var = np.maximum(signal**2 + slope**2 * (x * x).sum(1) - (v * v).sum(0), 0.0)
+            mu = k @ alpha
+            means += w * mu
+            second += w * (var + mu * mu)
+            noise += w * sd_noise
+        return Prediction(self.mean + means, np.sqrt(np.maximum(second - means * means, 0.0)), noise)
 
 
 def _prior(n: int, observed: Sequence[float]) -> Prediction:
@@ -161,12 +175,16 @@ def decide(students: Sequence[Student], observed: dict[str, float], pending: set
     y = np.array([observed[ordered[i].key] for i in done], dtype=float)
     pred = AOModel(x[done], y).predict(x) if len(done) >= 2 else _prior(len(ordered), y)
     liar = [(s.latency_ms, float(pred.mean[i])) for i, s in enumerate(ordered) if s.key in pending]
-    front = Front([(ordered[i].latency_ms, observed[ordered[i].key]) for i in done] + liar, budget_ms)
+    # The trained students at the model's estimate of their true AO, not at one noisy fine-tune's:
+    # a lucky draw would otherwise hide the students just below it.
+    front = Front([(ordered[i].latency_ms, float(pred.mean[i])) for i in done] + liar, budget_ms)
     open_ = [i for i, s in enumerate(ordered) if s.key not in observed and s.key not in pending and s.key not in closed]
     if not open_:
         return Decision(None, "every student is trained or training", 0.0)
-    spread = np.sqrt(pred.sd**2 + pred.noise**2)  # what one fine-tune of it would show
-    chance = {i: float(ndtr((pred.mean[i] - front.at(ordered[i].latency_ms)) / spread[i])) for i in open_}
+    spread = np.maximum(pred.sd, 1e-9)
+    # Entering the front by less than one fine-tune's seed noise is not something a brief fine-tune
+    # can tell: the chance that counts is of beating the front by more than that.
+    chance = {i: float(ndtr((pred.mean[i] - front.at(ordered[i].latency_ms) - pred.noise) / spread[i])) for i in open_}
     best_chance = max(chance.values())
     if stop_below is not None and len(done) >= min(MIN_OBSERVED, len(ordered)) and best_chance < stop_below:
         return Decision(None, f"{len(done)} of {len(ordered)} students fine-tuned; no untrained one enters the front "

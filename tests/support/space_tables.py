@@ -35,9 +35,9 @@ def make_table(seeds: int = 2, noise: float = 0.01, steps: int = 200, seed: int 
             got = ao + rng.gauss(0, noise)
             reports = [(k, 2.0 - got + 0.5 * (1 - k / steps)) for k in range(10, steps + 1, 10)]
             row["seeds"][str(s)] = {"accuracy": {"ao": got, "sr50": got, "sr75": got, "auc": got}, "reports": reports}
-        row["names"].sort()
+        row["names"] = {str(s): sorted(row["names"]) for s in range(seeds)}
     return {
         "what": "a hand-made table (tests/support/space_tables.py)", "command": "tests.support.space_tables.make_table()",
         "machine": "none", "finetune_steps": steps, "val_sequences": 0,
-        "complete_seeds": [str(s) for s in range(seeds)], "students": list(students.values()),
+        "seeds": [str(s) for s in range(seeds)], "students": list(students.values()),
     }
