@@ -72,7 +72,7 @@ from prunesearch.search.pricing import PriceBook
 from prunesearch.search.space import Candidate, SearchSpace
 from prunesearch.search.study.liveness import Liveness, heartbeat, this_worker
 from prunesearch.search.study.record import Outcome, TrialRecord, TrialWriter, enqueue, records, set_stopped, set_strategy
-from prunesearch.search.study.recovery import recover
+from prunesearch.search.study.recovery import end_as_recorded, recover
 from prunesearch.search.study.reuse import Source, TrainedIndex, same_study_source
 from prunesearch.search.study.state import StudyState
 
@@ -446,7 +446,8 @@ class SearchController:
         except (CandidateFailed, Superseded):
             pass
         except BaseException:
-            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            # A trial that settled before the way out (logging its result failed) keeps its result.
+            end_as_recorded(self.study, TrialRecord.of(self.study._storage.get_trial(trial._trial_id)))
             raise
         self.study.tell(trial, values, state=state, skip_if_finished=True)
 

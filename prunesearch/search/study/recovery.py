@@ -42,14 +42,21 @@ def fail_lost(study: optuna.Study, live: Liveness) -> list[TrialRecord]:
         )
         if not (orphan or (rec.worker is not None and not live.alive(rec.worker))):
             continue
-        if rec.outcome == Outcome.TRAINED and rec.values:
-            study.tell(t.number, list(rec.values), skip_if_finished=True)
-        elif rec.outcome == Outcome.EARLY_STOPPED:
-            study.tell(t.number, state=TrialState.PRUNED, skip_if_finished=True)
-        else:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        end_as_recorded(study, rec)
         ended.append(rec)
     return ended
+
+
+def end_as_recorded(study: optuna.Study, rec: TrialRecord) -> None:
+    """Tell a trial that will not be told its objectives the usual way as its record says: completed
+    with them when it trained, pruned when stopped early, else failed. A result already stored is
+    never thrown away (as a failed trial, other studies could not reuse it)."""
+    if rec.outcome == Outcome.TRAINED and rec.values:
+        study.tell(rec.number, list(rec.values), skip_if_finished=True)
+    elif rec.outcome == Outcome.EARLY_STOPPED:
+        study.tell(rec.number, state=TrialState.PRUNED, skip_if_finished=True)
+    else:
+        study.tell(rec.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def recover(study: optuna.Study, live: Liveness, retries: int) -> list[str]:
