@@ -269,6 +269,22 @@ def test_a_server_that_never_answers_is_one_line_after_the_users_deadline(tmp_pa
     assert seconds < 60
 
 
+def test_a_client_that_got_no_answer_asks_no_more(monkeypatch):
+    """A search cut off from its server ends its runs on the way out: each call would wait out the deadline again."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        answering = client(f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with pytest.raises(StorageError, match="no answer within 1 s") as first:
+            answering.search_experiments()
+        start = time.monotonic()
+        with pytest.raises(StorageError) as again:
+            answering.set_terminated("0" * 32, "FAILED")
+    assert time.monotonic() - start < 0.5 and str(again.value) == str(first.value)
+
+
 def test_filter_values_with_quotes():
     assert filter_value("plain") == "'plain'" and filter_value("o'x") == "\"o'x\""
     with pytest.raises(InputError, match="both kinds of quote"):

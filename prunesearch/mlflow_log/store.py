@@ -138,10 +138,16 @@ def _check_schema(path: Path, uri: str) -> None:
 
 class _Answering:
     """An ``MlflowClient`` of a tracking server whose calls, when the server does not answer within
-    the deadline, end in one line naming the server instead of MLflow's traceback."""
+    the deadline, end in one line naming the server instead of MLflow's traceback.
+
+    Once a call got no answer, later calls of this client fail at once with the same line: they are
+    the bookkeeping of a process on its way out (ending its runs), and each would wait out the whole
+    deadline again against a server that does not answer.
+    """
 
     def __init__(self, inner: object, uri: str) -> None:
         self._inner, self._uri = inner, uri
+        self._silent: str | None = None
 
     def __getattr__(self, name: str) -> object:
         attr = getattr(self._inner, name)
@@ -149,8 +155,14 @@ class _Answering:
             return attr
 
         def call(*args: object, **kwargs: object) -> object:
-            with answered(self._uri):
-                return attr(*args, **kwargs)
+            if self._silent is not None:
+                raise StorageError(self._silent)
+            try:
+                with answered(self._uri):
+                    return attr(*args, **kwargs)
+            except StorageError as err:
+                self._silent = str(err)
+                raise
 
         return call
 

@@ -15,10 +15,12 @@ does the recording.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from dataclasses import asdict
 
+from prunesearch.errors import StorageError
 from prunesearch.mlflow_log.tracker_model import TrackerModel, log_tracker_model
 from prunesearch.mlflow_log.writer import MlflowWriter
 from prunesearch.search.mlflow_runs import schema as s
@@ -149,7 +151,14 @@ class SearchLog:
         self.writer.end(run_id, status)
 
     def close_lost(self, recs: list[TrialRecord], live: Liveness) -> None:
-        """End the open runs of this study whose worker is lost (see the module docstring)."""
+        """End the open runs of this study whose worker is lost (see the module docstring).
+
+        A run whose trial the study says ended (settled, or failed or interrupted with its reason:
+        the worker could record that in the study but not in MLflow, whose server had gone down) ends
+        as that trial did. Any other, the parent run included, ends KILLED: MLflow ends a run FAILED
+        when its own code raised (``ActiveRun.__exit__``) and KILLED when it is stopped from outside
+        (a cancelled project job), and whatever ended its process, this process ends it from outside.
+        """
         by_run = {r.run_id: r for r in recs if r.run_id}
         for run in self.writer.open_runs(self.experiment_id, {s.STUDY: self.info.study}):
             worker = run.tags.get(s.WORKER)
@@ -159,6 +168,8 @@ class SearchLog:
             candidate = run.tags.get(s.KIND) == s.CANDIDATE_RUN
             if candidate and rec is not None and rec.outcome is not None and rec.settled:
                 self.end(run.run_id, Candidate(**rec.params), rec, rec.outcome.run_status)
+            elif candidate and rec is not None and rec.outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
+                self.end(run.run_id, Candidate(**rec.params), None, rec.outcome.run_status, rec.message or rec.outcome)
             else:
                 self.writer.log(run.run_id, tags={s.OUTCOME: Outcome.LOST} if candidate else {})
                 self.writer.end(run.run_id, Outcome.LOST.run_status)
@@ -227,8 +238,11 @@ class SearchLog:
         self.writer.end(self.parent_id, "FINISHED")
 
     def stop(self, status: str) -> None:
-        """End the parent run early (``KILLED`` on Ctrl-C or kill, ``FAILED`` on an error)."""
-        self.writer.end(self.parent_id, status)
+        """End the parent run early (``KILLED`` on Ctrl-C or kill, ``FAILED`` on an error), on the way
+        out of an error that is the one to report: when the tracking server does not answer, the run
+        stays open and the next ``run`` of the search closes it (:meth:`close_lost`)."""
+        with contextlib.suppress(StorageError):
+            self.writer.end(self.parent_id, status)
 
 
 def describe(info: SearchInfo, strategy: str) -> str:
