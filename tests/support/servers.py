@@ -94,20 +94,24 @@ class Postgres:
 
 @dataclass
 class MlflowServer:
-    """``mlflow server`` with its own SQLite backend store and proxied artifact root."""
+    """``mlflow server`` with its own SQLite backend store and proxied artifact root.
+
+    ``halt`` stops the server and keeps its store; ``launch(root, port)`` serves that store again at
+    the same URI (a tracking server that went down and came back).
+    """
 
     root: Path
     port: int
     proc: subprocess.Popen
 
     @classmethod
-    def launch(cls) -> "MlflowServer":
-        root = Path(tempfile.mkdtemp(prefix="prunesearch-mlflow-"))
-        port = free_port()
+    def launch(cls, root: Path | None = None, port: int | None = None) -> "MlflowServer":
+        root = root or Path(tempfile.mkdtemp(prefix="prunesearch-mlflow-"))
+        port = port or free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-            cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "wb"),
+            cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "ab"),
             # No GenAI job runner: seven more processes the tests never use.
             env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
         )
@@ -131,7 +135,19 @@ class MlflowServer:
             time.sleep(0.3)
         raise RuntimeError(f"mlflow server did not start: {(self.root / 'server.log').read_text()[-2000:]}")
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop serving and wait until the port refuses connections (its uvicorn child may outlive it
+        briefly); the store stays."""
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"mlflow server on port {self.port} still answers after it was stopped")
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
