@@ -1,10 +1,12 @@
 """Faults and attacks, each as real processes, against this checkout and (optionally) an earlier one:
 hostile checkpoints (legacy tar members aimed at a victim file, size bombs under a memory cap),
 kill -9 swept through the creation of a fresh MLflow store and a disk that fills during it, a
-tracking server that stopped for good, and ``ui --host 0.0.0.0``.
+tracking server that stopped for good (before ``pareto``, and in the middle of ``run``), and
+``ui --host 0.0.0.0``.
 
     python -m benchmarks.fault_attacks                               # this checkout
     python -m benchmarks.fault_attacks --before /tmp/main-checkout   # and an earlier one, side by side
+    python -m benchmarks.fault_attacks --only midsearch              # one case; its row replaced in the results
 
 The tmpfs case needs root (mount); it is left out otherwise.
 """
@@ -21,7 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,6 +222,64 @@ def _stopped_server(code: Path, work: Path) -> dict:
     return run(code, folder, _cli("pareto", "--experiment", "x"), timeout=180, env={"MLFLOW_TRACKING_URI": server.uri})
 
 
+def _server_stopped_mid_search(code: Path, work: Path) -> dict | None:
+    """``run`` (the tiny search of the end-to-end tests, its study in PostgreSQL) against an ``mlflow server``
+    stopped for good once a fine-tune is logged; the server started again on the same store at the same
+    address, the same ``run`` repeated, then ``pareto``. None without PostgreSQL."""
+    import optuna
+    from mlflow import MlflowClient
+
+    from prunesearch.search.study.record import records
+    from tests.support.search_support import tiny_search_folder
+    from tests.support.servers import MlflowServer, Postgres
+
+    postgres = Postgres.launch()
+    if postgres is None:
+        return None
+    server = MlflowServer.launch()
+    folder = work / "midsearch"
+    folder.mkdir()
+    try:
+        tiny_search_folder(folder, "tiny")
+        storage = postgres.database("midsearch")
+        server.wait()
+        env = {"MLFLOW_TRACKING_URI": server.uri}
+        argv = _cli("run", "--experiment", "tiny.yaml", "--target", "orin-nx", "--budget", "9ms", "--storage", storage)
+        ended, stopped = threading.Event(), []
+
+        def stop_after_a_fine_tune() -> None:
+            mlflow_client = MlflowClient(server.uri)
+            logged = "tags.kind = 'candidate' AND attributes.status = 'FINISHED'"
+            while not ended.wait(0.2):
+                found = mlflow_client.get_experiment_by_name("tiny")
+                if found and mlflow_client.search_runs([found.experiment_id], logged):
+                    server.halt()
+                    stopped.append(time.monotonic())
+                    return
+
+        watcher = threading.Thread(target=stop_after_a_fine_tune, daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        first = run(code, folder, argv, timeout=300, env=env)
+        ended.set()
+        watcher.join()
+        study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+        kept = sum(r.outcome == "trained" for r in records(study))
+        server = MlflowServer.launch(server.root, server.port)
+        server.wait()
+        again = run(code, folder, argv, timeout=300, env=env)
+        shown = run(code, folder, _cli("pareto", "--experiment", "tiny"), timeout=180, env=env)
+        fine_tunes = Counter(r.candidate for r in records(study) if r.outcome == "trained" and r.reused_from is None)
+        mlflow_client = MlflowClient(server.uri)
+        runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("tiny").experiment_id])
+        return {"first": first, "stop_to_exit": started + first["s"] - stopped[0] if stopped else None, "kept": kept,
+                "again": again, "pareto": shown, "trained_twice": sum(n - 1 for n in fine_tunes.values()),
+                "running": sum(r.info.status == "RUNNING" for r in runs)}
+    finally:
+        server.stop()
+        postgres.stop()
+
+
 def _ui_remote(code: Path, work: Path) -> tuple[str, str]:
     folder = work / "ui"
     folder.mkdir()
@@ -239,29 +301,90 @@ def _ui_remote(code: Path, work: Path) -> tuple[str, str]:
         return ("serving on 0.0.0.0 after 90 s" if listening else "running, not listening"), ""
 
 
-def measure(code: Path, offsets: list[float]) -> dict:
+def measure(code: Path, offsets: list[float], only: str | None = None) -> dict:
+    cases = {
+        "checkpoints": checkpoint_cases,
+        "kills": lambda code, work: _creation_window_kills(code, work, offsets),
+        "tmpfs": _tmpfs_creation,
+        "server": _stopped_server,
+        "midsearch": _server_stopped_mid_search,
+        "ui": _ui_remote,
+    }
     with tempfile.TemporaryDirectory(prefix="fault-attacks-") as tmp:
-        work = Path(tmp)
-        result = {"checkpoints": checkpoint_cases(code, work)}
-        print("checkpoints done", flush=True)
-        result["kills"] = _creation_window_kills(code, work, offsets)
-        result["tmpfs"] = _tmpfs_creation(code, work)
-        result["server"] = _stopped_server(code, work)
-        result["ui"] = _ui_remote(code, work)
+        result = {}
+        for name, case in cases.items():
+            if only in (None, name):
+                result[name] = case(code, Path(tmp))
+                print(f"{name} done", flush=True)
         return result
+
+
+def store_rows(cell: dict, names: list[str], offsets: list[float]) -> dict[str, str]:
+    """The rows of the stores-and-server table, by case, for the cases measured."""
+    rows = {}
+    if "kills" in cell[names[0]]:
+        rows["kills"] = (f"| kill -9 at {offsets} s after the store's file appears, then a clean open | "
+                         + " | ".join(f"{cell[n]['kills'][0]} of {cell[n]['kills'][1]} kills left a store that fails to open"
+                                      + (f" (`{cell[n]['kills'][2][:120]}`)" if cell[n]['kills'][2] else "") for n in names) + " |")
+    if all(cell[n].get("tmpfs") for n in names):
+        rows["tmpfs"] = ("| fresh store on a 300 KB tmpfs, then its leftovers opened on a roomy disk | " + " | ".join(
+            f"{_outcome(cell[n]['tmpfs'][0])} (`{cell[n]['tmpfs'][0]['last'][:100]}`), left: {cell[n]['tmpfs'][2]}; "
+            f"reopened: {_outcome(cell[n]['tmpfs'][1])}" + (f" (`{cell[n]['tmpfs'][1]['last'][:100]}`)" if cell[n]['tmpfs'][1]['rc'] else "")
+            for n in names) + " |")
+    if "server" in cell[names[0]]:
+        rows["server"] = ("| `pareto` with MLFLOW_TRACKING_URI at a stopped `mlflow server` | " + " | ".join(
+            f"{_outcome(cell[n]['server'])}, {cell[n]['server']['s']:.1f} s (`{cell[n]['server']['last'][:140]}`)" for n in names) + " |")
+    if all(cell[n].get("midsearch") for n in names):
+        def mid(m: dict) -> str:
+            stop = "never stopped" if m["stop_to_exit"] is None else f"{m['stop_to_exit']:.1f} s after the stop"
+            return (f"{_outcome(m['first'])}, {stop} (`{m['first']['last'][:140]}`); {m['kept']} fine-tunes kept in the study; "
+                    f"re-run: {_outcome(m['again'])}, {m['trained_twice']} trained twice, {m['running']} runs left RUNNING; "
+                    f"`pareto`: {_outcome(m['pareto'])}")
+        rows["midsearch"] = ("| `run` with MLFLOW_TRACKING_URI at an `mlflow server` stopped for good once a fine-tune is logged "
+                             "(prunesearch's deadline: 10 s, 2 retries), then served again on its store and the same `run` repeated, "
+                             "then `pareto` | " + " | ".join(mid(cell[n]["midsearch"]) for n in names) + " |")
+    if "ui" in cell[names[0]]:
+        rows["ui"] = "| `ui --host 0.0.0.0` | " + " | ".join(
+            f"{cell[n]['ui'][0]} {('`' + cell[n]['ui'][1] + '`') if cell[n]['ui'][1] else ''}" for n in names) + " |"
+    return rows
+
+
+def replace_row(text: str, row: str, after: str) -> str:
+    """``text`` with the table row whose first cell is ``row``'s replaced by ``row``, or ``row`` added
+    after the row whose first cell starts with ``after``."""
+    first = row.split(" | ")[0]
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.split(" | ")[0] == first:
+            lines[i] = row
+            return "\n".join(lines) + "\n"
+    at = next(i for i, line in enumerate(lines) if line.startswith(after))
+    return "\n".join(lines[:at + 1] + [row] + lines[at + 1:]) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="an earlier checkout to run the same cases against")
     parser.add_argument("--kills", type=int, default=8, help="kill -9 points swept through the creation window")
+    parser.add_argument("--only", choices=["kills", "tmpfs", "server", "midsearch", "ui"],
+                        help="measure one case of the stores-and-server table and replace (or add) its row in the results")
     args = parser.parse_args()
     offsets = [round(0.5 * i / max(args.kills - 1, 1), 3) for i in range(args.kills)]
     load = os.getloadavg()
-    runs = {"after": measure(ROOT, offsets)}
+    runs = {"after": measure(ROOT, offsets, args.only)}
     if args.before:
-        runs = {"before": measure(args.before.resolve(), offsets), **runs}
+        runs = {"before": measure(args.before.resolve(), offsets, args.only), **runs}
     names = list(runs)
+    if args.only:
+        rows = store_rows(runs, names, offsets)
+        if args.only not in rows:
+            sys.exit(f"{args.only}: not measured here (tmpfs needs root, midsearch PostgreSQL)")
+        row = rows[args.only][:-2] + f" (`--only {args.only}`, load average before: {load[0]:.2f}) |"
+        if not args.before:  # a single column in a before/after table: this checkout's
+            row = row.replace(" | ", " | (not measured) | ", 1) if "| before |" in RESULTS.read_text() else row
+        RESULTS.write_text(replace_row(RESULTS.read_text(), row, "| `pareto` with MLFLOW_TRACKING_URI"))
+        print(f"updated the {args.only} row of {RESULTS}")
+        return
     command = "python -m benchmarks.fault_attacks" + (f" --before {args.before}" if args.before else "") + f" --kills {args.kills}"
     lines = [
         "# Faults and attacks",
@@ -283,19 +406,7 @@ def main() -> None:
         tails = [runs[n]["checkpoints"][i][2]["last"].replace("|", "\\|") for n in names]
         lines.append(f"| {case} | {cmd} | " + " | ".join(cells) + " | " + " | ".join(tails) + " |")
     lines += ["", "## Stores and the tracking server", "", "| case | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    cell = {n: runs[n] for n in names}
-    lines.append(f"| kill -9 at {offsets} s after the store's file appears, then a clean open | "
-                 + " | ".join(f"{cell[n]['kills'][0]} of {cell[n]['kills'][1]} kills left a store that fails to open"
-                              + (f" (`{cell[n]['kills'][2][:120]}`)" if cell[n]['kills'][2] else "") for n in names) + " |")
-    if all(cell[n]["tmpfs"] for n in names):
-        lines.append("| fresh store on a 300 KB tmpfs, then its leftovers opened on a roomy disk | " + " | ".join(
-            f"{_outcome(cell[n]['tmpfs'][0])} (`{cell[n]['tmpfs'][0]['last'][:100]}`), left: {cell[n]['tmpfs'][2]}; "
-            f"reopened: {_outcome(cell[n]['tmpfs'][1])}" + (f" (`{cell[n]['tmpfs'][1]['last'][:100]}`)" if cell[n]['tmpfs'][1]['rc'] else "")
-            for n in names) + " |")
-    lines.append("| `pareto` with MLFLOW_TRACKING_URI at a stopped `mlflow server` | " + " | ".join(
-        f"{_outcome(cell[n]['server'])}, {cell[n]['server']['s']:.1f} s (`{cell[n]['server']['last'][:140]}`)" for n in names) + " |")
-    lines.append("| `ui --host 0.0.0.0` | " + " | ".join(f"{cell[n]['ui'][0]} {('`' + cell[n]['ui'][1] + '`') if cell[n]['ui'][1] else ''}"
-                                                    for n in names) + " |")
+    lines += store_rows(runs, names, offsets).values()
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
 
