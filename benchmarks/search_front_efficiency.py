@@ -39,8 +39,9 @@ TEACHER_DEPTH = 12  # the shipped small teacher the table was built on
 MIN_STUDENTS = 15
 HV_GOAL = 0.99
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
+EARLY = "model, trials: auto, early stopping"  # the default experiment's settings: b4-b9's early_stop
 STRATEGIES = ("enumerate (fastest first)", "enumerate (random order)", *(f"sample ({s})" for s in SAMPLERS),
-              "model", "model, trials: auto")
+              "model", "model, trials: auto", EARLY)
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,11 @@ def load_table(path: Path) -> tuple[dict[str, Recorded], dict]:
 
 class ReplayTrainer:
     """The controller's Trainer, answering with a recorded fine-tune of the student, its seed
-    drawn per fine-tune; ``order`` lists the students fine-tuned, in order."""
+    drawn per fine-tune; ``order`` lists the fine-tunes in order: (student, steps spent, trained to the end)."""
 
     def __init__(self, table: dict[str, Recorded], steps: int, seeds: list[str], rng: random.Random) -> None:
         self.table, self.steps, self.seeds, self.rng = table, steps, seeds, rng
-        self.order: list[Recorded] = []
+        self.order: list[tuple[Recorded, int, bool]] = []
 
     def blocks(self, cand):  # noqa: ANN001, ANN201 - the Trainer protocol
         return self.table[cand.key].blocks
@@ -88,9 +89,9 @@ class ReplayTrainer:
         fine_tune = rec.seeds[self.rng.choice(self.seeds)]
         for step, loss in fine_tune["reports"]:
             if on_step(step, {"loss": loss}) and step < self.steps:
-                self.order.append(rec)
+                self.order.append((rec, step, False))
                 return TrainResult("stopped")
-        self.order.append(rec)
+        self.order.append((rec, self.steps, True))
         return TrainResult("ok", accuracy=dict(fine_tune["accuracy"]))
 
 
@@ -103,6 +104,7 @@ class Setting:
     latency: dict[int, float]  # id(student) -> priced ms
     front: list[Recorded]
     reference: tuple[float, float]  # (budget ms, lowest true AO)
+    steps: int  # of one fine-tune
     true_hv: float = 0.0
     runs: dict[str, list[dict]] = field(default_factory=dict)
 
@@ -117,7 +119,7 @@ def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float
     return sum(width * (level - reference[1]) for width, level in front.segments(front.steps[0][0]))
 
 
-def make_setting(table: dict[str, Recorded], target: str, budget: str, seeds: list[str]) -> Setting | None:
+def make_setting(table: dict[str, Recorded], target: str, budget: str, seeds: list[str], steps: int) -> Setting | None:
     """The setting's fitting students, or None when the table does not hold them all (with every seed)."""
     from prunesearch.models.vit_tracker import PRESETS
     from prunesearch.search.budget import parse_budget
@@ -135,36 +137,42 @@ def make_setting(table: dict[str, Recorded], target: str, budget: str, seeds: li
     latency = {id(table[c.key]): book.prices[c.key][target].priced_ms for c in feasible}
     front = pareto_front(students, lambda r: r.true_ao, lambda r: latency[id(r)])
     reference = (book.budget.ms, min(r.true_ao for r in students))
-    setting = Setting(target, budget, book, students, latency, front, reference)
+    setting = Setting(target, budget, book, students, latency, front, reference, steps)
     setting.true_hv = hypervolume([(latency[id(r)], r.true_ao) for r in front], reference)
     return setting
 
 
-def curve(setting: Setting, order: list[Recorded]) -> list[float]:
-    """Relative hypervolume of the trained students after each fine-tune."""
+Order = list[tuple[Recorded, int, bool]]  # (student, steps spent, trained to the end), per fine-tune
+
+
+def curve(setting: Setting, order: Order) -> list[float]:
+    """Relative hypervolume of the students trained to the end after each fine-tune (a fine-tune
+    stopped early adds nothing)."""
     out, trained = [], []
-    for rec in order:
-        trained.append((setting.latency[id(rec)], rec.true_ao))
-        out.append(hypervolume(trained, setting.reference) / setting.true_hv)
+    for rec, _, full in order:
+        if full:
+            trained.append((setting.latency[id(rec)], rec.true_ao))
+        out.append(hypervolume(trained, setting.reference) / setting.true_hv if trained else 0.0)
     return out
 
 
-def front_held_after(setting: Setting, order: list[Recorded]) -> int | None:
+def front_held_after(setting: Setting, order: Order) -> int | None:
     wanted = {id(r) for r in setting.front}
     seen: set[int] = set()
-    for k, rec in enumerate(order, 1):
-        seen.add(id(rec))
+    for k, (rec, _, full) in enumerate(order, 1):
+        if full:
+            seen.add(id(rec))
         if wanted <= seen:
             return k
     return None
 
 
 def controller_order(setting: Setting, table: dict[str, Recorded], strategy: str, sampler: str, trials: int | None,
-                     seed: int, seeds: list[str], steps: int) -> tuple[list[Recorded], str | None]:
+                     seed: int, seeds: list[str], steps: int, early: bool = False) -> tuple[Order, str | None]:
     """One replayed search: the students it fine-tuned in order, and why it stopped (trials: auto)."""
     from prunesearch.data.processing import CropGeometry
     from prunesearch.search.controller import NoSink, SearchController, SilentProgress, plan_search, training_keys
-    from prunesearch.search.experiment import DataSpec, SearchSettings
+    from prunesearch.search.experiment import DataSpec, EarlyStop, SearchSettings
     from prunesearch.search.identity import TrainingIdentity
     from prunesearch.search.samplers import make_sampler
     from prunesearch.search.space import load_space
@@ -172,7 +180,7 @@ def controller_order(setting: Setting, table: dict[str, Recorded], strategy: str
     from prunesearch.training.finetune import FinetuneConfig
 
     n = len(setting.students)
-    settings = SearchSettings(trials=trials, strategy=strategy, sampler=sampler, seeds=(), early_stop=None)
+    settings = SearchSettings(trials=trials, strategy=strategy, sampler=sampler, seeds=(), early_stop=EarlyStop() if early else None)
     study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(sampler, seed, n // 2), study_name="replay")
     trainer = ReplayTrainer(table, steps, seeds, random.Random(seed))
     identity = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
@@ -188,16 +196,19 @@ def replay(setting: Setting, table: dict[str, Recorded], name: str, seed: int, s
     n = len(setting.students)
     stopped = None
     if name.startswith("enumerate"):
-        order = sorted(setting.students, key=lambda r: (setting.latency[id(r)], r.names))
+        students = sorted(setting.students, key=lambda r: (setting.latency[id(r)], r.names))
         if "random" in name:
-            random.Random(seed).shuffle(order)
+            random.Random(seed).shuffle(students)
+        order = [(r, steps, True) for r in students]
     elif name.startswith("sample"):
         order, _ = controller_order(setting, table, "sample", name[8:-1], n, seed, seeds, steps)
     else:
-        auto = name.endswith("auto")
-        order, stopped = controller_order(setting, table, "model", "random", None if auto else n, seed, seeds, steps)
+        auto = "auto" in name
+        order, stopped = controller_order(setting, table, "model", "random", None if auto else n, seed, seeds, steps,
+                                          early=name == EARLY)
     hv = curve(setting, order)
-    return {"seed": seed, "order": [r.names[0] for r in order], "hv": hv, "front_after": front_held_after(setting, order),
+    return {"seed": seed, "order": [r.names[0] for r, _, _ in order], "steps": sum(used for _, used, _ in order),
+            "hv": hv, "front_after": front_held_after(setting, order),
             "goal_after": next((k for k, v in enumerate(hv, 1) if v >= HV_GOAL), None), "stopped": stopped}
 
 
@@ -238,8 +249,8 @@ def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall
             "",
             f"| strategy | fine-tunes to {100 * HV_GOAL:.0f}% HV: median [worst] | to the whole front: median [worst] | "
             f"HV after {max(1, round(0.1 * n))} / {max(1, round(0.3 * n))} / {max(1, round(0.5 * n))} fine-tunes (median) | "
-            "stopped after (median) [missed a front member] |",
-            "| --- | ---: | ---: | ---: | --- |",
+            f"steps spent (median; all {n} x {s.steps} = {n * s.steps}) | stopped after (median) [missed a front member] |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
         ]
         for name in names:
             runs = s.runs[name]
@@ -247,13 +258,14 @@ def report(settings: list[Setting], args: argparse.Namespace, header: dict, wall
             held = [r["front_after"] for r in runs]
             at = [statistics.median(r["hv"][min(len(r["hv"]), max(1, round(f * n))) - 1] for r in runs) for f in (0.1, 0.3, 0.5)]
             stop = "-"
-            if name.endswith("auto"):
+            if "auto" in name:
                 lengths = [len(r["order"]) for r in runs]
                 missed = sum(r["front_after"] is None for r in runs)
                 stop = f"{statistics.median(lengths):.0f} ({100 * statistics.median(lengths) / n:.0f}%) [{missed} of {len(runs)}]"
             lines.append(
                 f"| {name} | {_median(goal, n + 1):.0f} ({100 * _median(goal, n + 1) / n:.0f}%) [{max(g or n + 1 for g in goal)}] | "
-                f"{_median(held, n + 1):.0f} [{max(h or n + 1 for h in held)}] | {' / '.join(f'{100 * v:.1f}%' for v in at)} | {stop} |")
+                f"{_median(held, n + 1):.0f} [{max(h or n + 1 for h in held)}] | {' / '.join(f'{100 * v:.1f}%' for v in at)} | "
+                f"{statistics.median(r['steps'] for r in runs):.0f} | {stop} |")
         samplers = [k for k in names if k.startswith("sample")]
         if "model" not in names or not samplers:
             continue
@@ -286,7 +298,7 @@ def main() -> None:
     settings = []
     for text in wanted:
         target, _, budget = text.partition(":")
-        s = make_setting(table, target, budget, seeds)
+        s = make_setting(table, target, budget, seeds, header["finetune_steps"])
         if s is None or len(s.students) < MIN_STUDENTS:
             print(f"{text}: not in the table yet" if s is None else f"{text}: {len(s.students)} students, fewer than {MIN_STUDENTS}")
             continue

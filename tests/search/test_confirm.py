@@ -16,6 +16,7 @@ import torch
 from mlflow import MlflowClient
 
 from prunesearch.checkpoints import load_tracker, save_checkpoint
+from prunesearch.cli.main import main
 from prunesearch.data.synthetic import SynthParams, builtin_sequences
 from prunesearch.evaluation.uncertainty import SequenceStats
 from prunesearch.models import build_teacher, get_preset
@@ -147,7 +148,7 @@ def _confirm_study(folder):
 
 
 @pytest.mark.slow
-def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
+def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path, monkeypatch, capsys):
     """kill -9 while a confirmation fine-tune runs; the same command again confirms every member
     once, and ``pareto`` shows the confirmed front unless asked for the brief one."""
     experiment = tiny_search_folder(tmp_path, "tiny")
@@ -189,11 +190,13 @@ def test_a_search_killed_during_its_confirmation_resumes_it(tmp_path):
     parent = client.search_runs([exp], "tags.kind = 'search' AND attributes.status = 'FINISHED'")[0]
     assert parent.data.tags["front_stage"] == "confirm" and "**Confirmed front**" in parent.data.tags["mlflow.note.content"]
 
-    def pareto(*extra):
-        done = subprocess.run([sys.executable, "-m", "prunesearch", "pareto", "--experiment", "tiny", "--json", *extra],
-                              cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _env(tmp_path)["MLFLOW_TRACKING_URI"])
+    monkeypatch.chdir(tmp_path)
+
+    def pareto(*extra):  # in this process: the command line is the same, without a second start-up
+        capsys.readouterr()
+        assert main(["pareto", "--experiment", "tiny", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
 
     shown, brief = pareto(), pareto("--stage", "brief")
     assert shown["stage"] == "confirm" and brief["stage"] == "brief" and "dropped" in shown

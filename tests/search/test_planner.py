@@ -125,10 +125,11 @@ def test_the_replay_is_deterministic_for_a_seed_and_draws_seeds_per_fine_tune(tm
     path = tmp_path / "table.json"
     path.write_text(json.dumps(make_table(seeds=2, noise=0.02)))
     table, header = load_table(path)
-    setting = make_setting(table, "orin-nx", "13ms", header["seeds"])
+    setting = make_setting(table, "orin-nx", "13ms", header["seeds"], header["finetune_steps"])
     assert setting is not None and len(setting.students) >= 15
     runs = [replay(setting, table, "model, trials: auto", seed, ["0", "1"], 200) for seed in (0, 0, 1)]
     assert runs[0] == runs[1]
     assert len(set(runs[0]["order"])) == len(runs[0]["order"]) and runs[0]["stopped"]
     tpe = replay(setting, table, "sample (tpe)", 0, ["0", "1"], 200)
     assert len(tpe["order"]) == len(setting.students) and tpe["hv"][-1] == pytest.approx(1.0)
+    assert tpe["steps"] == 200 * len(setting.students)
