@@ -9,7 +9,8 @@ same rung and are no slower on the primary target; it goes on if its training lo
 last ``window`` steps) is in the best ``1/r`` of that group (itself included), and stops otherwise.
 A peer counts as better only when its loss is lower by more than ``margin`` (a fraction): early
 losses of different depths are close and noisy, and a stopped front member is lost for good
-(benchmarks/results/search_front_efficiency.md measures what each setting finds and saves).
+(benchmarks/results/search_front_efficiency.md replays the default setting on the whole space: what it
+saves and whether it loses a front member).
 Every fine-tune uses the same seed, so at a given step all candidates have seen the same batches.
 Alone at a rung (no faster peer yet), a candidate always goes on.
 """
