@@ -125,7 +125,7 @@ def test_the_replay_is_deterministic_for_a_seed_and_draws_seeds_per_fine_tune(tm
     path = tmp_path / "table.json"
     path.write_text(json.dumps(make_table(seeds=2, noise=0.02)))
     table, header = load_table(path)
-    setting = make_setting(table, "orin-nx", "13ms", header["seeds"], header["finetune_steps"])
+    setting = make_setting(table, "orin-nx", "13ms", header["covered"], header["finetune_steps"])
     assert setting is not None and len(setting.students) >= 15
     runs = [replay(setting, table, "model, trials: auto", seed, ["0", "1"], 200) for seed in (0, 0, 1)]
     assert runs[0] == runs[1]
