@@ -80,18 +80,28 @@ class ReplayTrainer:
     """The controller's Trainer, answering with a recorded fine-tune of the student, its seed
     drawn per fine-tune; ``order`` lists the fine-tunes in order: (student, steps spent, trained to the end)."""
 
-    def __init__(self, table: dict[str, Recorded], steps: int, seeds: list[str], rng: random.Random) -> None:
+    def __init__(self, table: dict[str, Recorded], steps: int, seeds: list[str], rng: random.Random,
+                 one_seed: bool = False) -> None:
         self.table, self.steps, self.seeds, self.rng = table, steps, seeds, rng
+        # Early stopping compares losses at equal steps, which a search makes fair by giving every
+        # fine-tune its seed: replayed so, one seed is drawn per search (the first-drawn one).
+        self.fixed = rng.choice(seeds) if one_seed else None
         self.order: list[tuple[Recorded, int, bool]] = []
 
     def blocks(self, cand):  # noqa: ANN001, ANN201 - the Trainer protocol
-        return self.table[cand.key].blocks
+        if cand.key in self.table:
+            return self.table[cand.key].blocks
+        # Over the setting's budget and never trained: any blocks do for its (unused) training key.
+        from prunesearch.pruning import choose_blocks
+
+        return choose_blocks(TEACHER_DEPTH, cand.depth, "first", None)
 
     def run(self, cand, on_step):  # noqa: ANN001, ANN201 - the Trainer protocol
         from prunesearch.search.controller import TrainResult
 
         rec = self.table[cand.key]
-        fine_tune = rec.seeds[self.rng.choice([s for s in self.seeds if s in rec.seeds])]
+        has = [s for s in self.seeds if s in rec.seeds]
+        fine_tune = rec.seeds[self.fixed if self.fixed in has else self.rng.choice(has)]
         for step, loss in fine_tune["reports"]:
             if on_step(step, {"loss": loss}) and step < self.steps:
                 self.order.append((rec, step, False))
@@ -188,7 +198,7 @@ def controller_order(setting: Setting, table: dict[str, Recorded], strategy: str
     n = len(setting.students)
     settings = SearchSettings(trials=trials, strategy=strategy, sampler=sampler, seeds=(), early_stop=EarlyStop() if early else None)
     study = optuna.create_study(directions=DIRECTIONS, sampler=make_sampler(sampler, seed, n // 2), study_name="replay")
-    trainer = ReplayTrainer(table, steps, seeds, random.Random(seed))
+    trainer = ReplayTrainer(table, steps, seeds, random.Random(seed), one_seed=early)
     identity = TrainingIdentity("replay", "replay", DataSpec(), FinetuneConfig(), CropGeometry(), real_data=False)
     book = setting.book
     plan = plan_search(study, book, settings, training_keys(trainer, identity, book.candidates))  # type: ignore[attr-defined]
