@@ -26,6 +26,7 @@ from typing import Any
 from prunesearch.errors import InputError, StorageError
 from prunesearch.latency.registry import LOCAL_DIRNAME, load_table
 from prunesearch.latency.table import LatencyTable
+from prunesearch.mlflow_log.store import answered
 from prunesearch.models.names import TEACHER
 from prunesearch.models.phases import amortised
 from prunesearch.models.vit_tracker import StudentSpec, TrackerConfig, build_student, build_teacher
@@ -298,7 +299,8 @@ def _member_graphs(x: StoredResult, arch: TrackerConfig, architecture: str, uri:
         import mlflow
 
         folder = tmp / r.key.replace("/", "-")
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=x.model_uri, dst_path=str(folder), tracking_uri=uri))
+        with answered(uri):  # a server that does not answer is one line here too
+            path = Path(mlflow.artifacts.download_artifacts(artifact_uri=x.model_uri, dst_path=str(folder), tracking_uri=uri))
         return ModelGraphs.from_dir(r.key, path / "artifacts")
     if not x.checkpoint or not Path(x.checkpoint).is_file():
         raise InputError(f"{r.key} has no logged model and its checkpoint {x.checkpoint or '(none recorded)'} is not on this "
