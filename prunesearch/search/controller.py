@@ -447,7 +447,7 @@ class SearchController:
             pass
         except BaseException:
             # A trial that settled before the way out (logging its result failed) keeps its result.
-            end_as_recorded(self.study, TrialRecord.of(self.study._storage.get_trial(trial._trial_id)))
+            end_as_recorded(self.study, TrialWriter(trial).record())
             raise
         self.study.tell(trial, values, state=state, skip_if_finished=True)
 

@@ -199,6 +199,10 @@ class TrialWriter:
             result["reused_from"] = reused_from
         self.trial.set_user_attr("result", result)
         self.trial.set_user_attr("outcome", Outcome(outcome).value)
+        return self.record()
+
+    def record(self) -> TrialRecord:
+        """The trial's record as stored now (Optuna's ``Trial`` has no public reader of its own state)."""
         return TrialRecord.of(self.trial.study._storage.get_trial(self.trial._trial_id))
 
 
