@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support import command_env
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ["prunesearch", "run", "--target", "orin-nx", "--budget", "10ms"]
 DEFAULT_EXPERIMENT = "b4-b9"
@@ -57,9 +59,7 @@ def timed_run(command: list[str], experiment: str, cache: Path | None, busy: boo
     run's metrics and tags, and what it printed at the end."""
     with tempfile.TemporaryDirectory(prefix="prunesearch-bench-") as tmp:
         folder = Path(tmp)
-        # The command runs this repository's code, whatever else is installed.
-        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", PYTHONPATH=path)
+        env = command_env(folder)
         if cache is not None:
             env["PRUNESEARCH_CACHE"] = str(cache)
         loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.support import command_env
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENT = """
 architecture: vit-b
@@ -58,8 +60,7 @@ def one_run(env_extra: dict[str, str], steps: int, busy: bool) -> tuple[float, f
     with tempfile.TemporaryDirectory(prefix="prunesearch-shared-") as tmp:
         folder = Path(tmp)
         (folder / "one.yaml").write_text(EXPERIMENT % steps)
-        path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", PYTHONPATH=path, **env_extra)
+        env = command_env(folder, **env_extra)
         loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
         try:
             start = time.perf_counter()

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support import REPO, command_env
 
 TABLE = REPO / "benchmarks" / "results" / "space_table.json"
 DEFAULT_WORK = REPO / "benchmarks" / ".space_table"  # not committed: the study, the store and the checkpoints
@@ -70,11 +70,6 @@ def command(work: Path, budget: str, seed: int, workers: int) -> list[str]:
             "--target", TARGET, "--budget", budget, "--seed", str(seed), "--workers", str(workers)]
 
 
-def environment(work: Path) -> dict[str, str]:
-    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))  # this repository's code
-    return dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}", PYTHONPATH=path)
-
-
 def build(work: Path, seeds: int, workers: int) -> None:
     """Fine-tune what is not yet in the store, budget after budget and seed after seed (a search
     reuses every fine-tune already in the store); exports the table after each."""
@@ -84,7 +79,7 @@ def build(work: Path, seeds: int, workers: int) -> None:
     for budget in BUDGETS:
         for seed in range(seeds):
             start = time.perf_counter()
-            done = subprocess.run(command(work, budget, seed, workers), cwd=work, env=environment(work))
+            done = subprocess.run(command(work, budget, seed, workers), cwd=work, env=command_env(work))
             if done.returncode != 0:
                 sys.exit(f"{budget}, seed {seed}: prunesearch run exited {done.returncode}; run `build` again to go on")
             print(f"{budget}, seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -98,7 +93,7 @@ def export(work: Path) -> dict:
     from benchmarks.search_default_time import machine
     from prunesearch.search.mlflow_runs.read import read_results
 
-    uri = environment(work)["MLFLOW_TRACKING_URI"]
+    uri = command_env(work)["MLFLOW_TRACKING_URI"]
     client = MlflowClient(tracking_uri=uri)
     students: dict[str, dict] = {}
     for stored in read_results(uri, EXPERIMENT_NAME):

@@ -5,6 +5,14 @@ Imported as ``tests.support.NAME``: the repository root is on ``sys.path`` under
 package.
 """
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root
+
+
+def command_env(folder: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``python -m prunesearch`` command a benchmark runs: this repository's
+    code ahead of whatever is installed, and an MLflow store of its own in ``folder``."""
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    return dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlflow.db'}", PYTHONPATH=path, **extra)
