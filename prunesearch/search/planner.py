@@ -36,8 +36,8 @@ import numpy as np
 from scipy.special import ndtr
 from scipy.stats import norm
 
-# A student needs this many observed fine-tunes around it before the model may say "stop":
-# with fewer, the hyper-parameters are a guess.
+# The model may say "stop" only after this many fine-tunes (or every student, in a smaller space):
+# with fewer, its hyper-parameters are a guess.
 MIN_OBSERVED = 4
 _LENGTHS = (0.15, 0.3, 0.6, 1.2)  # features are fractions of the teacher's depth
 _SIGNALS = (0.01, 0.03, 0.1)  # AO is a fraction: a student's AO varies by points, not tenths
@@ -172,9 +172,10 @@ class Decision:
 def decide(students: Sequence[Student], observed: dict[str, float], pending: set[str], budget_ms: float,
            stop_below: float | None, closed: Collection[str] = ()) -> Decision:
     """The next student to fine-tune among those neither ``observed`` (key -> AO) nor ``pending``
-    (training elsewhere) nor ``closed`` (stopped early, failed); with ``stop_below``, None when no untrained student enters the front
-    with at least that probability (and at least :data:`MIN_OBSERVED` fine-tunes are in): the
-    search stops there, or waits for the ``pending`` fine-tunes and asks again."""
+    (training elsewhere) nor ``closed`` (stopped early, failed); with ``stop_below``, None when no
+    untrained student enters the front with at least that probability (and at least
+    :data:`MIN_OBSERVED` fine-tunes are in): the search stops there, or waits for the ``pending``
+    fine-tunes and asks again."""
     ordered = sorted(students, key=lambda s: (s.latency_ms, s.key))
     x = np.array([s.features for s in ordered], dtype=float)
     done = [i for i, s in enumerate(ordered) if s.key in observed]
